@@ -1,0 +1,217 @@
+"""Command line: thin subcommands over library functions.
+
+Exit codes:
+  0  done; the runs met the spec's expectation for this kernel (or it has none)
+  1  the runs contradict the expectation (a must-reproduce kernel stayed clean,
+     or a must-stay-clean kernel crashed / lost data)
+  2  usage error
+  3  bad spec, recipe or YAML
+  4  unknown name (reproducer, kernel, recipe, backend)
+  5  a host tool or package is missing
+  6  a kernel could not be fetched or built
+  7  the guest could not be started, or a harness step failed in the guest
+     (INFRA_ERROR, e.g. no gcc in the guest)
+  8  the kernel did not boot (BOOT_FAILURE)
+  130 interrupted (Ctrl-C); what was recorded so far stays in the run folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from harness import kernels
+from harness.errors import HarnessError
+
+console = Console(stderr=True, highlight=False)
+
+EXIT_OK, EXIT_UNMET, EXIT_USAGE, EXIT_INFRA, EXIT_BOOT, EXIT_INTERRUPTED = 0, 1, 2, 7, 8, 130
+
+
+def _progress(msg: str) -> None:
+    console.print(f"[dim]… {msg}[/dim]")
+
+
+# --- repro ------------------------------------------------------------------------------
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from harness.guest.vng import choose_accel
+    from harness.repro import spec as specs
+    from harness.repro.run import run_repro
+    from harness.verdict import Outcome
+
+    spec = specs.load(args.reproducer)
+    kernel_name = args.kernel or spec.kernel
+    kernel = kernels.resolve(kernel_name, progress=_progress)
+    accel, why = choose_accel(args.accel, kernel)
+    console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), accel {accel}: {why}")
+
+    def on_run(r) -> None:
+        v = r.verdict
+        bits = [f"run {r.index}: [bold]{v.outcome.value}[/bold]"]
+        if v.title:
+            bits.append(v.title)
+        if v.time_to_hit is not None:
+            bits.append(f"hit after {v.time_to_hit:.2f} s")
+        if v.detail:
+            bits.append(v.detail)
+        bits.append(f"{r.wall_seconds:.0f} s wall")
+        console.print(" · ".join(bits))
+
+    summary = run_repro(
+        spec,
+        kernel,
+        runs=args.runs,
+        accel=accel,
+        accel_reason=why,
+        backend=args.backend,
+        results_root=Path(args.results) if args.results else None,
+        progress=_progress,
+        on_run=on_run,
+    )
+    data = {**summary.to_dict(), "folder": str(summary.folder)}
+    line = (
+        f"{summary.verdict.value}: {summary.title or '-'} · {summary.hits}/{len(summary.runs)} hits"
+        f" · {kernel.name} · {accel} · {summary.folder}"
+    )
+    if args.json:
+        print(json.dumps(data))
+        console.print(line)
+    else:
+        print(line)
+    if summary.verdict is Outcome.BOOT_FAILURE and summary.hits == 0:
+        return EXIT_BOOT
+    if summary.verdict is Outcome.INFRA_ERROR and summary.hits == 0:
+        return EXIT_INFRA
+    return EXIT_UNMET if summary.met is False else EXIT_OK
+
+
+# --- other commands -------------------------------------------------------------------------
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    for kind in kernels.SOURCES.names():
+        source = kernels.SOURCES.select(kind)
+        names = source.available()
+        if args.json:
+            continue
+        print(f"# {kind}: {source.help}")
+        for name in names:
+            print(name)
+    if args.json:
+        print(json.dumps({k: kernels.SOURCES.select(k).available() for k in kernels.SOURCES.names()}))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness import report
+
+    path = Path(args.file)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read: {exc.strerror}") from None
+    reports = report.parse(text)
+    if args.json:
+        print(json.dumps(report.summary(reports)))
+    elif not reports:
+        print("no crash")
+    else:
+        first = reports[0]
+        print(f"{first.title}\t{first.type}{'  (corrupted)' if first.corrupted else ''}")
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from harness import setup
+
+    installed = setup.ensure(build=args.build, install=not args.check)
+    print(f"installed: {' '.join(installed)}" if installed else "host prerequisites present")
+    return EXIT_OK
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from harness import images
+
+    recipe = images.load_recipe(args.recipe)
+    print(images.build(recipe, progress=_progress))
+    return EXIT_OK
+
+
+def cmd_accel(args: argparse.Namespace) -> int:
+    from harness.guest.vng import choose_accel
+
+    kernel = kernels.resolve(args.kernel, progress=_progress)
+    accel, why = choose_accel(args.accel, kernel)
+    print(f"{accel}\t{why}")
+    return EXIT_OK
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Reproduce filesystem races on real kernels.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("repro", help="run a reproducer on a kernel")
+    r.add_argument("reproducer", help="name in reproducers/ (or a folder)")
+    r.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47 (default: the spec's)")
+    r.add_argument("-n", "--runs", type=int, help="number of runs (default: the spec's)")
+    r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"), help="auto probes KVM once")
+    r.add_argument("--backend", default="vng", help="guest backend (default vng)")
+    r.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    r.set_defaults(func=cmd_repro)
+
+    k = sub.add_parser("kernels", help="list the kernels the configured sources offer")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_kernels)
+
+    rep = sub.add_parser("report", help="parse a console log: first crash title and type")
+    rep.add_argument("file")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("setup", help="install missing host packages (apt, as root)")
+    s.add_argument("--build", action="store_true", help="also what kernel builds need")
+    s.add_argument("--check", action="store_true", help="only check; fail with the command to run")
+    s.set_defaults(func=cmd_setup)
+
+    i = sub.add_parser("image", help="build (or find cached) an image from a recipe; print its path")
+    i.add_argument("recipe")
+    i.set_defaults(func=cmd_image)
+
+    a = sub.add_parser("accel", help="say which accelerator a kernel would run with")
+    a.add_argument("kernel")
+    a.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    a.set_defaults(func=cmd_accel)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted; results so far are in the run folder", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

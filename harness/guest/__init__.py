@@ -1,0 +1,71 @@
+"""Guest backends: boot a kernel, run the guest steps, capture everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from harness.kernels import Kernel
+from harness.registry import Registry
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+    serial: str  # the guest finds it as /dev/disk/by-id/virtio-SERIAL
+
+
+@dataclass(frozen=True)
+class GuestRequest:
+    """Everything one boot needs; built by the run, consumed by a backend."""
+
+    kernel: Kernel
+    command: tuple[str, ...]  # argv run inside the guest
+    accel: str  # "kvm" or "tcg"
+    cpus: int = 2
+    memory: str = "1G"
+    disks: tuple[Disk, ...] = ()
+    rwdirs: tuple[Path, ...] = ()
+    cmdline: tuple[str, ...] = ()  # extra kernel boot options
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    """What came back from one boot (the logs are already on disk).
+
+    Backends write ``console.log`` (kernel console) and ``guest.log`` (the
+    guest command's output) into the run folder.
+    """
+
+    returncode: int | None  # None: killed at the host timeout
+    seconds: float
+    console_log: Path
+    output_log: Path
+    argv: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, req: GuestRequest, run_dir: Path, *, timeout: float, watchdog=None) -> GuestRun:
+        """Boot and run; console.log and guest.log appear in run_dir as they come."""
+
+
+BACKENDS: Registry[type] = Registry("guest backend")
+
+
+def select(name: str) -> Backend:
+    return BACKENDS.select(name)()
+
+
+def _register_builtin() -> None:
+    from harness.guest import vng  # noqa: F401
+
+
+_register_builtin()

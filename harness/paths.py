@@ -1,0 +1,35 @@
+"""Where the harness keeps its caches and results."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir(*parts: str) -> Path:
+    """The cache root (``$HARNESS_CACHE`` or the platform's user cache dir)."""
+    root = os.environ.get("HARNESS_CACHE") or platformdirs.user_cache_dir("kernel-repro-harness")
+    path = Path(root).joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir() -> Path:
+    """Where run folders go (``$HARNESS_RESULTS`` or ./results)."""
+    return Path(os.environ.get("HARNESS_RESULTS") or Path.cwd() / "results")
+
+
+def reproducers_dir() -> Path:
+    return Path(os.environ.get("HARNESS_REPRODUCERS") or PROJECT_ROOT / "reproducers")
+
+
+def images_dir() -> Path:
+    return Path(os.environ.get("HARNESS_IMAGES") or PROJECT_ROOT / "images")
+
+
+def kconfigs_dir() -> Path:
+    return Path(os.environ.get("HARNESS_KCONFIGS") or PROJECT_ROOT / "kconfigs")

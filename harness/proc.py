@@ -1,0 +1,177 @@
+"""The one subprocess helper: log the quoted command, stream output to files.
+
+Output goes straight from the child into the log files (no buffering in
+Python), so a crash, a hang or Ctrl-C never loses what was already printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from harness.errors import HarnessError, MissingTool
+
+log = logging.getLogger("harness.cmd")
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int | None  # None when the command was killed for its timeout
+    seconds: float
+    output: str = ""  # captured stdout (+stderr) when capture=True
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class CommandFailed(HarnessError):
+    def __init__(self, done: Completed, what: str, tail: str = ""):
+        rc = "timed out" if done.timed_out else f"exit {done.returncode}"
+        detail = f": {tail.strip().splitlines()[-1]}" if tail.strip() else ""
+        super().__init__(f"{what} failed ({rc}){detail}")
+        self.done = done
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _pump(stream: IO[bytes], sinks: list[IO[bytes]], on_line: Callable[[str], None] | None, keep: list[bytes]) -> None:
+    for raw in iter(stream.readline, b""):
+        for sink in sinks:
+            sink.write(raw)
+            sink.flush()
+        keep.append(raw)
+        if on_line is not None:
+            on_line(raw.decode(errors="replace").rstrip("\n"))
+
+
+def _wait(proc: subprocess.Popen, timeout: float | None, watchdog: Callable[[], str | None] | None) -> int:
+    if watchdog is None:
+        return proc.wait(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        reason = watchdog()
+        if reason:
+            log.warning("killing %s: %s", proc.args[0], reason)
+            raise subprocess.TimeoutExpired(proc.args, 0)
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+
+
+def run(
+    argv: Sequence[str | os.PathLike],
+    *,
+    log_path: Path | None = None,
+    stdout_path: Path | None = None,
+    stderr_path: Path | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    capture: bool = False,
+    on_line: Callable[[str], None] | None = None,
+    stdin: int | IO | None = subprocess.DEVNULL,
+    what: str | None = None,
+    watchdog: Callable[[], str | None] | None = None,
+) -> Completed:
+    """Run ``argv``; never leaves a child behind.
+
+    - ``stdout_path``/``stderr_path``: the child writes into these files itself.
+    - ``log_path``: the quoted command, then stdout+stderr, appended as they come.
+    - ``capture``/``on_line``: also keep the text / call back per line.
+    - ``watchdog``: polled twice a second; a non-empty reason kills the child
+      (reported like a timeout).
+    """
+    args = tuple(str(a) for a in argv)
+    cmdline = shlex.join(args)
+    log.info("$ %s", cmdline)
+    opened: list[IO[bytes]] = []
+
+    def _open(path: Path) -> IO[bytes]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "ab", buffering=0)
+        opened.append(fh)
+        return fh
+
+    log_fh = _open(log_path) if log_path else None
+    if log_fh:
+        log_fh.write(f"$ {cmdline}\n".encode())
+    direct_out = _open(stdout_path) if stdout_path else None
+    direct_err = _open(stderr_path) if stderr_path else None
+    piped = direct_out is None or direct_err is None
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env={**os.environ, **env} if env else None,
+            stdin=stdin,
+            stdout=direct_out or subprocess.PIPE,
+            stderr=direct_err or (subprocess.STDOUT if direct_out is None else subprocess.PIPE),
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        for fh in opened:
+            fh.close()
+        raise MissingTool(f"{args[0]} not found", hint="run `harness setup` to install the host packages") from None
+    keep: list[bytes] = []
+    pumps = []
+    if piped:
+        sinks = [log_fh] if log_fh else []
+        for stream in (proc.stdout, proc.stderr):
+            if stream is None:
+                continue
+            t = threading.Thread(target=_pump, args=(stream, sinks, on_line, keep), daemon=True)
+            t.start()
+            pumps.append(t)
+    rc: int | None
+    try:
+        rc = _wait(proc, timeout, watchdog)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        rc = None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        for t in pumps:
+            t.join(5)
+        seconds = time.monotonic() - start
+        if log_fh:
+            log_fh.write(f"# exit {rc} after {seconds:.1f}s\n".encode())
+        for fh in opened:
+            fh.close()
+    text = b"".join(keep).decode(errors="replace") if (capture or check) else ""
+    done = Completed(args, rc, seconds, text if capture else "")
+    if check and not done.ok:
+        raise CommandFailed(done, what or Path(args[0]).name, tail=text[-2000:])
+    return done

@@ -1,0 +1,41 @@
+"""Developer entry points: nox -s repro|tests|lint|bench (README has the two commands)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+
+def _install(session: nox.Session, *extra: str) -> None:
+    session.install("-e", ".[test]", *extra)
+    session.run("harness", "setup", "--build")  # apt-installs missing host packages (as root)
+
+
+@nox.session
+def repro(session: nox.Session) -> None:
+    """Run a reproducer: nox -s repro -- NAME [harness repro options]."""
+    _install(session)
+    args = session.posargs or ["ext4_inline"]
+    session.run("harness", "repro", *args)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests and VM integration tests: nox -s tests [-- -m 'not vm']."""
+    _install(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "harness", "tests", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side timings (ratios measured in one run): nox -s bench [-- --quick]."""
+    _install(session)
+    session.run("python", "-m", "harness.bench", *session.posargs)

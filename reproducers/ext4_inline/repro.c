@@ -1,0 +1,175 @@
+// ext4 inline data: page_mkwrite's inline conversion races a buffered write.
+//
+// Thread "fault" (CPU 0) write-faults a MAP_SHARED mapping of a small inline
+// file.  ext4_page_mkwrite -> ext4_convert_inline_data destroys the inline
+// data, fails to allocate a block (the image's bitmaps are full while its
+// group descriptors still count free blocks) and restores the inline data.
+// Thread "write" (CPU 1) resets the file with ftruncate and writes 90 bytes
+// (sendfile, like syzbot's trace, or pwrite).  A write_begin that lands in
+// the window sees no inline data and takes the delalloc path; its write_end
+// then sees the restored inline data and calls ext4_write_inline_data_end:
+// BUG_ON(pos + len > i_inline_size) in ext4_write_inline_data.
+//
+// usage: repro DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store]
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define SMALL 16   /* initial inline size */
+#define BIG 90     /* > 60 bytes of i_block: needs the xattr part of inline data */
+
+static atomic_int stop;
+static atomic_long faults, fault_errors, writes, write_errors;
+static const char *path;
+static int use_pwrite, use_store;
+static __thread sigjmp_buf fault_jmp;
+
+static void die(const char *what)
+{
+	perror(what);
+	exit(2);
+}
+
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu % sysconf(_SC_NPROCESSORS_ONLN), &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(fault_jmp, 1);
+}
+
+static void *fault_thread(void *arg)
+{
+	int fd = open(path, O_RDWR);
+	char *map;
+
+	(void)arg;
+	pin(0);
+	if (fd < 0)
+		die("open (fault)");
+	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		die("mmap");
+	while (!atomic_load(&stop)) {
+		atomic_fetch_add(&faults, 1);
+		if (use_store) {
+			if (sigsetjmp(fault_jmp, 1) == 0)
+				((volatile char *)map)[0] = 'M';
+			else
+				atomic_fetch_add(&fault_errors, 1);
+		} else if (madvise(map, 4096, MADV_POPULATE_WRITE)) {
+			atomic_fetch_add(&fault_errors, 1);
+		}
+		/* Drop the PTE so that the next store faults (and converts) again. */
+		madvise(map, 4096, MADV_DONTNEED);
+	}
+	munmap(map, 4096);
+	close(fd);
+	return NULL;
+}
+
+static void *write_thread(void *arg)
+{
+	char src_path[] = "/tmp/ext4-inline-srcXXXXXX";
+	char buf[BIG];
+	int fd = open(path, O_RDWR);
+	int src = mkstemp(src_path);
+
+	(void)arg;
+	pin(1);
+	if (fd < 0 || src < 0)
+		die("open (write)");
+	memset(buf, 'W', sizeof(buf));
+	if (write(src, buf, sizeof(buf)) != sizeof(buf))
+		die("write source");
+	unlink(src_path);
+	while (!atomic_load(&stop)) {
+		ssize_t n;
+
+		if (ftruncate(fd, SMALL))
+			atomic_fetch_add(&write_errors, 1);
+		if (use_pwrite) {
+			n = pwrite(fd, buf, BIG, 0);
+		} else {
+			off_t in_off = 0;
+
+			lseek(fd, 0, SEEK_SET);
+			n = sendfile(fd, src, &in_off, BIG);
+		}
+		atomic_fetch_add(n == BIG ? &writes : &write_errors, 1);
+	}
+	close(src);
+	close(fd);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	char small[SMALL];
+	double seconds = 20;
+	pthread_t a, b;
+	struct timespec t0, t1;
+	int fd, opt;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store]\n", argv[0]);
+		return 2;
+	}
+	while ((opt = getopt(argc - 1, argv + 1, "t:w:m:")) != -1) {
+		switch (opt) {
+		case 't': seconds = atof(optarg); break;
+		case 'w': use_pwrite = !strcmp(optarg, "pwrite"); break;
+		case 'm': use_store = !strcmp(optarg, "store"); break;
+		default: return 2;
+		}
+	}
+	if (asprintf((char **)&path, "%s/inline-file", argv[1]) < 0)
+		die("asprintf");
+	signal(SIGBUS, on_sigbus);
+	memset(small, 'S', sizeof(small));
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, small, SMALL) != SMALL)
+		die("create inline file");
+	fsync(fd);
+	close(fd);
+
+	printf("racing page_mkwrite against %s for %.0f s\n", use_pwrite ? "pwrite" : "sendfile", seconds);
+	fflush(stdout);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (pthread_create(&a, NULL, fault_thread, NULL) || pthread_create(&b, NULL, write_thread, NULL))
+		die("pthread_create");
+	do {
+		usleep(100 * 1000);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+	} while ((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 < seconds);
+	atomic_store(&stop, 1);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	printf("faults %ld (failed %ld), writes %ld (failed %ld): no crash\n",
+	       atomic_load(&faults), atomic_load(&fault_errors), atomic_load(&writes), atomic_load(&write_errors));
+	return 0;
+}
