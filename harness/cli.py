@@ -71,6 +71,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
         accel=accel,
         accel_reason=why,
         backend=args.backend,
+        compile_cache=not args.fresh_compile,
         results_root=Path(args.results) if args.results else None,
         progress=_progress,
         on_run=on_run,
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"), help="auto probes KVM once")
     r.add_argument("--backend", default="vng", help="guest backend (default vng)")
     r.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
+    r.add_argument("--fresh-compile", action="store_true",
+                   help="compile in every guest (default: reuse a binary compiled in an earlier guest)")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     r.set_defaults(func=cmd_repro)
 

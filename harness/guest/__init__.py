@@ -29,6 +29,7 @@ class GuestRequest:
     rwdirs: tuple[Path, ...] = ()
     cmdline: tuple[str, ...] = ()  # extra kernel boot options
     cwd: Path | None = None
+    lean: bool = True  # skip loading modules no run needs (see vng.UNUSED_MODULES)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class GuestPlan:
     check_argv: tuple[str, ...] | None  # "{dev}" replaced by the device
     sysctls: tuple[tuple[str, str], ...] = ()
     compiler: str = "gcc"
+    binary_cache: str | None = None  # where a binary compiled in an earlier guest is kept
     pre_run: tuple[str, ...] = field(default=())  # shell lines (fault injection setup)
     post_run: tuple[str, ...] = field(default=())
 
@@ -94,8 +95,13 @@ find_device() {{
   echo "no virtio disk with serial {plan.disk_serial}"; return 1
 }}
 compile() {{
+  local cached={shlex.quote(plan.binary_cache or "")}
+  if [ -n "$cached" ] && [ -x "$cached" ]; then
+    cp "$cached" {BINARY} && echo "compiled in an earlier guest: $cached"; return
+  fi
   command -v {shlex.quote(plan.compiler)} >/dev/null || {{ echo "{plan.compiler}: not found in the guest"; return 127; }}
-  {shlex.quote(plan.compiler)} {cflags} -o {BINARY} {shlex.quote(plan.source)}
+  {shlex.quote(plan.compiler)} {cflags} -o {BINARY} {shlex.quote(plan.source)} || return
+  if [ -n "$cached" ]; then cp {BINARY} "$cached.$$" && mv "$cached.$$" "$cached"; fi
 }}
 mark "guest up $(up) kernel $(uname -r)"
 step setup 0 setup || exit 0

@@ -30,6 +30,20 @@ ACCELS = ("auto", "kvm", "tcg")
 # Boot quietly (console speed under TCG is real time); the guest steps raise
 # the console log level before the reproducer starts.
 BOOT_CMDLINE = ("loglevel=1",)
+# Modules udev would load for QEMU's q35 devices that no run uses.  Under TCG
+# each costs seconds (kvm_amd alone ~10-20 s) and virtme-ng's init waits for
+# udev to settle before the command starts.  Built-in kernels ignore this.
+UNUSED_MODULES = (
+    "kvm", "kvm_amd", "kvm_intel", "irqbypass", "ccp", "sr_mod", "cdrom", "sg", "ahci", "libahci",
+    "libata", "iTCO_wdt", "iTCO_vendor_support", "intel_pmc_bxt", "i2c_i801", "i2c_smbus", "lpc_ich",
+    "psmouse", "pcspkr", "serio_raw", "evdev", "button", "i6300esb", "qemu_fw_cfg", "joydev",
+    "snd_pcsp", "intel_rapl_msr", "intel_rapl_common", "powernow_k8", "edac_mce_amd", "sp5100_tco",
+    "rapl", "wmi",
+    # SIMD crypto drivers run their self-tests at load: ~20 s under TCG.  The
+    # generic versions serve the filesystems (crc32c_intel stays: ext4 csums).
+    "crct10dif_pclmul", "crc32_pclmul", "ghash_clmulni_intel", "sha512_ssse3", "sha256_ssse3",
+    "sha1_ssse3", "aesni_intel", "crypto_simd", "cryptd", "polyval_clmulni", "polyval_generic",
+)
 
 
 def vng_binary() -> str:
@@ -59,6 +73,8 @@ def drive_opts(req: GuestRequest) -> list[str]:
 def vng_argv(req: GuestRequest, vng: str = "vng") -> list[str]:
     """The full vng command line for ``req`` (pure: no probing, no I/O)."""
     argv = [vng, "--run", str(req.kernel.image), "--verbose", "--cpus", str(req.cpus), "--memory", req.memory]
+    # QEMU 7.2's C virtiofsd cannot serve vng here; trying it costs ~3 s a boot.
+    argv.append("--force-9p")
     if req.accel == "tcg":
         argv.append("--disable-kvm")
     elif req.accel != "kvm":
@@ -67,7 +83,8 @@ def vng_argv(req: GuestRequest, vng: str = "vng") -> list[str]:
         argv += ["--cwd", str(req.cwd)]
     for d in req.rwdirs:
         argv += ["--rwdir", str(d)]
-    for opt in (*BOOT_CMDLINE, *req.cmdline):
+    boot = (*BOOT_CMDLINE, "module_blacklist=" + ",".join(UNUSED_MODULES)) if req.lean else BOOT_CMDLINE
+    for opt in (*boot, *req.cmdline):
         argv += ["--append", opt]
     qemu = drive_opts(req)
     if qemu:

@@ -7,6 +7,9 @@ Ctrl-C never loses what was done.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
 import shutil
 import statistics
 import time
@@ -14,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import images
+from harness import images, proc
+from harness.paths import cache_dir
 from harness.guest import Disk, GuestRequest, GuestRun, select
 from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_steps, script
 from harness.images import FILESYSTEMS
@@ -157,7 +161,15 @@ class StepWatchdog:
         return self.reason
 
 
-def guest_plan(spec: Spec, source_in_guest: Path) -> GuestPlan:
+def binary_key(spec: Spec) -> str:
+    """Cache key of a compiled reproducer: source, flags and the (shared) compiler."""
+    compiler = proc.run(["gcc", "--version"], capture=True, check=False).output.splitlines()[:1]
+    h = hashlib.sha256(spec.source.read_bytes())
+    h.update(json.dumps([spec.cflags, compiler, platform.machine()]).encode())
+    return h.hexdigest()[:16]
+
+
+def guest_plan(spec: Spec, source_in_guest: Path, binary_cache: Path | None = None) -> GuestPlan:
     recipe = spec.image
     fs = FILESYSTEMS.select(recipe.fs)
     return GuestPlan(
@@ -171,6 +183,7 @@ def guest_plan(spec: Spec, source_in_guest: Path) -> GuestPlan:
         run_timeout=spec.timeout,
         check_argv=tuple(fs.check_argv("{dev}")) if recipe.check else None,
         sysctls=spec.guest.sysctls,
+        binary_cache=str(binary_cache) if binary_cache else None,
     )
 
 
@@ -192,6 +205,7 @@ def run_once(
     image: Path,
     accel: str,
     backend: str = "vng",
+    compile_cache: bool = True,
 ) -> RunResult:
     run_dir = folder / f"run-{index:02d}"
     run_dir.mkdir(parents=True)
@@ -201,7 +215,9 @@ def run_once(
     source = run_dir / spec.source.name
     shutil.copy2(spec.source, source)
     guest_script = run_dir / "guest.sh"
-    guest_script.write_text(script(guest_plan(spec, source)))
+    binaries = cache_dir("binaries") if compile_cache else None
+    cached = binaries / f"{spec.name}-{binary_key(spec)}" if binaries else None
+    guest_script.write_text(script(guest_plan(spec, source, cached)))
     disk = images.fresh_copy(image, run_dir / "disk.img")
     req = GuestRequest(
         kernel=kernel,
@@ -210,7 +226,7 @@ def run_once(
         cpus=spec.guest.cpus,
         memory=spec.guest.memory,
         disks=(Disk(disk, DISK_SERIAL),),
-        rwdirs=(run_dir,),
+        rwdirs=(run_dir, *((binaries,) if binaries else ())),
         cmdline=spec.guest.cmdline,
         cwd=run_dir,
     )
@@ -255,6 +271,7 @@ def run_repro(
     accel: str,
     accel_reason: str = "",
     backend: str = "vng",
+    compile_cache: bool = True,
     results_root: Path | None = None,
     progress: Progress | None = None,
     on_run: Callable[[RunResult], None] | None = None,
@@ -285,7 +302,7 @@ def run_repro(
         for i in range(1, runs + 1):
             if progress:
                 progress(f"run {i}/{runs}: booting {kernel.name} ({accel})")
-            result = run_once(spec, kernel, i, folder, image, accel, backend)
+            result = run_once(spec, kernel, i, folder, image, accel, backend, compile_cache)
             done.append(result)
             write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
             if on_run:
