@@ -118,7 +118,7 @@ def run(
 
     def _open(path: Path) -> IO[bytes]:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "ab", buffering=0)
+        fh = open(path, "ab", buffering=0)  # noqa: SIM115 (held open for the child)
         opened.append(fh)
         return fh
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from harness import report
 from harness.guest.steps import INFRA_STEPS, MARK, StepResult, guest_done
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     REPRODUCED = "REPRODUCED"  # the expected crash title, or the expected data loss
     OTHER_CRASH = "OTHER_CRASH"  # an oops, but not the expected one
     DATA_LOSS = "DATA_LOSS"  # the reproducer found lost or wrong data
@@ -116,6 +116,9 @@ def boot_rule(ev: Evidence) -> Verdict | None:
     if f"{MARK} guest up" in ev.output:
         return None
     why = ev.killed or f"vng exited {ev.guest_rc} before the guest steps started"
+    reports = report.parse(ev.console)
+    if reports:  # a panic while booting is a boot failure, named by its title
+        return Verdict(Outcome.BOOT_FAILURE, reports[0].title, why, reports[0].type, None, tuple(r.title for r in reports))
     last = _tail(ev.console) or _tail(ev.output) or "no console output"
     return Verdict(Outcome.BOOT_FAILURE, detail=f"{why}; last console line: {last}")
 
@@ -124,7 +127,8 @@ def infra_rule(ev: Evidence) -> Verdict | None:
     for s in ev.steps:
         if s.name in INFRA_STEPS and s.rc not in (0, None):
             if s.name == "compile" and s.rc == 127:
-                detail = "gcc not found in the guest: install gcc and libc6-dev on the host (`harness setup`)"
+                said = _tail(ev.output) or "the compiler was not found in the guest"
+                detail = f"{said} (the guest shares the host's root: install it there; `harness setup` installs gcc)"
             else:
                 detail = f"step {s.name} failed (exit {s.rc}): {_tail(ev.output)}"
             return Verdict(Outcome.INFRA_ERROR, detail=detail)
@@ -167,7 +171,7 @@ def fsck_rule(ev: Evidence) -> Verdict | None:
     return Verdict(Outcome.FS_CORRUPT, title="filesystem corrupt", detail=f"checker exit {check.rc}")
 
 
-RULES: tuple[Rule, ...] = (crash_rule, boot_rule, infra_rule, hang_rule, data_rule, fsck_rule)
+RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, fsck_rule)
 
 
 def judge(ev: Evidence, rules: tuple[Rule, ...] = RULES) -> Verdict:

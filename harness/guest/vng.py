@@ -138,12 +138,14 @@ def probe_kvm(kernel: Kernel, timeout: float = 45.0) -> tuple[bool, str]:
         log_path=probe_dir / "probe.log",
         timeout=timeout,
         check=False,
+        capture=True,
         cwd=probe_dir,
     )
     if done.timed_out:
         return False, f"a KVM boot did not finish in {timeout:.0f} s (paravirtual KVM hangs stock kernels)"
     if not done.ok:
-        return False, f"a KVM boot failed (exit {done.returncode})"
+        last = next((ln for ln in reversed(done.output.splitlines()) if "qemu" in ln or "error" in ln.lower()), "")
+        return False, f"a KVM boot failed (exit {done.returncode}{': ' + last.strip()[:160] if last else ''})"
     return True, f"a KVM boot took {done.seconds:.1f} s"
 
 

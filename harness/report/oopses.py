@@ -10,8 +10,8 @@ matched title (or ``report``) regexp, followed by the guilty frame(s) that the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 
 Extractor = Callable[[list[str]], tuple[str, int]]

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import images, proc
-from harness.paths import cache_dir
 from harness.guest import Disk, GuestRequest, GuestRun, select
 from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_steps, script
 from harness.images import FILESYSTEMS
 from harness.kernels import Kernel
+from harness.paths import cache_dir
 from harness.repro.spec import Spec
 from harness.results import new_run_folder, write_json
 from harness.verdict import Evidence, Outcome, Verdict, judge
@@ -163,9 +163,9 @@ class StepWatchdog:
 
 def binary_key(spec: Spec) -> str:
     """Cache key of a compiled reproducer: source, flags and the (shared) compiler."""
-    compiler = proc.run(["gcc", "--version"], capture=True, check=False).output.splitlines()[:1]
+    compiler = proc.run(["sh", "-c", f"{spec.compiler} --version"], capture=True, check=False).output.splitlines()[:1]
     h = hashlib.sha256(spec.source.read_bytes())
-    h.update(json.dumps([spec.cflags, compiler, platform.machine()]).encode())
+    h.update(json.dumps([spec.compiler, spec.cflags, compiler, platform.machine()]).encode())
     return h.hexdigest()[:16]
 
 
@@ -183,6 +183,7 @@ def guest_plan(spec: Spec, source_in_guest: Path, binary_cache: Path | None = No
         run_timeout=spec.timeout,
         check_argv=tuple(fs.check_argv("{dev}")) if recipe.check else None,
         sysctls=spec.guest.sysctls,
+        compiler=spec.compiler,
         binary_cache=str(binary_cache) if binary_cache else None,
     )
 

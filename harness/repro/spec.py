@@ -56,6 +56,7 @@ class Spec:
     source: Path
     image: Recipe
     cflags: tuple[str, ...] = ("-O2", "-Wall", "-pthread")
+    compiler: str = "gcc"  # run inside the guest
     args: tuple[str, ...] = ("{mnt}",)
     timeout: int = 120
     runs: int = 1
@@ -100,7 +101,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
     f = Fields(
         data,
         where,
-        {"name", "summary", "description", "source", "image", "cflags", "args", "timeout", "runs", "kernel", "guest", "expect", "links"},
+        {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel", "guest", "expect", "links"},
     )
     source = folder / f.get("source", str, "repro.c")
     if not source.exists():
@@ -118,6 +119,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         source=source,
         image=recipe,
         cflags=f.strings("cflags", Spec.__dataclass_fields__["cflags"].default),
+        compiler=f.get("compiler", str, "gcc"),
         args=f.strings("args", ("{mnt}",)),
         timeout=timeout,
         runs=runs,

@@ -1,0 +1,121 @@
+"""Benchmarks: timings measured side by side in one run, printed as ratios.
+
+    python -m harness.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build]
+
+Never pass/fail: these machines are noisy, so every figure comes with the
+figure it should be compared to, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import kernels, proc
+from harness.guest import GuestRequest
+from harness.guest.vng import choose_accel, vng_argv, vng_binary
+
+
+def _time(argv: list[str], cwd: Path) -> float:
+    start = time.monotonic()
+    done = proc.run(argv, cwd=cwd, check=False, capture=True, timeout=600)
+    if not done.ok:
+        raise SystemExit(f"bench: {argv[0]} failed: {done.output.strip()[-300:]}")
+    return time.monotonic() - start
+
+
+def boot_figures(kernel_name: str, rounds: int, runs: int) -> list[tuple[str, float, str]]:
+    from harness.repro import spec as specs
+    from harness.repro.run import run_repro
+
+    kernel = kernels.resolve(kernel_name)
+    accel, _ = choose_accel("auto", kernel)
+    vng = vng_binary()
+    bare = [vng, "--run", str(kernel.image)] + (["--disable-kvm"] if accel == "tcg" else []) + ["--", "true"]
+    lean = vng_argv(GuestRequest(kernel=kernel, command=("true",), accel=accel), vng)
+    spec = specs.load("ext4_inline")
+    t_bare, t_lean, t_one = [], [], []
+    tth: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        # warm the caches (image, compiled binary) so every round measures the same work
+        run_repro(spec, kernel, runs=1, accel=accel, results_root=cwd / "warm")
+        for _ in range(rounds):
+            t_bare.append(_time(bare, cwd))
+            t_lean.append(_time(lean, cwd))
+            start = time.monotonic()
+            s = run_repro(spec, kernel, runs=1, accel=accel, results_root=cwd / "one")
+            t_one.append(time.monotonic() - start)
+            tth += [r.verdict.time_to_hit for r in s.runs if r.verdict.time_to_hit is not None]
+        if runs > 1:
+            s = run_repro(spec, kernel, runs=runs, accel=accel, results_root=cwd / "many")
+            tth += [r.verdict.time_to_hit for r in s.runs if r.verdict.time_to_hit is not None]
+    med = statistics.median
+    rows = [
+        (f"bare `vng -r {kernel.name} -- true` ({accel})", med(t_bare), "1.00 (reference)"),
+        ("the harness's lean boot, `true`", med(t_lean), f"{med(t_lean) / med(t_bare):.2f} x bare"),
+        ("one ext4_inline run through the harness", med(t_one), f"{med(t_one) / med(t_bare):.2f} x bare"),
+    ]
+    if tth:
+        rows.append((f"median time-to-first-hit ({len(tth)} hits)", med(tth), "from the run step's start"))
+    return rows
+
+
+def parser_figures() -> list[tuple[str, float, str]]:
+    from harness.report.bench import corpus_throughput
+
+    corpus = Path(__file__).resolve().parent.parent.parent / "shared" / "oops-corpus" / "syzkaller"
+    if not corpus.exists():
+        return []
+    t = corpus_throughput(corpus)
+    return [(f"console parser over the corpus ({t['files']} files, {t['mb']:.1f} MB)", t["seconds"],
+             f"{t['mb_per_s']:.1f} MB/s")]
+
+
+def build_figures(with_vng_kconfig: bool) -> list[tuple[str, float, str]]:
+    try:
+        from harness.kernels.build import bench_figures
+    except ImportError:
+        return []
+    figures = bench_figures(with_vng_kconfig=with_vng_kconfig)
+    rows = []
+    full = figures.get("full_build_seconds")
+    for key, label in (
+        ("full_build_seconds", "lean kernel build, cold ccache"),
+        ("vng_kconfig_build_seconds", "vng --kconfig build of the same tree"),
+        ("incremental_seconds", "rebuild after a one-file fs/ patch"),
+        ("cache_hit_seconds", "second request for a cached kernel"),
+    ):
+        if figures.get(key) is not None:
+            ratio = f"{figures[key] / full:.3f} x lean build" if full and key != "full_build_seconds" else ""
+            rows.append((label, figures[key], ratio))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="harness.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--kernel", default="debian:6.1")
+    ap.add_argument("--runs", type=int, default=3, help="extra runs for the time-to-first-hit median")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the side-by-side boots")
+    ap.add_argument("--quick", action="store_true", help="no guests, no builds")
+    ap.add_argument("--build", action="store_true", help="also kernel build figures (minutes)")
+    ap.add_argument("--vng-kconfig", action="store_true", help="with --build: also vng's default config (~25 min)")
+    args = ap.parse_args(argv)
+    rows = parser_figures()
+    if not args.quick:
+        rows += boot_figures(args.kernel, args.rounds, args.runs)
+        if args.build:
+            rows += build_figures(args.vng_kconfig)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measurement':<{width}}  {'seconds':>8}  ratio")
+    for label, seconds, ratio in rows:
+        print(f"{label:<{width}}  {seconds:8.2f}  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Shared fixtures: unit tests get private caches; VM tests share the real one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results"))
+    if request.node.get_closest_marker("vm") is None:
+        monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+
+
+def vm_ready() -> str | None:
+    """Why VM tests cannot run here, or None."""
+    for prog in ("qemu-system-x86_64", "vng", "udevadm", "mkfs.ext4"):
+        if shutil.which(prog) is None:
+            return f"{prog} missing (run `harness setup`)"
+    return None
+
+
+@pytest.fixture
+def vm():
+    why = vm_ready()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"VM test cannot run in CI: {why}")
+        pytest.skip(why)

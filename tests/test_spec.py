@@ -1,0 +1,69 @@
+import pytest
+
+from harness.errors import SpecError, UnknownName
+from harness.repro import spec as specs
+from harness.verdict import Outcome
+
+
+def test_ext4_inline_loads():
+    s = specs.load("ext4_inline")
+    assert s.name == "ext4_inline" and s.source.name == "repro.c" and s.source.exists()
+    assert s.image.fs == "ext4" and "mark_free_blocks_used" in s.image.tweaks
+    assert "kernel BUG in ext4_write_inline_data" in s.expect.titles
+    assert s.expect.for_kernel("debian:6.1.0-47") == "reproduce"
+    assert s.expect.for_kernel("debian:6.12.117") is None
+    assert "oops=panic" in s.guest.cmdline
+
+
+def test_every_shipped_spec_loads():
+    for name in specs.available():
+        specs.load(name)
+
+
+def test_unknown_reproducer_lists_available():
+    with pytest.raises(UnknownName, match="Unknown reproducer 'ext5'. Available: .*ext4_inline"):
+        specs.load("ext5")
+
+
+def _write(tmp_path, body: str, source: bool = True):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "repro.yaml").write_text(body)
+    if source:
+        (folder / "repro.c").write_text("int main(void){return 0;}\n")
+    return folder
+
+
+def test_broken_yaml_names_line(tmp_path):
+    folder = _write(tmp_path, "name: x\nimage: [unclosed\n")
+    with pytest.raises(SpecError, match=r"repro.yaml: line \d+ column \d+ broken YAML"):
+        specs.load(str(folder))
+
+
+def test_missing_source(tmp_path):
+    folder = _write(tmp_path, "image: {fs: ext4, size: 8M}\n", source=False)
+    with pytest.raises(SpecError, match="source: repro.c does not exist"):
+        specs.load(str(folder))
+
+
+def test_wrong_types_and_keys(tmp_path):
+    folder = _write(tmp_path, "image: {fs: ext4, size: 8M}\nruns: many\n")
+    with pytest.raises(SpecError, match="runs: expected int, got str 'many'"):
+        specs.load(str(folder))
+    (folder / "repro.yaml").write_text("image: {fs: ext4, size: 8M}\nrun: 3\n")
+    with pytest.raises(SpecError, match=r"unknown key\(s\) run;"):
+        specs.load(str(folder))
+
+
+def test_expectation_needs_a_signature(tmp_path):
+    folder = _write(tmp_path, "image: {fs: ext4, size: 8M}\nexpect: {reproduce: ['debian:*']}\n")
+    with pytest.raises(SpecError, match="no titles"):
+        specs.load(str(folder))
+
+
+def test_inline_image_and_defaults(tmp_path):
+    folder = _write(tmp_path, "image: {fs: xfs, size: 300M}\nexpect: {data_loss: true, clean: ['debian:6.12.*']}\n")
+    s = specs.load(str(folder / "repro.yaml"))
+    assert s.image.fs == "xfs" and s.runs == 1 and s.args == ("{mnt}",)
+    assert s.expect.for_kernel("debian:6.12.117") == "clean"
+    assert s.expect.is_hit(Outcome.DATA_LOSS) and not s.expect.is_hit(Outcome.CLEAN)

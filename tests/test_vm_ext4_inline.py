@@ -1,0 +1,57 @@
+"""Integration: boot a real Debian kernel under QEMU and run ext4_inline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.repro import spec as specs
+
+pytestmark = pytest.mark.vm
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd, timeout=900
+    )
+
+
+def test_ext4_inline_reproduces_on_debian_61(vm, tmp_path):
+    """README command one, on the default kernel: REPRODUCED with the BUG's title."""
+    done = harness("repro", "ext4_inline", "--json", "--results", str(tmp_path), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "REPRODUCED", result
+    assert result["title"] in specs.load("ext4_inline").expect.titles
+    assert result["kernel"]["name"].startswith("debian:6.1.0-")
+    assert result["accel"] in ("kvm", "tcg") and result["accel_reason"]
+    assert result["hits"] == 1 and result["expectation_met"] is True
+    (run,) = result["results"]
+    assert run["time_to_hit"] is not None and 0 <= run["time_to_hit"] < 20
+    assert [s["name"] for s in run["steps"]][:5] == ["setup", "device", "mount", "compile", "run"]
+    folder = Path(run["folder"])
+    console = (folder / "console.log").read_text()
+    assert "kernel BUG at fs/ext4/inline.c" in console
+    assert "@@harness" not in console  # the guest's own output stays out of the console log
+    assert "racing page_mkwrite" in (folder / "guest.log").read_text()
+    assert json.loads((folder / "result.json").read_text())["status"] == "done"
+    assert json.loads((folder.parent / "result.json").read_text())["status"] == "done"
+    assert done.stderr.strip().splitlines()[-1].startswith("REPRODUCED: kernel BUG in ext4_write_inline_data")
+
+
+def test_missing_compiler_in_guest_is_infra_error(vm, tmp_path):
+    repro = tmp_path / "no_cc"
+    shutil.copytree(ROOT / "reproducers" / "ext4_inline", repro)
+    spec = (repro / "repro.yaml").read_text().replace("source: repro.c", "source: repro.c\ncompiler: no-such-gcc")
+    (repro / "repro.yaml").write_text(spec)
+    done = harness("repro", str(repro), "--json", "--results", str(tmp_path / "results"), cwd=ROOT)
+    assert done.returncode == 7, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "INFRA_ERROR"
+    assert "not found in the guest" in result["results"][0]["detail"]
