@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness import kernels
-from harness.errors import HarnessError
+from harness.errors import HarnessError, KernelError
 
 console = Console(stderr=True, highlight=False)
 
@@ -40,57 +40,108 @@ def _progress(msg: str) -> None:
 # --- repro ------------------------------------------------------------------------------
 
 
+def _targets(args: argparse.Namespace, spec) -> list[tuple[str, object]]:
+    """(label, variant or None) for each kernel this invocation runs on."""
+    if args.kernel:
+        return [(args.kernel, None)]
+    if args.variant:
+        return [(spec.variant(v).kernel_name, spec.variant(v)) for v in args.variant]
+    if spec.variants:
+        return [(v.kernel_name, v) for v in spec.variants]
+    return [(spec.kernel, None)]
+
+
+def _print_run(r) -> None:
+    v = r.verdict
+    bits = [f"run {r.index}: [bold]{v.outcome.value}[/bold]"]
+    if v.title:
+        bits.append(v.title)
+    if v.time_to_hit is not None:
+        bits.append(f"hit after {v.time_to_hit:.2f} s")
+    if v.detail:
+        bits.append(v.detail)
+    bits.append(f"{r.wall_seconds:.0f} s wall")
+    console.print(" · ".join(bits))
+
+
+def _exit_code(summary) -> int:
+    from harness.verdict import Outcome
+
+    if summary.hits == 0 and summary.verdict is Outcome.BOOT_FAILURE:
+        return EXIT_BOOT
+    if summary.hits == 0 and summary.verdict is Outcome.INFRA_ERROR:
+        return EXIT_INFRA
+    if summary.verdict is Outcome.BUILD_ERROR:
+        return KernelError.exit_code
+    return EXIT_UNMET if summary.met is False else EXIT_OK
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
     from harness.guest.vng import choose_accel
     from harness.repro import spec as specs
-    from harness.repro.run import run_repro
-    from harness.verdict import Outcome
+    from harness.repro.run import build_error, build_variant, run_repro
 
     spec = specs.load(args.reproducer)
-    kernel_name = args.kernel or spec.kernel
-    kernel = kernels.resolve(kernel_name, progress=_progress)
-    accel, why = choose_accel(args.accel, kernel)
-    console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), accel {accel}: {why}")
+    targets = _targets(args, spec)
+    codes = []
+    for label, variant in targets:
+        if variant is not None:
+            console.print(f"[bold]{spec.name}[/bold] variant {variant.name}: {variant.source} · "
+                          f"{' · '.join(variant.describe())} · kconfig {'+'.join(variant.kconfig)}")
+            try:
+                kernel = build_variant(variant, progress=_progress)
+            except KernelError as exc:  # a patch that does not apply, a failed build: a result
+                summary = build_error(spec, label, exc, Path(args.results) if args.results else None)
+                _report(args, summary, label, "-")
+                codes.append(_exit_code(summary))
+                continue
+        else:
+            kernel = kernels.resolve(label, progress=_progress)
+        accel, why = choose_accel(args.accel, kernel)
+        console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), accel {accel}: {why}")
+        summary = run_repro(
+            spec,
+            kernel,
+            runs=args.runs,
+            accel=accel,
+            accel_reason=why,
+            backend=args.backend,
+            compile_cache=not args.fresh_compile,
+            cmdline=variant.cmdline if variant is not None else (),
+            results_root=Path(args.results) if args.results else None,
+            progress=_progress,
+            on_run=_print_run,
+        )
+        _report(args, summary, kernel.name, accel)
+        codes.append(_exit_code(summary))
+    return max(codes, key=lambda c: (c != 0, c)) if codes else EXIT_OK
 
-    def on_run(r) -> None:
-        v = r.verdict
-        bits = [f"run {r.index}: [bold]{v.outcome.value}[/bold]"]
-        if v.title:
-            bits.append(v.title)
-        if v.time_to_hit is not None:
-            bits.append(f"hit after {v.time_to_hit:.2f} s")
-        if v.detail:
-            bits.append(v.detail)
-        bits.append(f"{r.wall_seconds:.0f} s wall")
-        console.print(" · ".join(bits))
 
-    summary = run_repro(
-        spec,
-        kernel,
-        runs=args.runs,
-        accel=accel,
-        accel_reason=why,
-        backend=args.backend,
-        compile_cache=not args.fresh_compile,
-        results_root=Path(args.results) if args.results else None,
-        progress=_progress,
-        on_run=on_run,
-    )
+def _report(args: argparse.Namespace, summary, kernel_name: str, accel: str) -> None:
     data = {**summary.to_dict(), "folder": str(summary.folder)}
     line = (
         f"{summary.verdict.value}: {summary.title or '-'} · {summary.hits}/{len(summary.runs)} hits"
-        f" · {kernel.name} · {accel} · {summary.folder}"
+        f" · {kernel_name} · {accel} · {summary.folder}"
     )
     if args.json:
         print(json.dumps(data))
         console.print(line)
     else:
         print(line)
-    if summary.verdict is Outcome.BOOT_FAILURE and summary.hits == 0:
-        return EXIT_BOOT
-    if summary.verdict is Outcome.INFRA_ERROR and summary.hits == 0:
-        return EXIT_INFRA
-    return EXIT_UNMET if summary.met is False else EXIT_OK
+
+
+def cmd_patches(args: argparse.Namespace) -> int:
+    """Print each variant's patch stack, and the diff between two variants' stacks."""
+    from harness.repro import spec as specs
+
+    spec = specs.load(args.reproducer)
+    names = args.variant or [v.name for v in spec.variants]
+    for name in names:
+        v = spec.variant(name)
+        print(f"{v.kernel_name}  kconfig={'+'.join(v.kconfig)}")
+        for line in v.describe():
+            print(f"  {line}")
+    return EXIT_OK
 
 
 # --- other commands -------------------------------------------------------------------------
@@ -164,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("repro", help="run a reproducer on a kernel")
     r.add_argument("reproducer", help="name in reproducers/ (or a folder)")
-    r.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47 (default: the spec's)")
+    r.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47 (default: the spec's variants or kernel)")
+    r.add_argument("--variant", action="append", help="a variant of the spec (repeatable; default: all of them)")
     r.add_argument("-n", "--runs", type=int, help="number of runs (default: the spec's)")
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"), help="auto probes KVM once")
     r.add_argument("--backend", default="vng", help="guest backend (default vng)")
@@ -173,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile in every guest (default: reuse a binary compiled in an earlier guest)")
     r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     r.set_defaults(func=cmd_repro)
+
+    pa = sub.add_parser("patches", help="print the patch stack of a reproducer's variants")
+    pa.add_argument("reproducer")
+    pa.add_argument("--variant", action="append")
+    pa.set_defaults(func=cmd_patches)
 
     k = sub.add_parser("kernels", help="list the kernels the configured sources offer")
     k.add_argument("--json", action="store_true")

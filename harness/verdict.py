@@ -50,6 +50,7 @@ class Verdict:
     time_to_hit: float | None = None  # seconds from the run step's start
     reports: tuple[str, ...] = ()  # titles of every report in the console
     lost: tuple[str, ...] = field(default=())
+    report_text: str = field(default="", repr=False)  # the chosen crash report, for report.txt
 
     def to_dict(self) -> dict:
         return {
@@ -109,7 +110,7 @@ def crash_rule(ev: Evidence) -> Verdict | None:
     outcome = Outcome.REPRODUCED if hit else Outcome.OTHER_CRASH
     others = [t for t in titles if t != chosen.title]
     detail = f"also: {'; '.join(dict.fromkeys(others))}" if others else ""
-    return Verdict(outcome, chosen.title, detail, chosen.type, tth, titles)
+    return Verdict(outcome, chosen.title, detail, chosen.type, tth, titles, report_text=chosen.text)
 
 
 def boot_rule(ev: Evidence) -> Verdict | None:
@@ -118,7 +119,9 @@ def boot_rule(ev: Evidence) -> Verdict | None:
     why = ev.killed or f"vng exited {ev.guest_rc} before the guest steps started"
     reports = report.parse(ev.console)
     if reports:  # a panic while booting is a boot failure, named by its title
-        return Verdict(Outcome.BOOT_FAILURE, reports[0].title, why, reports[0].type, None, tuple(r.title for r in reports))
+        first = reports[0]
+        titles = tuple(r.title for r in reports)
+        return Verdict(Outcome.BOOT_FAILURE, first.title, why, first.type, None, titles, report_text=first.text)
     last = _tail(ev.console) or _tail(ev.output) or "no console output"
     return Verdict(Outcome.BOOT_FAILURE, detail=f"{why}; last console line: {last}")
 

@@ -10,20 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import images, proc
+from harness import images, proc, report
+from harness.errors import KernelError
 from harness.guest import Disk, GuestRequest, GuestRun, select
 from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_steps, script
 from harness.images import FILESYSTEMS
 from harness.kernels import Kernel
 from harness.paths import cache_dir
-from harness.repro.spec import Spec
+from harness.repro.spec import Spec, VariantSpec
 from harness.results import new_run_folder, write_json
 from harness.verdict import Evidence, Outcome, Verdict, judge
 
@@ -164,7 +164,7 @@ class StepWatchdog:
 def binary_key(spec: Spec) -> str:
     """Cache key of a compiled reproducer: source, flags and the (shared) compiler."""
     compiler = proc.run(["sh", "-c", f"{spec.compiler} --version"], capture=True, check=False).output.splitlines()[:1]
-    h = hashlib.sha256(spec.source.read_bytes())
+    h = hashlib.sha256(spec.source_text)
     h.update(json.dumps([spec.compiler, spec.cflags, compiler, platform.machine()]).encode())
     return h.hexdigest()[:16]
 
@@ -207,6 +207,7 @@ def run_once(
     accel: str,
     backend: str = "vng",
     compile_cache: bool = True,
+    cmdline: tuple[str, ...] = (),
 ) -> RunResult:
     run_dir = folder / f"run-{index:02d}"
     run_dir.mkdir(parents=True)
@@ -214,7 +215,7 @@ def run_once(
     write_json(record, {"run": index, "status": "running", "kernel": kernel.name, "accel": accel})
     started = time.monotonic()
     source = run_dir / spec.source.name
-    shutil.copy2(spec.source, source)
+    source.write_bytes(spec.source_text)  # the source as loaded, even if the file changes meanwhile
     guest_script = run_dir / "guest.sh"
     binaries = cache_dir("binaries") if compile_cache else None
     cached = binaries / f"{spec.name}-{binary_key(spec)}" if binaries else None
@@ -228,7 +229,7 @@ def run_once(
         memory=spec.guest.memory,
         disks=(Disk(disk, DISK_SERIAL),),
         rwdirs=(run_dir, *((binaries,) if binaries else ())),
-        cmdline=spec.guest.cmdline,
+        cmdline=(*spec.guest.cmdline, *cmdline),
         cwd=run_dir,
     )
     watchdog = StepWatchdog(run_dir / "guest.log", spec.guest.boot_timeout, spec.timeout)
@@ -254,6 +255,10 @@ def run_once(
                            time.monotonic() - started, None)
         write_json(record, {**result.to_dict(), "status": "interrupted"})
         raise
+    if verdict.report_text:
+        (run_dir / "report.txt").write_text(
+            report.symbolize(verdict.report_text, kernel.vmlinux, kernel.system_map, kernel.extra.get("source_dir"))
+        )
     output_text = (run_dir / "guest.log").read_text(errors="replace") if (run_dir / "guest.log").exists() else ""
     result = RunResult(index, run_dir, verdict, steps, time.monotonic() - started, _guest_up_at(output_text))
     write_json(record, {**result.to_dict(), "status": "done"})
@@ -273,6 +278,7 @@ def run_repro(
     accel_reason: str = "",
     backend: str = "vng",
     compile_cache: bool = True,
+    cmdline: tuple[str, ...] = (),
     results_root: Path | None = None,
     progress: Progress | None = None,
     on_run: Callable[[RunResult], None] | None = None,
@@ -303,7 +309,7 @@ def run_repro(
         for i in range(1, runs + 1):
             if progress:
                 progress(f"run {i}/{runs}: booting {kernel.name} ({accel})")
-            result = run_once(spec, kernel, i, folder, image, accel, backend, compile_cache)
+            result = run_once(spec, kernel, i, folder, image, accel, backend, compile_cache, cmdline)
             done.append(result)
             write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
             if on_run:
@@ -315,3 +321,43 @@ def run_repro(
     final = summary(done)
     write_json(folder / "result.json", {**final.to_dict(), "status": "done"})
     return final
+
+
+# --- source-built variants ---------------------------------------------------------------
+
+
+def build_variant(variant: VariantSpec, *, progress: Progress | None = None) -> Kernel:
+    """Build (or find in the cache) the kernel of one of a spec's variants."""
+    from harness.kernels.build import Variant, build
+    from harness.kernels.patches import PatchOp
+
+    return build(
+        Variant(
+            source=variant.source,
+            name=variant.name,
+            patches=tuple(PatchOp(p, rev) for p, rev in variant.patches),
+            fragments=variant.kconfig,
+        ),
+        progress=progress,
+    )
+
+
+def build_error(spec: Spec, kernel_name: str, exc: KernelError, results_root: Path | None = None) -> Summary:
+    """A BUILD_ERROR result (recorded like any run) for a variant that did not build."""
+    folder = new_run_folder(spec.name, kernel_name, results_root)
+    run_dir = folder / "run-01"
+    run_dir.mkdir()
+    evidence = [exc.one_line()]
+    for attr in ("hunk", "errors", "output"):
+        value = getattr(exc, attr, None)
+        if value:
+            evidence.append(f"--- {attr} ---\n" + (value if isinstance(value, str) else "\n".join(value)))
+    (run_dir / "build-error.txt").write_text("\n\n".join(evidence) + "\n")
+    verdict = Verdict(Outcome.BUILD_ERROR, detail=exc.one_line())
+    result = RunResult(1, run_dir, verdict, (), 0.0, None)
+    write_json(run_dir / "result.json", {**result.to_dict(), "status": "done"})
+    kernel = Kernel(name=kernel_name, release="", version="", image=Path(), kind="build")
+    summary = Summary(spec.name, kernel, "", "", folder, (result,), spec.expect.for_kernel(kernel_name),
+                      spec.expect.min_hits, 0)
+    write_json(folder / "result.json", {**summary.to_dict(), "status": "done"})
+    return summary

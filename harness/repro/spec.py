@@ -49,6 +49,25 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """A kernel this reproducer is built for: source + patch stack + kconfig fragments."""
+
+    name: str
+    source: str  # "debian-src:6.1.192", "git:/path@rev", "dir:/path"
+    patches: tuple[tuple[Path, bool], ...] = ()  # (patch file, revert?) in order
+    kconfig: tuple[str, ...] = ("lean", "filesystems")
+    cmdline: tuple[str, ...] = ()  # extra boot options for this variant's guests
+
+    @property
+    def kernel_name(self) -> str:
+        return f"{self.source}/{self.name}"
+
+    def describe(self) -> list[str]:
+        """The patch stack, one line a patch, in order."""
+        return [f"{'revert' if rev else 'apply '} {p.name}" for p, rev in self.patches] or ["(no patches)"]
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     folder: Path
@@ -63,6 +82,15 @@ class Spec:
     kernel: str = "debian:6.1"
     guest: GuestOptions = field(default_factory=GuestOptions)
     expect: Expectation = field(default_factory=Expectation)
+    variants: tuple[VariantSpec, ...] = ()
+    source_text: bytes = field(default=b"", repr=False)  # the source as loaded: every run compiles this
+
+    def variant(self, name: str) -> VariantSpec:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        known = ", ".join(v.name for v in self.variants) or "(none: this reproducer runs on prebuilt kernels)"
+        raise UnknownName(f"Unknown variant {name!r} of {self.name}. Available: {known}")
 
 
 def available() -> list[str]:
@@ -97,11 +125,47 @@ def _expect(data: object, where: str) -> Expectation:
     return exp
 
 
+def _patch(item: object, folder: Path, where: str) -> tuple[Path, bool]:
+    """``path``, ``revert:path`` or ``{path: ..., revert: true}``, relative to the folder."""
+    if isinstance(item, dict):
+        f = Fields(item, where, {"path", "revert"})
+        rel, revert = f.get("path", str, required=True), f.get("revert", bool, False)
+    elif isinstance(item, str):
+        revert = item.startswith("revert:")
+        rel = item.removeprefix("revert:")
+    else:
+        raise SpecError(f"{where}: expected a patch path, got {item!r}")
+    path = (folder / rel).resolve()
+    if not path.is_file():
+        raise SpecError(f"{where}: patch {rel} does not exist in {folder}")
+    return path, revert
+
+
+def _variants(data: object, folder: Path, where: str) -> tuple[VariantSpec, ...]:
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: variants: expected a mapping of name -> variant")
+    out = []
+    for name, body in data.items():
+        w = f"{where}: variants: {name}"
+        f = Fields(body if isinstance(body, dict) else {}, w, {"source", "patches", "kconfig", "cmdline", "description"})
+        patches = f.get("patches", list, [])
+        out.append(
+            VariantSpec(
+                name=str(name),
+                source=f.get("source", str, required=True),
+                patches=tuple(_patch(p, folder, f"{w}: patches[{i}]") for i, p in enumerate(patches)),
+                kconfig=f.strings("kconfig", ("lean", "filesystems")),
+                cmdline=f.strings("cmdline"),
+            )
+        )
+    return tuple(out)
+
+
 def parse(data: dict, folder: Path, where: str) -> Spec:
     f = Fields(
         data,
         where,
-        {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel", "guest", "expect", "links"},
+        {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel", "guest", "expect", "links", "variants", "faults"},
     )
     source = folder / f.get("source", str, "repro.c")
     if not source.exists():
@@ -126,6 +190,8 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         kernel=f.get("kernel", str, "debian:6.1"),
         guest=_guest(f.get("guest", dict, {}), where),
         expect=_expect(f.get("expect", dict, {}), where),
+        variants=_variants(f.get("variants", dict, {}), folder, where),
+        source_text=source.read_bytes(),
     )
 
 

@@ -10,6 +10,11 @@
 // then sees the restored inline data and calls ext4_write_inline_data_end:
 // BUG_ON(pos + len > i_inline_size) in ext4_write_inline_data.
 //
+// A write that wins outright may move the data out of the inode for good
+// (delalloc conversion); the race is then over for that file.  So the race
+// runs in rounds: whenever the file has lost EXT4_INLINE_DATA_FL, the writer
+// starts a new round on a fresh inline file and the fault thread follows.
+//
 // usage: repro DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store]
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -35,9 +42,15 @@
 #define SMALL 16   /* initial inline size */
 #define BIG 90     /* > 60 bytes of i_block: needs the xattr part of inline data */
 
+#ifndef EXT4_INLINE_DATA_FL
+#define EXT4_INLINE_DATA_FL 0x10000000
+#endif
+#define ROUND_WRITES 2000  /* at most this many writes on one file */
+
 static atomic_int stop;
-static atomic_long faults, fault_errors, writes, write_errors;
-static const char *path;
+static atomic_int cur_fd = -1;  /* the current round's file, published by the writer */
+static atomic_long faults, fault_errors, writes, write_errors, rounds;
+static const char *dir;
 static int use_pwrite, use_store;
 static __thread sigjmp_buf fault_jmp;
 
@@ -64,17 +77,24 @@ static void on_sigbus(int sig)
 
 static void *fault_thread(void *arg)
 {
-	int fd = open(path, O_RDWR);
-	char *map;
+	char *map = MAP_FAILED;
+	int mapped_fd = -1;
 
 	(void)arg;
 	pin(0);
-	if (fd < 0)
-		die("open (fault)");
-	map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		die("mmap");
 	while (!atomic_load(&stop)) {
+		int fd = atomic_load(&cur_fd);
+
+		if (fd != mapped_fd) {  /* a new round: map its file */
+			if (map != MAP_FAILED)
+				munmap(map, 4096);
+			map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			mapped_fd = fd;
+			if (map == MAP_FAILED)
+				continue;
+		}
+		if (map == MAP_FAILED)
+			continue;
 		atomic_fetch_add(&faults, 1);
 		if (use_store) {
 			if (sigsetjmp(fault_jmp, 1) == 0)
@@ -87,22 +107,50 @@ static void *fault_thread(void *arg)
 		/* Drop the PTE so that the next store faults (and converts) again. */
 		madvise(map, 4096, MADV_DONTNEED);
 	}
-	munmap(map, 4096);
-	close(fd);
+	if (map != MAP_FAILED)
+		munmap(map, 4096);
 	return NULL;
+}
+
+/* A fresh 16-byte inline file for a new round; old files stay open a while. */
+static int new_round(void)
+{
+	static int ring[4] = {-1, -1, -1, -1};
+	char small[SMALL], path[4096];
+	long r = atomic_fetch_add(&rounds, 1);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/inline-%ld", dir, r);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	memset(small, 'S', sizeof(small));
+	if (fd < 0 || write(fd, small, SMALL) != SMALL)
+		die("create inline file");
+	unlink(path);
+	if (ring[r % 4] >= 0)
+		close(ring[r % 4]);
+	ring[r % 4] = fd;
+	atomic_store(&cur_fd, fd);
+	return fd;
+}
+
+static int still_inline(int fd)
+{
+	int flags = 0;
+
+	return ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & EXT4_INLINE_DATA_FL);
 }
 
 static void *write_thread(void *arg)
 {
 	char src_path[] = "/tmp/ext4-inline-srcXXXXXX";
 	char buf[BIG];
-	int fd = open(path, O_RDWR);
 	int src = mkstemp(src_path);
+	int fd = new_round(), n_round = 0;
 
 	(void)arg;
 	pin(1);
-	if (fd < 0 || src < 0)
-		die("open (write)");
+	if (src < 0)
+		die("open (write source)");
 	memset(buf, 'W', sizeof(buf));
 	if (write(src, buf, sizeof(buf)) != sizeof(buf))
 		die("write source");
@@ -121,19 +169,21 @@ static void *write_thread(void *arg)
 			n = sendfile(fd, src, &in_off, BIG);
 		}
 		atomic_fetch_add(n == BIG ? &writes : &write_errors, 1);
+		if (++n_round >= ROUND_WRITES || !still_inline(fd)) {
+			fd = new_round();
+			n_round = 0;
+		}
 	}
 	close(src);
-	close(fd);
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	char small[SMALL];
 	double seconds = 20;
 	pthread_t a, b;
 	struct timespec t0, t1;
-	int fd, opt;
+	int opt;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store]\n", argv[0]);
@@ -147,15 +197,8 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (asprintf((char **)&path, "%s/inline-file", argv[1]) < 0)
-		die("asprintf");
+	dir = argv[1];
 	signal(SIGBUS, on_sigbus);
-	memset(small, 'S', sizeof(small));
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write(fd, small, SMALL) != SMALL)
-		die("create inline file");
-	fsync(fd);
-	close(fd);
 
 	printf("racing page_mkwrite against %s for %.0f s\n", use_pwrite ? "pwrite" : "sendfile", seconds);
 	fflush(stdout);
@@ -169,7 +212,7 @@ int main(int argc, char **argv)
 	atomic_store(&stop, 1);
 	pthread_join(a, NULL);
 	pthread_join(b, NULL);
-	printf("faults %ld (failed %ld), writes %ld (failed %ld): no crash\n",
+	printf("rounds %ld, faults %ld (failed %ld), writes %ld (failed %ld): no crash\n", atomic_load(&rounds),
 	       atomic_load(&faults), atomic_load(&fault_errors), atomic_load(&writes), atomic_load(&write_errors));
 	return 0;
 }
