@@ -67,3 +67,41 @@ def test_inline_image_and_defaults(tmp_path):
     assert s.image.fs == "xfs" and s.runs == 1 and s.args == ("{mnt}",)
     assert s.expect.for_kernel("debian:6.12.117") == "clean"
     assert s.expect.is_hit(Outcome.DATA_LOSS) and not s.expect.is_hit(Outcome.CLEAN)
+
+
+def test_variants_parse(tmp_path):
+    folder = _write(
+        tmp_path,
+        "image: {fs: xfs, size: 300M}\n"
+        "variants:\n"
+        "  unfixed: {source: debian-src:6.1.192, patches: [p/0001-a.patch, 'revert:p/0002-b.patch'], kconfig: [lean, filesystems, faults]}\n"
+        "  fixed: {source: debian-src:6.1.192, cmdline: [xfs.debug=1]}\n"
+        "expect: {data_loss: true, reproduce: ['*/unfixed'], clean: ['*/fixed']}\n",
+    )
+    (folder / "p").mkdir()
+    (folder / "p" / "0001-a.patch").write_text("")
+    (folder / "p" / "0002-b.patch").write_text("")
+    s = specs.load(str(folder))
+    unfixed, fixed = s.variants
+    assert unfixed.kernel_name == "debian-src:6.1.192/unfixed"
+    assert [(p.name, rev) for p, rev in unfixed.patches] == [("0001-a.patch", False), ("0002-b.patch", True)]
+    assert unfixed.describe() == ["apply  0001-a.patch", "revert 0002-b.patch"]
+    assert unfixed.kconfig == ("lean", "filesystems", "faults")
+    assert fixed.patches == () and fixed.describe() == ["(no patches)"] and fixed.cmdline == ("xfs.debug=1",)
+    assert s.expect.for_kernel(unfixed.kernel_name) == "reproduce"
+    assert s.expect.for_kernel(fixed.kernel_name) == "clean"
+    with pytest.raises(UnknownName, match="Unknown variant 'stock' of r. Available: unfixed, fixed"):
+        s.variant("stock")
+
+
+def test_variant_patch_must_exist(tmp_path):
+    folder = _write(tmp_path, "image: {fs: ext4, size: 8M}\nvariants: {v: {source: debian-src:6.1.192, patches: [nope.patch]}}\n")
+    with pytest.raises(SpecError, match="patches\\[0\\]: patch nope.patch does not exist"):
+        specs.load(str(folder))
+
+
+def test_source_is_snapshotted_at_load(tmp_path):
+    folder = _write(tmp_path, "image: {fs: ext4, size: 8M}\n")
+    s = specs.load(str(folder))
+    (folder / "repro.c").write_text("changed")
+    assert s.source_text == b"int main(void){return 0;}\n"
