@@ -7,6 +7,7 @@ the newest of a series the configured apt sources offer.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -50,9 +51,16 @@ class DebianImage:
     help = "Debian's prebuilt linux-image packages (6.1.0-NN, 6.12.NNN), fetched with apt"
 
     def available(self) -> list[str]:
-        done = proc.run(["apt-cache", "pkgnames", "linux-image-6."], capture=True, check=False)
-        names = {name_for(p) for p in done.output.split() if _PKG_RE.match(p)}
+        names = self._listed()
+        if not names and os.geteuid() == 0:  # a fresh machine: no package lists yet
+            proc.run(["apt-get", "update"], check=False, env={"DEBIAN_FRONTEND": "noninteractive"})
+            names = self._listed()
         return sorted(names, key=version_key)
+
+    @staticmethod
+    def _listed() -> set[str]:
+        done = proc.run(["apt-cache", "pkgnames", "linux-image-6."], capture=True, check=False)
+        return {name_for(p) for p in done.output.split() if _PKG_RE.match(p)}
 
     def _latest(self, series: str) -> str:
         prefix = "debian:6.1.0-" if series == "6.1" else "debian:6.12."
