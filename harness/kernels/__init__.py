@@ -80,8 +80,10 @@ def resolve(name: str, *, progress=None) -> Kernel:
 
 
 def _register_builtin() -> None:
-    from harness.kernels import debian  # noqa: F401
-    from harness.kernels import sources  # noqa: F401
+    from harness.kernels import (
+        debian,  # noqa: F401
+        sources,  # noqa: F401
+    )
 
 
 _register_builtin()

@@ -1,0 +1,508 @@
+"""Build kernel variants out of tree, with ccache and a content-addressed cache.
+
+A ``Variant`` is a source (``debian-src:6.1.192``, ``git:/repo@REV``,
+``dir:/path``), a patch stack and kconfig fragments.  ``build`` returns a
+bootable ``Kernel``; a second request for the same inputs builds nothing.
+
+Design (see kconfigs/README.md for the rationale):
+
+- Every source has ONE work tree per cache ("slot": a hardlink farm of the
+  pristine tree, or a shared git clone).  Switching variants restores the
+  files the previous stack touched and applies the new stack; every file
+  that changes is written as a new file with mtime = now.
+- Build dirs (``make O=``) live under the slot, one per fragment set.  The
+  source path a build dir sees never changes, so kbuild's recorded commands
+  stay identical and a one-file patch recompiles one file (a separate tree
+  per variant would change every command line and rebuild everything).
+- The config is made in a scratch ``O=`` (tinyconfig + fragments +
+  olddefconfig), so the final ``.config`` is known, and hashed into the key,
+  before the build dir is touched.  Key = source identity + patch bytes +
+  final .config + ``gcc --version``; an index maps the cheaper input digest
+  (source + patches + fragments + compiler) to the key for instant hits.
+- ccache is shared by all slots (``CCACHE_BASEDIR`` makes paths relative).
+
+tuxmake was evaluated and not used: it would run its own config step per
+build (we need the final .config before building to key the cache), and its
+value (containers, cross toolchains, many targets) is not needed here; the
+kbuild wrapper below is ~3 make calls.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness import proc
+from harness.errors import KernelError, SpecError
+from harness.kernels import SOURCES, Kernel, kconfig, split_name
+from harness.kernels import patches as patchlib
+from harness.kernels.patches import PatchFailed, PatchOp
+from harness.paths import cache_dir
+
+log = logging.getLogger("harness.kernels.build")
+
+DEFAULT_FRAGMENTS = ("lean", "filesystems")
+ARCH = "x86_64"
+TARGET = "bzImage"
+RECIPE = "1"  # bump when the way kernels are built changes (invalidates keys)
+ARTIFACTS = {"bzImage": "arch/x86/boot/bzImage", "vmlinux": "vmlinux", "System.map": "System.map", "config": ".config"}
+
+Progress = Callable[[str], None] | None
+
+__all__ = [
+    "BuildFailed",
+    "Layout",
+    "PatchFailed",
+    "PatchOp",
+    "Variant",
+    "bench_figures",
+    "build",
+    "build_spec",
+    "cache_key",
+    "cache_size",
+    "evict",
+    "list_cached",
+]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What to build: a source, a patch stack, kconfig fragments."""
+
+    source: str  # "debian-src:6.1.192"
+    name: str = "default"
+    patches: tuple[PatchOp, ...] = ()
+    fragments: tuple[str, ...] = DEFAULT_FRAGMENTS
+
+    @property
+    def kernel_name(self) -> str:
+        return self.source if self.name == "default" else f"{self.source}/{self.name}"
+
+
+class BuildFailed(KernelError):
+    """``make`` failed; ``errors`` holds its ``error:`` lines, ``log_path`` the full log."""
+
+    def __init__(self, what: str, errors: Sequence[str], log_path: Path):
+        first = errors[0].strip() if errors else "see the log"
+        super().__init__(f"{what} failed: {first}", hint=f"full log: {log_path}")
+        self.errors = tuple(errors)
+        self.log_path = log_path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the build machinery keeps things (one root; benches use their own)."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> Layout:
+        return cls(cache_dir("kernels"))
+
+    work = property(lambda self: self.root / "work")  # slots: src/, build/<frag>/, kconfig/
+    built = property(lambda self: self.root / "built")  # <key>/: artifacts + meta.json
+    index = property(lambda self: self.root / "index")  # <inputs digest> -> key
+    logs = property(lambda self: self.root / "logs")  # logs of failed builds
+    ccache = property(lambda self: self.root / "ccache")
+
+
+# --- keys ------------------------------------------------------------------------
+
+
+def _sha(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cache_key(identity: str, patch_digest: str, config_text: str, compiler: str) -> str:
+    """Key of a built kernel: source identity, patch bytes, final .config, compiler."""
+    return _sha("kernel", RECIPE, ARCH, identity, patch_digest, config_text, compiler)[:24]
+
+
+def inputs_key(identity: str, patch_digest: str, fragments_text: str, compiler: str) -> str:
+    """Digest of the request (before configuring): index entry pointing at the key."""
+    return _sha("inputs", RECIPE, ARCH, identity, patch_digest, fragments_text, compiler)[:24]
+
+
+@functools.cache
+def compiler_version(cc: str = "gcc") -> str:
+    """First line of ``gcc --version``."""
+    return proc.run([cc, "--version"], capture=True).output.splitlines()[0].strip()
+
+
+# --- progress -------------------------------------------------------------------
+
+_OBJ_RE = re.compile(r"^\s+(CC|LD|AR|AS)\b")
+_ERR_RE = re.compile(r"error:|\*\*\* .*Error \d|undefined reference|No rule to make target", re.IGNORECASE)
+
+
+class _Watcher:
+    """Counts objects (CC/LD/AR/AS lines), keeps error lines, reports every few seconds."""
+
+    def __init__(self, progress: Progress, label: str, every: float = 5.0):
+        self.progress, self.label, self.every = progress, label, every
+        self.start = self.last = time.monotonic()
+        self.objects = 0
+        self.errors: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        if _OBJ_RE.match(line):
+            self.objects += 1
+        elif _ERR_RE.search(line) and len(self.errors) < 50:
+            self.errors.append(line.strip())
+        now = time.monotonic()
+        if self.progress and now - self.last >= self.every:
+            self.last = now
+            self.progress(f"{self.label}: {self.objects} objects, {now - self.start:.0f}s")
+
+
+# --- build ----------------------------------------------------------------------
+
+
+def _make(layout: Layout) -> list[str]:
+    return ["make", f"ARCH={ARCH}", "CC=ccache gcc", "KBUILD_BUILD_USER=harness", "KBUILD_BUILD_HOST=harness"]
+
+
+def _env(layout: Layout) -> dict[str, str]:
+    layout.ccache.mkdir(parents=True, exist_ok=True)
+    return {
+        "CCACHE_DIR": str(layout.ccache),
+        "CCACHE_BASEDIR": str(layout.work),  # slot paths become relative: hits across slots
+        "CCACHE_NOHASHDIR": "1",
+    }
+
+
+def _source(kind: str):
+    source = SOURCES.select(kind)
+    if not hasattr(source, "checkout"):
+        raise SpecError(f"kernel kind {kind!r} is prebuilt: it has no source to build (use debian-src:, git: or dir:)")
+    return source
+
+
+def build(variant: Variant, *, progress: Progress = None, layout: Layout | None = None) -> Kernel:
+    """Build (or find in the cache) ``variant``; raises PatchFailed / BuildFailed."""
+    layout = layout or Layout.default()
+    kind, rest = split_name(variant.source)
+    source = _source(kind)
+    tree = source.tree(rest, progress=progress)
+    fragments = [kconfig.fragment_path(f) for f in variant.fragments]
+    fragments_text = kconfig.render(kconfig.merge(fragments))
+    patch_digest = patchlib.digest(variant.patches) if variant.patches else ""
+    compiler = compiler_version()
+    memo = layout.index / inputs_key(tree.identity, patch_digest, fragments_text, compiler)
+    if memo.exists() and (entry := _entry(layout, memo.read_text().strip())):
+        return _record(variant, entry, progress, cached=True)
+    work = layout.work / tree.slot
+    work.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(work) + ".lock"):
+        entry = _build_locked(variant, tree, source, fragments, patch_digest, compiler, work, layout, progress)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(entry.name + "\n")
+    return _record(variant, entry, progress, cached=False)
+
+
+def _build_locked(variant, tree, source, fragments, patch_digest, compiler, work, layout, progress) -> Path:
+    fdigest = _sha(*(p.read_text() for p in fragments))[:12]
+    log_path = layout.logs / f"{tree.slot}-{fdigest}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"preparing {variant.kernel_name} ({len(variant.patches)} patches)")
+    srctree = source.checkout(tree, work, variant.patches, log_path=log_path)
+    make, env = _make(layout), _env(layout)
+    config, mismatches = _configure(srctree, work / "kconfig", fragments, make, env, log_path)
+    key = cache_key(tree.identity, patch_digest, config.read_text(), compiler)
+    if entry := _entry(layout, key):
+        return entry
+    builddir = work / "build" / fdigest
+    _install_config(config, builddir)
+    watcher = _Watcher(progress, variant.kernel_name)
+    cpu = _children_cpu()
+    done = proc.run(
+        [*make, f"O={builddir}", f"-j{os.cpu_count() or 1}", TARGET],
+        cwd=srctree,
+        env=env,
+        log_path=log_path,
+        on_line=watcher,
+        check=False,
+        what="make",
+    )
+    if not done.ok:
+        raise BuildFailed(f"building {variant.kernel_name}", watcher.errors, log_path)
+    meta = {
+        "key": key,
+        "name": variant.kernel_name,
+        "source": variant.source,
+        "identity": tree.identity,
+        "variant": variant.name,
+        "fragments": list(variant.fragments),
+        "patches": [op.describe() for op in variant.patches],
+        "patch_digest": patch_digest,
+        "compiler": compiler,
+        "version": _kernelversion(srctree, builddir, make, env),
+        "release": (builddir / "include/config/kernel.release").read_text().strip(),
+        "build_seconds": round(done.seconds, 1),
+        "build_cpu_seconds": round(_children_cpu() - cpu, 1),
+        "objects": watcher.objects,
+        "config_mismatches": [str(m) for m in mismatches],
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    return _store(layout, key, builddir, log_path, meta)
+
+
+def _configure(srctree, scratch, fragments, make, env, log_path):
+    scratch.mkdir(parents=True, exist_ok=True)
+    config, mismatches = kconfig.configure(srctree, scratch, fragments, make=[*make], log_path=log_path, env=env)
+    for m in mismatches:
+        log.warning("kconfig: %s", m)
+    return config, mismatches
+
+
+def _install_config(config: Path, builddir: Path) -> None:
+    """Copy the final .config into the build dir, only when it changed (keeps mtimes)."""
+    builddir.mkdir(parents=True, exist_ok=True)
+    target = builddir / ".config"
+    if not target.exists() or target.read_bytes() != config.read_bytes():
+        shutil.copyfile(config, target)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of waited-for children (make and everything it ran)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _kernelversion(srctree: Path, builddir: Path, make, env) -> str:
+    done = proc.run([*make, "-s", f"O={builddir}", "kernelversion"], cwd=srctree, env=env, capture=True)
+    return done.output.strip().splitlines()[-1]
+
+
+# --- the kernel cache ---------------------------------------------------------------
+
+
+def _entry(layout: Layout, key: str) -> Path | None:
+    entry = layout.built / key
+    return entry if (entry / ".complete").exists() else None
+
+
+def _store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict) -> Path:
+    layout.built.mkdir(parents=True, exist_ok=True)
+    entry = layout.built / key
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=layout.built))
+    for name, rel in ARTIFACTS.items():
+        shutil.copyfile(builddir / rel, staging / name)
+    shutil.copyfile(log_path, staging / "build.log")
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (staging / ".complete").write_text(key + "\n")
+    staging.chmod(0o755)
+    with FileLock(str(layout.built / ".lock")):
+        if entry.exists():
+            shutil.rmtree(staging)
+        else:
+            staging.rename(entry)
+    log_path.unlink(missing_ok=True)  # kept in the entry; logs/ keeps failures only
+    return entry
+
+
+def _touch(entry: Path) -> None:
+    (entry / ".last_used").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+
+
+def _record(variant: Variant, entry: Path, progress: Progress, *, cached: bool) -> Kernel:
+    _touch(entry)
+    meta = json.loads((entry / "meta.json").read_text())
+    if progress:
+        progress(f"{variant.kernel_name}: {'cached' if cached else 'built'} {entry.name}")
+    return Kernel(
+        name=variant.kernel_name,
+        release=meta["release"],
+        version=meta["version"],
+        image=entry / "bzImage",
+        root=None,
+        system_map=entry / "System.map",
+        vmlinux=entry / "vmlinux",
+        config=entry / "config",
+        kind="build",
+        extra={**meta, "entry": str(entry), "cached": cached, "log": str(entry / "build.log")},
+    )
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _last_used(entry: Path) -> float:
+    marker = entry / ".last_used"
+    return (marker if marker.exists() else entry / ".complete").stat().st_mtime
+
+
+def list_cached(layout: Layout | None = None) -> list[dict]:
+    """Cached kernels, most recently used first (``harness kernel list``)."""
+    layout = layout or Layout.default()
+    rows = []
+    for entry in layout.built.glob("*/.complete"):
+        entry = entry.parent
+        meta = json.loads((entry / "meta.json").read_text())
+        rows.append({**meta, "path": str(entry), "bytes": _size(entry), "last_used": _last_used(entry)})
+    return sorted(rows, key=lambda r: r["last_used"], reverse=True)
+
+
+def cache_size(layout: Layout | None = None) -> int:
+    """Bytes held by cached kernels (``built/``)."""
+    layout = layout or Layout.default()
+    return sum(_size(e.parent) for e in layout.built.glob("*/.complete"))
+
+
+def evict(max_bytes: int, layout: Layout | None = None) -> list[str]:
+    """Remove least recently used kernels until the cache holds ``max_bytes``; their keys."""
+    layout = layout or Layout.default()
+    rows = sorted(list_cached(layout), key=lambda r: r["last_used"])
+    total = sum(r["bytes"] for r in rows)
+    removed = []
+    with FileLock(str(layout.built / ".lock")):
+        for row in rows:
+            if total <= max_bytes:
+                break
+            shutil.rmtree(row["path"], ignore_errors=True)
+            total -= row["bytes"]
+            removed.append(row["key"])
+    return removed
+
+
+# --- CLI entry points ---------------------------------------------------------------
+
+
+def patch_op(arg: str) -> PatchOp:
+    """``fix.patch`` applies it, ``revert:bad.patch`` reverts it."""
+    revert = arg.startswith("revert:")
+    path = Path(arg.removeprefix("revert:")).expanduser()
+    if not path.is_file():
+        raise SpecError(f"patch {path} does not exist")
+    return PatchOp(path.resolve(), revert)
+
+
+def build_spec(
+    spec: str,
+    *,
+    fragments: Sequence[str] = (),
+    patches: Sequence[str] = (),
+    name: str | None = None,
+    progress: Progress = None,
+) -> Kernel:
+    """``harness kernel build SPEC [--fragment F]... [--patch [revert:]P]... [--name N]``."""
+    ops = tuple(patch_op(p) for p in patches)
+    variant = Variant(
+        source=spec,
+        name=name or ("patched-" + patchlib.digest(ops)[:8] if ops else "default"),
+        patches=ops,
+        fragments=tuple(fragments) or DEFAULT_FRAGMENTS,
+    )
+    return build(variant, progress=progress)
+
+
+# --- bench ----------------------------------------------------------------------------
+
+
+def _one_line_patch(pristine: Path, rel: str, dest: Path) -> Path:
+    """A patch adding a comment at the top of ``rel`` (an fs/ change that recompiles one file)."""
+    old = (pristine / rel).read_text().splitlines(keepends=True)
+    new = ["/* harness bench: incremental rebuild */\n", *old]
+    dest.write_text("".join(difflib.unified_diff(old, new, f"a/{rel}", f"b/{rel}")))
+    return dest
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.monotonic()
+    result = fn(*args, **kwargs)
+    return round(time.monotonic() - start, 1), result
+
+
+def bench_figures(
+    source: str = "debian-src:6.1.192",
+    *,
+    vng_kconfig: bool = False,
+    progress: Progress = None,
+    keep: bool = False,
+) -> dict:
+    """Cold lean build, one-file incremental rebuild, cache hit (and vng --kconfig build).
+
+    Cold = empty ccache and a fresh ``O=`` (the unpacked source is reused).
+    Runs in its own cache layout, removed afterwards unless ``keep``.
+    """
+    layout = Layout(cache_dir("kernels", "bench"))
+    shutil.rmtree(layout.root, ignore_errors=True)
+    layout.root.mkdir(parents=True)
+    try:
+        base = Variant(source=source)
+        cold, kernel = _timed(build, base, progress=progress, layout=layout)
+        tree = _source(split_name(source)[0]).tree(split_name(source)[1])
+        patch = _one_line_patch(tree.pristine, "fs/ext4/inline.c", layout.root / "inline-comment.patch")
+        patched = replace(base, name="bench-incremental", patches=(PatchOp(patch),))
+        incremental, pk = _timed(build, patched, progress=progress, layout=layout)
+        hit, _ = _timed(build, base, progress=progress, layout=layout)
+        figures = {
+            "source": source,
+            "fragments": list(base.fragments),
+            "cpus": os.cpu_count(),
+            "compiler": compiler_version(),
+            "cold_build_s": cold,
+            "cold_make_cpu_s": kernel.extra["build_cpu_seconds"],
+            "cold_objects": kernel.extra["objects"],
+            "incremental_s": incremental,
+            "incremental_make_cpu_s": pk.extra["build_cpu_seconds"],
+            "incremental_objects": pk.extra["objects"],
+            "cache_hit_s": hit,
+            "bzImage_bytes": kernel.image.stat().st_size,
+        }
+        if vng_kconfig:
+            figures["vng_kconfig_build_s"] = _vng_kconfig_build(tree, layout, progress)
+            figures["lean_vs_vng_ratio"] = round(cold / figures["vng_kconfig_build_s"], 3)
+        return figures
+    finally:
+        if not keep:
+            shutil.rmtree(layout.root, ignore_errors=True)
+
+
+def _vng_kconfig_build(tree, layout: Layout, progress: Progress) -> float:
+    """Full build of virtme-ng's ``vng --kconfig`` config (defconfig + its options), cold ccache."""
+    work = layout.work / tree.slot
+    src = work / "src"  # the bench's work tree: pristine content at this point
+    out = layout.root / "vng-kconfig"
+    ccache = layout.root / "vng-ccache"
+    env = {**_env(layout), "CCACHE_DIR": str(ccache)}
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = layout.root / "vng-kconfig.log"
+    with FileLock(str(work) + ".lock"):
+        patchlib.sync(src, tree.pristine, (), work / "src.state.json", log_path=log_path)
+        start = time.monotonic()
+        proc.run(
+            ["virtme-configkernel", "--defconfig", f"O={out}", "CC=ccache gcc"], cwd=src, env=env, log_path=log_path
+        )
+        watcher = _Watcher(progress, "vng --kconfig build")
+        done = proc.run(
+            ["make", f"O={out}", "CC=ccache gcc", "LOCALVERSION=-virtme", f"-j{os.cpu_count() or 1}"],
+            cwd=src,
+            env=env,
+            log_path=log_path,
+            on_line=watcher,
+            check=False,
+        )
+        if not done.ok:
+            raise BuildFailed("vng --kconfig build", watcher.errors, log_path)
+        return round(time.monotonic() - start, 1)
