@@ -149,8 +149,9 @@ class StepWatchdog:
         if state != self.current:
             self.current, self.since = state, now
         waited = now - self.since
-        if state == "boot" and waited > self.boot_timeout:
-            self.reason = f"no guest step started within {self.boot_timeout:.0f} s of boot"
+        if state == "boot":  # booting has its own, longer budget
+            if waited > self.boot_timeout:
+                self.reason = f"no guest step started within {self.boot_timeout:.0f} s of boot"
         elif state.endswith(":begin"):
             step = state.split(":")[0]
             budget = self.budgets.get(step, 120) + STEP_GRACE
