@@ -55,3 +55,33 @@ def test_missing_compiler_in_guest_is_infra_error(vm, tmp_path):
     result = json.loads(done.stdout)
     assert result["verdict"] == "INFRA_ERROR"
     assert "not found in the guest" in result["results"][0]["detail"]
+
+
+def test_interrupt_keeps_what_was_recorded(vm, tmp_path):
+    """SIGTERM (like Ctrl-C) mid-boot: exit 130, records say 'interrupted', no guest left behind."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "repro", "ext4_inline", "--results", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 600
+    console = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(tmp_path.glob("*/run-01/console.log"))
+        if found and found[0].stat().st_size > 0:
+            console = found[0]
+            break
+        time.sleep(0.5)
+    assert console is not None, "the guest never started writing its console"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    run = json.loads((console.parent / "result.json").read_text())
+    assert run["status"] == "interrupted" and run["verdict"] == "INFRA_ERROR"
+    assert json.loads((console.parent.parent / "result.json").read_text())["status"] == "interrupted"
+    assert console.read_text()  # the console captured so far is still there
+    left = subprocess.run(["pgrep", "-f", str(console.parent / "disk.img")], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "a QEMU of the interrupted run is still running"
