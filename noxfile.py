@@ -8,9 +8,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
 
-def _install(session: nox.Session, *extra: str) -> None:
-    session.install("-e", ".[test]", *extra)
-    session.run("harness", "setup", "--build")  # apt-installs missing host packages (as root)
+def _install(session: nox.Session, *setup_flags: str) -> None:
+    session.install("-e", ".[test]")
+    session.run("harness", "setup", "--build", *setup_flags)  # apt-installs missing host packages (as root)
 
 
 @nox.session
@@ -24,8 +24,15 @@ def repro(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests and VM integration tests: nox -s tests [-- -m 'not vm']."""
-    _install(session)
+    _install(session, "--test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """Kernels x reproducers: nox -s matrix -- [SPEC] [--only KERNEL:REPRO] [--jobs N] [--resume FOLDER]."""
+    _install(session)
+    session.run("harness", "matrix", "run", *session.posargs)
 
 
 @nox.session

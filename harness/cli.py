@@ -185,7 +185,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_setup(args: argparse.Namespace) -> int:
     from harness import setup
 
-    installed = setup.ensure(build=args.build, install=not args.check)
+    installed = setup.ensure(build=args.build, install=not args.check, test=args.test)
     print(f"installed: {' '.join(installed)}" if installed else "host prerequisites present")
     return EXIT_OK
 
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("setup", help="install missing host packages (apt, as root)")
     s.add_argument("--build", action="store_true", help="also what kernel builds need")
     s.add_argument("--check", action="store_true", help="only check; fail with the command to run")
+    s.add_argument("--test", action="store_true", help="also what the test suite needs (chromium)")
     s.set_defaults(func=cmd_setup)
 
     i = sub.add_parser("image", help="build (or find cached) an image from a recipe; print its path")
@@ -255,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("kernel")
     a.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     a.set_defaults(func=cmd_accel)
+
+    from harness.matrix import add_parsers as matrix_parsers
+
+    matrix_parsers(sub)
     return p
 
 

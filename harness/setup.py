@@ -29,17 +29,21 @@ NEEDS: tuple[Need, ...] = (
     Need("dpkg-deb", "dpkg", "unpacks Debian kernel packages"),
 )
 HEADERS = ("/usr/include/stdio.h", "libc6-dev", "C headers for the reproducers")
+# The matrix page's screenshot test renders it in a real browser.
+TEST_PACKAGES = ("chromium",)
 # Kernel builds from source need these too.
 BUILD_PACKAGES = ("make", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "ccache", "cpio", "xz-utils", "patch", "git")
 
 
-def missing(build: bool = False) -> list[str]:
+def missing(build: bool = False, test: bool = False) -> list[str]:
     """Debian packages to install for what is absent."""
     pkgs = [n.package for n in NEEDS if shutil.which(n.program) is None]
     if not os.path.exists(HEADERS[0]):
         pkgs.append(HEADERS[1])
     if build:
         pkgs += [p for p in BUILD_PACKAGES if not _installed(p)]
+    if test:
+        pkgs += [p for p in TEST_PACKAGES if not _installed(p)]
     return list(dict.fromkeys(pkgs))
 
 
@@ -48,9 +52,9 @@ def _installed(package: str) -> bool:
     return done.ok and "install ok installed" in done.output
 
 
-def ensure(build: bool = False, install: bool = True) -> list[str]:
+def ensure(build: bool = False, install: bool = True, test: bool = False) -> list[str]:
     """Install what is missing (as root, with apt); return what was installed."""
-    pkgs = missing(build)
+    pkgs = missing(build, test)
     if not pkgs:
         return []
     command = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
