@@ -34,3 +34,20 @@ def vm():
         if os.environ.get("CI"):
             pytest.fail(f"VM test cannot run in CI: {why}")
         pytest.skip(why)
+
+
+@pytest.fixture
+def frozen_reproducers(tmp_path, monkeypatch):
+    """A copy of the shipped reproducers whose ext4_inline expects only 6.1 to reproduce.
+
+    Tests of matrix bookkeeping need a kernel with no expectation; the shipped
+    spec's expectations follow what was measured and may change.
+    """
+    root = tmp_path / "frozen-reproducers"
+    shutil.copytree(ROOT / "reproducers", root)
+    spec = root / "ext4_inline" / "repro.yaml"
+    text = spec.read_text()
+    start = text.index("  reproduce:")
+    spec.write_text(text[:start] + '  reproduce: ["debian:6.1.0-*"]\n')
+    monkeypatch.setenv("HARNESS_REPRODUCERS", str(root))
+    return root

@@ -18,6 +18,8 @@ from harness.results import export
 from harness.results.db import History, MatrixIndex
 from harness.verdict import Outcome
 
+pytestmark = pytest.mark.usefixtures("frozen_reproducers")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -17,6 +17,8 @@ from test_junit import build_index
 from harness.results import html
 from harness.results.db import MatrixIndex
 
+pytestmark = pytest.mark.usefixtures("frozen_reproducers")
+
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--hide-scrollbars",

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import junitparser
+import pytest
 from test_matrix import fabricate_cell
 
 from harness.matrix import Cell, error_cell
 from harness.results import junit, new_run_folder
 from harness.results.db import CellResult, MatrixIndex
 from harness.verdict import Outcome
+
+pytestmark = pytest.mark.usefixtures("frozen_reproducers")
 
 
 def build_index(tmp_path) -> MatrixIndex:

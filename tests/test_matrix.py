@@ -29,6 +29,8 @@ from harness.results import new_run_folder, write_json
 from harness.results.db import CellResult, History, MatrixIndex
 from harness.verdict import Outcome, Verdict
 
+pytestmark = pytest.mark.usefixtures("frozen_reproducers")
+
 ROOT = Path(__file__).resolve().parent.parent
 DEBIAN = ["debian:6.1.0-47", "debian:6.1.0-48", "debian:6.1.0-56", "debian:6.12.100", "debian:6.12.117"]
 TITLE = "kernel BUG in ext4_write_inline_data"
