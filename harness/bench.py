@@ -18,6 +18,7 @@ from pathlib import Path
 from harness import kernels, proc
 from harness.guest import GuestRequest
 from harness.guest.vng import choose_accel, vng_argv, vng_binary
+from harness.paths import oops_corpus_dir
 
 
 def _time(argv: list[str], cwd: Path) -> float:
@@ -68,7 +69,7 @@ def boot_figures(kernel_name: str, rounds: int, runs: int) -> list[tuple[str, fl
 def parser_figures() -> list[tuple[str, float, str]]:
     from harness.report.bench import corpus_throughput
 
-    corpus = Path(__file__).resolve().parent.parent.parent / "shared" / "oops-corpus" / "syzkaller"
+    corpus = oops_corpus_dir()
     if not corpus.exists():
         return []
     t = corpus_throughput(corpus)

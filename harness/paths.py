@@ -33,3 +33,8 @@ def images_dir() -> Path:
 
 def kconfigs_dir() -> Path:
     return Path(os.environ.get("HARNESS_KCONFIGS") or PROJECT_ROOT / "kconfigs")
+
+
+def oops_corpus_dir() -> Path:
+    """The syzkaller console-log corpus (``$HARNESS_OOPS_CORPUS``, or ../shared beside the project)."""
+    return Path(os.environ.get("HARNESS_OOPS_CORPUS") or PROJECT_ROOT.parent / "shared" / "oops-corpus" / "syzkaller")

@@ -1,7 +1,7 @@
 """Tests of the console-log crash parser (``harness.report``).
 
 The syzkaller corpus (``$HARNESS_OOPS_CORPUS``, default
-/work/shared/oops-corpus/syzkaller) gives three figures, printed at the end of
+../shared/oops-corpus/syzkaller beside the project) gives three figures, printed at the end of
 the session (and by ``-s``): exact titles, crash/no-crash, and crash types.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.paths import oops_corpus_dir
 from harness.report import Report, parse, summary, symbolize
 from harness.report.bench import corpus_throughput
 from harness.report.corpus import Case, case_files, load_case
@@ -23,7 +24,7 @@ from harness.report.demangle import demangle
 from harness.report.symbolize import SymbolTable, frame_pc, load_system_map
 
 DATA = Path(__file__).parent / "data" / "oops"
-CORPUS = Path(os.environ.get("HARNESS_OOPS_CORPUS", "/work/shared/oops-corpus/syzkaller"))
+CORPUS = oops_corpus_dir()
 CORPUS_FILES = case_files(CORPUS) if CORPUS.is_dir() else []
 OWN_FILES = case_files(DATA)
 
@@ -40,6 +41,8 @@ def _first(reports: list[Report]) -> Report | None:
 @pytest.fixture(scope="module")
 def corpus(request) -> dict[str, tuple[Case, list[Report]]]:
     if not CORPUS_FILES:
+        if os.environ.get("CI"):
+            pytest.fail(f"no oops corpus at {CORPUS} (set HARNESS_OOPS_CORPUS)")
         pytest.skip(f"no corpus at {CORPUS}")
     results = {p.name: (case := load_case(p), parse(case.log)) for p in CORPUS_FILES}
     figures = _figures(results)
