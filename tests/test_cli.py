@@ -40,3 +40,11 @@ def test_report_command(capsys):
 def test_python_m_harness_runs():
     done = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "repro" in done.stdout
+
+
+def test_main_restores_the_sigterm_handler():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    main(["report", str(DATA / "oops" / "debian61-boot-no-crash.log")])
+    assert signal.getsignal(signal.SIGTERM) is before
