@@ -103,12 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="extra runs for the time-to-first-hit median")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the side-by-side boots")
     ap.add_argument("--quick", action="store_true", help="no guests, no builds")
+    ap.add_argument("--ssh-runs", type=int, default=0, metavar="N", help="also vng vs vng-ssh over N runs (~2N boots)")
     ap.add_argument("--build", action="store_true", help="also kernel build figures (minutes)")
     ap.add_argument("--vng-kconfig", action="store_true", help="with --build: also vng's default config (~25 min)")
     args = ap.parse_args(argv)
     rows = parser_figures()
     if not args.quick:
         rows += boot_figures(args.kernel, args.rounds, args.runs)
+        if args.ssh_runs:
+            from harness.guest.session import bench as ssh_bench
+
+            rows += ssh_bench(args.kernel, args.ssh_runs)
         if args.build:
             rows += build_figures(args.vng_kconfig)
     width = max(len(r[0]) for r in rows)

@@ -99,7 +99,10 @@ def cmd_repro(args: argparse.Namespace) -> int:
                 continue
         else:
             kernel = kernels.resolve(label, progress=_progress)
-        accel, why = choose_accel(args.accel, kernel)
+        if args.backend.partition(":")[0] == "ssh":
+            accel, why = "-", f"not used: {args.backend} runs on the target's own kernel"
+        else:
+            accel, why = choose_accel(args.accel, kernel)
         console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), accel {accel}: {why}")
         summary = run_repro(
             spec,
@@ -221,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--variant", action="append", help="a variant of the spec (repeatable; default: all of them)")
     r.add_argument("-n", "--runs", type=int, help="number of runs (default: the spec's)")
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"), help="auto probes KVM once")
-    r.add_argument("--backend", default="vng", help="guest backend (default vng)")
+    r.add_argument("--backend", default="vng", help="vng: one boot per run; vng-ssh: one long-lived guest, runs over SSH, "
+                   "rebooted after an oops/new taint/hang/lost connection; ssh:NAME[:DISK]: a machine in targets.yaml")
     r.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
     r.add_argument("--fresh-compile", action="store_true",
                    help="compile in every guest (default: reuse a binary compiled in an earlier guest)")

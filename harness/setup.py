@@ -27,6 +27,8 @@ NEEDS: tuple[Need, ...] = (
     Need("gcc", "gcc", "compiles reproducers inside the guest"),
     Need("depmod", "kmod", "module indexes for Debian kernel images"),
     Need("dpkg-deb", "dpkg", "unpacks Debian kernel packages"),
+    Need("/usr/sbin/sshd", "openssh-server", "sshd for vng-ssh guests"),
+    Need("ssh-keygen", "openssh-client", "throwaway SSH keys"),
 )
 HEADERS = ("/usr/include/stdio.h", "libc6-dev", "C headers for the reproducers")
 # The matrix page's screenshot test renders it in a real browser.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from harness.errors import UnknownName
 from harness.kernels import Kernel
 from harness.registry import Registry
 
@@ -45,6 +46,8 @@ class GuestRun:
     console_log: Path
     output_log: Path
     argv: tuple[str, ...] = field(default=(), compare=False)
+    detail: str | None = None  # why the backend stopped waiting (timeout + probe, lost connection)
+    info: dict = field(default_factory=dict, compare=False)  # backend facts for result.json ("guest")
 
     @property
     def timed_out(self) -> bool:
@@ -52,6 +55,10 @@ class GuestRun:
 
 
 class Backend(Protocol):
+    """One boot per run (vng), or a guest/connection kept across runs (vng-ssh, ssh:NAME):
+    those also have ``open(folder, progress=None)`` and ``close()``, which run_repro
+    calls around a reproducer's runs."""
+
     name: str
 
     def run(self, req: GuestRequest, run_dir: Path, *, timeout: float, watchdog=None) -> GuestRun:
@@ -59,14 +66,23 @@ class Backend(Protocol):
 
 
 BACKENDS: Registry[type] = Registry("guest backend")
+# Backends named KIND:ARG (``ssh:lab1``): the class gets ARG.
+PARAMETRIC: dict[str, type] = {}
 
 
 def select(name: str) -> Backend:
-    return BACKENDS.select(name)()
+    kind, _, arg = name.partition(":")
+    if kind in PARAMETRIC:
+        return PARAMETRIC[kind](arg)
+    try:
+        return BACKENDS.select(name)()
+    except UnknownName as exc:
+        exc.hint = exc.hint or f"or {', '.join(f'{k}:NAME' for k in sorted(PARAMETRIC))} for a machine in targets.yaml"
+        raise
 
 
 def _register_builtin() -> None:
-    from harness.guest import vng  # noqa: F401
+    from harness.guest import session, target, vng  # noqa: F401
 
 
 _register_builtin()

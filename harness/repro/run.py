@@ -7,6 +7,7 @@ Ctrl-C never loses what was done.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from harness import images, proc, report
 from harness.errors import KernelError
-from harness.guest import Disk, GuestRequest, GuestRun, select
+from harness.guest import Backend, Disk, GuestRequest, GuestRun, select
 from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_steps, script
 from harness.images import FILESYSTEMS
 from harness.kernels import Kernel
@@ -206,7 +207,7 @@ def run_once(
     folder: Path,
     image: Path,
     accel: str,
-    backend: str = "vng",
+    backend: str | Backend = "vng",
     compile_cache: bool = True,
     cmdline: tuple[str, ...] = (),
 ) -> RunResult:
@@ -237,7 +238,8 @@ def run_once(
     verdict: Verdict
     steps: tuple[StepResult, ...] = ()
     try:
-        guest: GuestRun = select(backend).run(req, run_dir, timeout=None, watchdog=watchdog)
+        runner = select(backend) if isinstance(backend, str) else backend
+        guest: GuestRun = runner.run(req, run_dir, timeout=None, watchdog=watchdog)
         output = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
         console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
         steps = tuple(parse_steps(output))
@@ -247,7 +249,7 @@ def run_once(
                 output=output,
                 steps=steps,
                 expected_titles=spec.expect.titles,
-                killed=watchdog.reason or ("host timeout" if guest.timed_out else None),
+                killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
                 guest_rc=guest.returncode,
             )
         )
@@ -262,7 +264,7 @@ def run_once(
         )
     output_text = (run_dir / "guest.log").read_text(errors="replace") if (run_dir / "guest.log").exists() else ""
     result = RunResult(index, run_dir, verdict, steps, time.monotonic() - started, _guest_up_at(output_text))
-    write_json(record, {**result.to_dict(), "status": "done"})
+    write_json(record, {**result.to_dict(), **({"guest": guest.info} if guest.info else {}), "status": "done"})
     if verdict.outcome is Outcome.CLEAN or verdict.outcome.is_bug and verdict.outcome not in (
         Outcome.DATA_LOSS, Outcome.FS_CORRUPT
     ):
@@ -306,15 +308,21 @@ def run_repro(
 
     done: list[RunResult] = []
     write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
+    runner = select(backend)
     try:
-        for i in range(1, runs + 1):
-            if progress:
-                progress(f"run {i}/{runs}: booting {kernel.name} ({accel})")
-            result = run_once(spec, kernel, i, folder, image, accel, backend, compile_cache, cmdline)
-            done.append(result)
-            write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
-            if on_run:
-                on_run(result)
+        with contextlib.ExitStack() as stack:
+            if hasattr(runner, "open"):  # a backend that keeps a guest or a connection across runs
+                runner.open(folder, progress=progress)
+                stack.callback(runner.close)
+            for i in range(1, runs + 1):
+                if progress:
+                    progress(f"run {i}/{runs}: booting {kernel.name} ({accel})" if backend == "vng"
+                             else f"run {i}/{runs}: {kernel.name} ({accel}, backend {backend})")
+                result = run_once(spec, kernel, i, folder, image, accel, runner, compile_cache, cmdline)
+                done.append(result)
+                write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
+                if on_run:
+                    on_run(result)
     except KeyboardInterrupt:
         final = summary(done, interrupted=True)
         write_json(folder / "result.json", {**final.to_dict(), "status": "interrupted"})

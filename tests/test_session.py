@@ -1,0 +1,461 @@
+"""vng-ssh pieces without a guest: argv, scripts, console windows, taint and reboot decisions."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.errors import GuestError
+from harness.guest import Disk, GuestRequest, select
+from harness.guest.remote import (
+    BENIGN_TAINT,
+    RunSignals,
+    console_has_end,
+    dmesg_new,
+    kill_command,
+    new_taint,
+    parse_taint,
+    reboot_reason,
+    slice_console,
+    taint_letters,
+    with_block_device,
+    wrapper,
+)
+from harness.guest.session import (
+    GUEST_DIR,
+    READY,
+    Keys,
+    VngSsh,
+    boot_key,
+    boot_script,
+    net_opts,
+    session_argv,
+    shared_dirs,
+    sshd_config,
+    trivial_spec,
+)
+from harness.guest.steps import GuestPlan, script
+from harness.kernels import Kernel
+
+KERNEL = Kernel("debian:6.1.0-47", "6.1.0-47-amd64", "6.1.170", Path("/k/vmlinuz"))
+
+
+def _req(**kw) -> GuestRequest:
+    base = dict(kernel=KERNEL, command=("bash", "/r/f/run-01/guest.sh"), accel="tcg", cmdline=("oops=panic",),
+                disks=(Disk(Path("/r/f/run-01/disk.img"), "harness-img0"),),
+                rwdirs=(Path("/r/f/run-01"), Path("/cache/binaries")), cwd=Path("/r/f/run-01"))
+    return GuestRequest(**{**base, **kw})
+
+
+def _plan() -> GuestPlan:
+    return GuestPlan(title="t", disk_serial="harness-img0", fs_type="ext4", mount_options="", source="/r/f/run-01/repro.c",
+                     cflags=("-O2",), args=("{mnt}",), run_timeout=60, check_argv=("e2fsck", "-fn", "{dev}"))
+
+
+def _bash_n(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "s.sh"
+    path.write_text(text)
+    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# --- argv -------------------------------------------------------------------------------------
+
+
+def test_session_argv_adds_a_loopback_only_nic_last():
+    argv = session_argv(_req(disks=()), 40031)
+    assert argv[-3:] == [f"--qemu-opts={net_opts(40031)}", "--", "bash"] or argv[-4] == f"--qemu-opts={net_opts(40031)}"
+    opts = next(a for a in argv if a.startswith("--qemu-opts="))
+    assert "hostfwd=tcp:127.0.0.1:40031-:22" in opts and "restrict=on" in opts and "virtio-net-pci" in opts
+    assert argv.index(opts) == argv.index("--") - 1  # vng wants --qemu-opts last
+
+
+def test_session_argv_merges_with_disk_opts():
+    argv = session_argv(_req(), 2222)
+    opts = [a for a in argv if a.startswith("--qemu-opts=")]
+    assert len(opts) == 1 and "serial=harness-img0" in opts[0] and "hostfwd=tcp:127.0.0.1:2222-:22" in opts[0]
+
+
+def test_shared_dirs_share_the_results_folder_not_the_run():
+    assert shared_dirs(_req(), Path("/r/f/run-01")) == (Path("/r/f"), Path("/cache/binaries"))
+
+
+def test_boot_key_changes_with_what_a_boot_fixes():
+    a = boot_key(_req())
+    assert a == boot_key(_req(command=("true",), disks=(), cwd=None))  # per-run parts do not count
+    assert a != boot_key(_req(cmdline=()))
+    assert a != boot_key(_req(cpus=1))
+
+
+def test_boot_script_pins_keys_and_locks_down_sshd(tmp_path):
+    keys = Keys(tmp_path, tmp_path / "client", tmp_path / "guest_host_key")
+    text = boot_script(keys)
+    _bash_n(text, tmp_path)
+    assert f"S={GUEST_DIR}\n" in text
+    assert f"install -m 600 {keys.host} $S/ssh_host_ed25519_key" in text
+    assert f"install -m 644 {keys.client_pub} $S/authorized_keys" in text
+    assert READY in text and "exec /usr/sbin/sshd -D -e" in text
+    assert "findmnt -n -o FSTYPE --target /etc/shadow" in text  # never edits a shadow that is not the guest's own
+    conf = sshd_config()
+    for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
+                 "UsePAM no"):
+        assert line in conf
+
+
+def test_vng_ssh_is_registered_and_takes_no_argument():
+    assert select("vng-ssh").name == "vng-ssh"
+    with pytest.raises(GuestError, match="takes no argument"):
+        VngSsh("x")
+
+
+# --- guest scripts ---------------------------------------------------------------------------
+
+
+def test_loop_override_replaces_the_virtio_lookup(tmp_path):
+    steps = script(_plan())
+    text = with_block_device(steps, image="/r/f/run-01/disk.img")
+    _bash_n(text, tmp_path)
+    assert text.index("local img=/r/f/run-01/disk.img") < text.index('losetup --find --show "$img"') \
+        < text.index('mark "guest up')
+    assert "HARNESS_STAGED=$img" not in text  # no staging unless asked
+    # the override comes after the generated find_device, so bash uses it
+    assert text.rindex("find_device() {") > text.index("/sys/block/vd*")
+    assert "trap harness_cleanup EXIT" in text and 'losetup -d "$HARNESS_LOOP"' in text
+    assert text.endswith(steps[steps.index('\nmark "guest up'):])
+
+
+def test_loop_override_stages_small_images_in_ram(tmp_path):
+    text = with_block_device(script(_plan()), image="/r/f/run-01/disk.img", stage="/run/harness-ssh/tok")
+    _bash_n(text, tmp_path)
+    assert "cp --sparse=always /r/f/run-01/disk.img /run/harness-ssh/tok/disk.img" in text
+    assert text.index("cp --sparse=always /r/f") < text.index('losetup --find --show "$img"')
+
+
+def test_disk_override_writes_the_image_first(tmp_path):
+    text = with_block_device(script(_plan()), image="/w/runs/t/disk.img", disk="/dev/vdc")
+    _bash_n(text, tmp_path)
+    assert "DEV=/dev/vdc" in text and "dd if=/w/runs/t/disk.img of=\"$DEV\"" in text
+    assert "is mounted: refusing to overwrite it" in text and "losetup --find" not in text
+
+
+def test_override_needs_the_guest_up_mark():
+    with pytest.raises(GuestError, match="changed its layout"):
+        with_block_device("#!/bin/bash\necho hi\n", image="/x")
+
+
+def test_wrapper_marks_taint_and_session(tmp_path):
+    text = wrapper("run-03-abcd", "/r/f/run-03/ssh-steps.sh", "/run/harness-ssh/run-03-abcd.sid", cwd="/r/f/run-03")
+    _bash_n(text, tmp_path)
+    assert 'echo "harness: run run-03-abcd begin" > /dev/kmsg' in text
+    assert 'echo "harness: run run-03-abcd end $rc" > /dev/kmsg' in text
+    assert "setsid bash /r/f/run-03/ssh-steps.sh &" in text
+    assert text.index("taint before") < text.index("setsid") < text.index("taint after")
+    assert "printk" not in wrapper("t", "/s", "/sid", console_level=False)
+    assert 'pkill -KILL -s "$(cat /sid)"' in kill_command("/sid")
+
+
+def test_wrapper_runs_the_steps_and_reports_taint(tmp_path):
+    """The real wrapper, on this host, with /dev/kmsg and printk out of reach (sed'ed to files)."""
+    steps = tmp_path / "steps.sh"
+    steps.write_text("echo '@@harness step run begin 1.0'; echo hello; echo '@@harness step run end 0 2.0'; exit 4\n")
+    text = wrapper("tok", str(steps), str(tmp_path / "sid"), cwd=str(tmp_path))
+    text = text.replace("/dev/kmsg", str(tmp_path / "kmsg")).replace("/proc/sys/kernel/printk", str(tmp_path / "pk"))
+    (tmp_path / "w.sh").write_text(text)
+    done = subprocess.run(["bash", str(tmp_path / "w.sh")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 4
+    before, after = parse_taint(done.stdout)
+    assert before is not None and after is not None and "hello" in done.stdout
+    assert (tmp_path / "kmsg").read_text() == "harness: run tok end 4\n"  # last write wins in a plain file
+    assert not (tmp_path / "sid").exists()
+
+
+# --- taint ---------------------------------------------------------------------------------------
+
+
+def test_taint_letters():
+    assert taint_letters(0) == "-" and taint_letters(None) == "?"
+    assert taint_letters((1 << 7) | (1 << 9)) == "DW"
+    assert taint_letters(1 << 12 | 1 << 13) == "OE"
+
+
+def test_parse_taint():
+    out = "@@harness taint before 0\nstuff\n@@harness taint after 640\n"
+    assert parse_taint(out) == (0, 640)
+    assert parse_taint("@@harness taint before 4096\n") == (4096, None)
+
+
+@pytest.mark.parametrize("before, after, new", [
+    (0, 0, 0),
+    (0, 1 << 7, 1 << 7),  # D: an oops
+    (0, 1 << 9, 1 << 9),  # W: a warning
+    (1 << 9, 1 << 9, 0),  # already warned before this run
+    (0, 1 << 12 | 1 << 13, 0),  # O/E: an out-of-tree or unsigned module was loaded
+    (None, 1 << 7, 0),
+])
+def test_new_taint(before, after, new):
+    assert new_taint(before, after) == new
+
+
+def test_benign_taint_is_module_loading_only():
+    assert taint_letters(BENIGN_TAINT) == "PCOEKXT"
+
+
+def test_reboot_decisions():
+    fit = RunSignals(0, 0)
+    assert reboot_reason(fit) is None
+    assert reboot_reason(RunSignals(0, 1 << 12)) is None
+    assert "taint changed - -> DW (new: DW)" in reboot_reason(RunSignals(0, 1 << 7 | 1 << 9))
+    assert "went down" in reboot_reason(RunSignals(0, None, lost=True))
+    assert "no progress (step run made no progress" in reboot_reason(RunSignals(0, None, killed="step run made no progress"))
+    assert "the console shows kernel BUG in x" in reboot_reason(RunSignals(0, 0, reports=("kernel BUG in x",)))
+    assert "timeout in the guest" in reboot_reason(RunSignals(0, 0, run_rc=124))
+    assert "without reporting the kernel's taint" in reboot_reason(RunSignals(0, None))
+
+
+# --- console windows -----------------------------------------------------------------------------
+
+CONSOLE = """[    1.000000] booting
+[   40.000000] harness: run run-01-aa begin
+[   40.100000] harness: step run begin 40.1
+[   45.000000] harness: step run end 0 45.0
+[   45.100000] harness: run run-01-aa end 0
+[   46.000000] harness: run run-02-bb begin
+[   46.100000] harness: step run begin 46.1
+[   47.000000] kernel BUG at fs/ext4/inline.c:235!
+[   47.100000] Kernel panic - not syncing: Fatal exception
+"""
+
+
+def test_slice_console_per_run():
+    first, pos = slice_console(CONSOLE[: CONSOLE.index("[   46.0")], "run-01-aa")
+    assert first.startswith("[   40.000000] harness: run run-01-aa begin") and "booting" not in first
+    assert console_has_end(first, "run-01-aa") and not console_has_end(first, "run-02-bb")
+    second, end = slice_console(CONSOLE, "run-02-bb", pos)
+    assert second.startswith("[   46.000000] harness: run run-02-bb begin")
+    assert "kernel BUG" in second and "run-01-aa" not in second and end == len(CONSOLE)
+
+
+def test_slice_console_without_begin_mark_starts_where_the_last_run_ended():
+    pos = CONSOLE.index("[   46.0")
+    text = CONSOLE[:pos] + "[   46.000000] BUG: early\n"
+    window, _ = slice_console(text, "run-02-zz", pos)
+    assert window == "[   46.000000] BUG: early\n"
+
+
+def test_slice_console_ignores_a_mark_before_start():
+    window, _ = slice_console(CONSOLE, "run-01-aa", CONSOLE.index("[   46.0"))
+    assert window.startswith("[   46.000000]")
+
+
+def test_dmesg_new_anchors_on_the_tail():
+    before = "[1.0] a\n[2.0] b\n[3.0] c\n"
+    after = before + "[4.0] harness: run x begin\n[5.0] BUG: y\n"
+    assert dmesg_new(before, after) == "[4.0] harness: run x begin\n[5.0] BUG: y\n"
+    assert dmesg_new(before, before) == ""
+    assert dmesg_new("", "[1.0] a\n") == "[1.0] a\n"
+
+
+def test_dmesg_new_after_the_ring_buffer_wrapped():
+    before = "[1.0] a\n[2.0] b\n[3.0] c\n"
+    after = "[2.5] old\n[3.0] c-ish\n[4.0] new\n"
+    assert dmesg_new(before, after) == "[4.0] new\n"
+
+
+def test_dmesg_new_repeated_lines():
+    before = "[1.0] same\n[2.0] same\n"
+    after = "[1.0] same\n[2.0] same\n[3.0] same\n"
+    assert dmesg_new(before, after) == "[3.0] same\n"
+
+
+def test_trivial_spec_loads(tmp_path):
+    from harness.repro import spec as specs
+
+    spec = specs.load(str(trivial_spec(tmp_path / "t")))
+    assert spec.name == "bench_trivial" and spec.args == ("{mnt}",) and spec.guest.cmdline == ("oops=panic",)
+
+
+# --- the backend's decisions, with a fake guest and connection ------------------------------------
+
+import re  # noqa: E402
+
+from harness.guest import session as session_mod  # noqa: E402
+from harness.guest.ssh import Exec  # noqa: E402
+
+
+class FakeConn:
+    def __init__(self, guest, scenario):
+        self.guest, self.scenario, self.active, self.commands = guest, scenario, True, []
+
+    def run(self, command, output=None, timeout=None, watchdog=None, alive=None):
+        self.commands.append(command)
+        if command == "cat /proc/sys/kernel/tainted":
+            return Exec(0, 0.1), f"{self.guest.taint}\n"
+        if command.startswith(("rm -rf ", "[ -f ")):
+            return Exec(0, 0.1), ""
+        if command.startswith("echo o > /proc/sysrq-trigger"):
+            self.guest.dead = "the guest stopped (vng exit 0)"
+            return Exec(None, 0.1, lost=True), ""
+        wrapper_text = Path(command.split()[-1]).read_text()
+        token = re.search(r"harness: run (\S+) begin", wrapper_text).group(1)
+        kind = self.scenario.pop(0)
+        stamp = f"[{100 + len(self.commands):4d}.000000]"
+        console = f"{stamp} harness: run {token} begin\n{stamp} harness: step run begin 1.0\n"
+        text = f"@@harness taint before {self.guest.taint}\n@@harness guest up 1.0 kernel k\n@@harness step run begin 1.0\n"
+        result = Exec(0, 1.0)
+        if kind == "clean":
+            text += f"@@harness step run end 0 2.0\n@@harness done\n@@harness taint after {self.guest.taint}\n"
+            console += f"{stamp} harness: run {token} end 0\n"
+        elif kind == "warn":
+            self.guest.taint = 512
+            text += "@@harness step run end 0 2.0\n@@harness done\n@@harness taint after 512\n"
+            console += f"{stamp} WARNING: CPU: 0 PID: 1 at fs/ext4/inode.c:1 ext4_x+0x1/0x2\n{stamp} harness: run {token} end 0\n"
+        elif kind == "oops":
+            console += f"{stamp} kernel BUG at fs/ext4/inline.c:235!\n{stamp} Kernel panic - not syncing: Fatal exception\n"
+            self.guest.dead = "the guest stopped (vng exit 0)"
+            result = Exec(None, 1.0, lost=True)
+        elif kind == "stuck":
+            result = Exec(None, 1.0, killed="step run made no progress for 105 s (budget 105 s)")
+        with open(self.guest.console, "a") as fh:
+            fh.write(console)
+        if output:
+            with open(output, "a") as fh:
+                fh.write(text)
+        return result, text
+
+    def probe(self, timeout=15.0):
+        return True, "answered in 0.2 s (uptime 300.00)"
+
+    def close(self):
+        self.active = False
+
+
+class FakeGuest:
+    boots: list = []
+
+    def __init__(self, index, req, boot_dir, keys, port, scenario=None):
+        self.index, self.req, self.boot_dir, self.port = index, req, boot_dir, port
+        boot_dir.mkdir(parents=True, exist_ok=True)
+        self.console = boot_dir / "console.log"
+        self.console.write_text("[    0.000000] Linux version 6.1\n")
+        self.argv, self.dead, self.taint, self.done = ["vng"], None, 0, None
+        FakeGuest.boots.append(self)
+
+    def start(self):
+        pass
+
+    def wait_ready(self, timeout):
+        self.conn = FakeConn(self, FakeGuest.scenario)
+        return self.conn
+
+    def gone(self):
+        return self.dead
+
+    def wait_gone(self, timeout):
+        return True
+
+    def text(self, which="output"):
+        return self.console.read_text() if which == "console" else ""
+
+    def stop(self, reason, conn=None):
+        self.stopped = (reason, conn)
+        self.dead = self.dead or f"stopped: {reason}"
+
+    def port_taken(self):
+        return False
+
+
+@pytest.fixture
+def fake_session(tmp_path, monkeypatch):
+    FakeGuest.boots = []
+    monkeypatch.setattr(session_mod, "Guest", FakeGuest)
+    monkeypatch.setattr(session_mod, "CONSOLE_SETTLE", 0.5)
+    monkeypatch.setattr(session_mod, "make_keys", lambda d: Keys(d, d / "client", d / "host"))
+    folder = tmp_path / "results"
+    folder.mkdir()
+    backend = VngSsh()
+    backend.open(folder)
+    events = []
+    backend.progress = events.append
+
+    def run(i):
+        run_dir = folder / f"run-{i:02d}"
+        run_dir.mkdir()
+        (run_dir / "guest.sh").write_text(script(_plan()))
+        req = _req(command=("bash", str(run_dir / "guest.sh")), disks=(Disk(run_dir / "disk.img", "harness-img0"),),
+                   rwdirs=(run_dir,), cwd=run_dir)
+        return backend.run(req, run_dir, timeout=None)
+
+    yield backend, run, events, folder
+    backend.close()
+
+
+def test_session_reuses_the_guest_while_runs_stay_clean(fake_session):
+    backend, run, events, folder = fake_session
+    FakeGuest.scenario = ["clean", "clean", "clean"]
+    results = [run(i) for i in (1, 2, 3)]
+    assert len(FakeGuest.boots) == 1
+    assert [r.info["booted"] for r in results] == [True, False, False]
+    assert [r.info["run_on_boot"] for r in results] == [1, 2, 3]
+    assert all(r.info["reboot_after"] is None and r.returncode == 0 and r.detail is None for r in results)
+    for i, r in enumerate(results, 1):
+        window = r.console_log.read_text()
+        assert window.count("harness: run run-") == 2 and f"harness: run run-0{i}-" in window
+        assert "Linux version" not in window  # the boot belongs to no run
+    assert "losetup" in (folder / "run-01" / "guest-loop.sh").read_text()
+    conn = FakeGuest.boots[0].conn
+    assert [c for c in conn.commands if c.startswith("rm -rf /run/harness-ssh/run-0")][:1]  # RAM copy freed
+    assert not [c for c in conn.commands if "cp --sparse" in c]  # CLEAN: no evidence to bring home
+
+
+def test_session_reboots_after_an_oops_and_keeps_the_verdict_evidence(fake_session):
+    backend, run, events, folder = fake_session
+    FakeGuest.scenario = ["oops", "clean"]
+    first, second = run(1), run(2)
+    assert first.returncode is None and "went down" in first.detail
+    assert "kernel BUG at fs/ext4/inline.c:235!" in first.console_log.read_text()
+    assert "the guest went down" in first.info["reboot_after"]
+    assert second.info["booted"] and second.info["boot"] == 2 and "went down" in second.info["reboot_before"]
+    assert len(FakeGuest.boots) == 2
+    log = (folder / "session.log").read_text()
+    assert "reboot before run-02" in log and "boot 2 for run-02" in log
+    assert (folder / "run-02" / "guest.log").read_text().startswith("@@harness session reboot before run-02")
+
+
+def test_session_reboots_after_a_new_taint(fake_session):
+    backend, run, events, folder = fake_session
+    FakeGuest.scenario = ["warn", "clean"]
+    first, second = run(1), run(2)
+    assert first.returncode == 0 and "taint changed - -> W" in first.info["reboot_after"]
+    assert first.info["taint_after"] == "W" and second.info["boot"] == 2
+
+
+def test_session_probes_on_a_host_timeout(fake_session):
+    backend, run, events, folder = fake_session
+    FakeGuest.scenario = ["stuck", "clean"]
+    first, second = run(1), run(2)
+    assert first.returncode is None
+    assert first.detail.startswith("step run made no progress")
+    assert "probe: guest responsive: the reproducer is slow or stuck, the kernel still schedules" in first.detail
+    assert first.info["probe"]["responsive"] is True
+    assert "no progress" in first.info["reboot_after"] and second.info["boot"] == 2
+
+
+def test_session_reboots_when_taint_changes_between_runs(fake_session):
+    backend, run, events, folder = fake_session
+    FakeGuest.scenario = ["clean", "clean"]
+    run(1)
+    FakeGuest.boots[0].taint = 1 << 9  # e.g. a late warning after the run's window closed
+    second = run(2)
+    assert "taint changed between runs - -> W" in second.info["reboot_before"] and second.info["boot"] == 2
+
+
+def test_session_close_powers_the_guest_off(fake_session):
+    backend, run, events, folder = fake_session
+    FakeGuest.scenario = ["clean"]
+    run(1)
+    guest = FakeGuest.boots[0]
+    backend.close()
+    assert guest.stopped == ("session closed", guest.conn)  # graceful: powered off through the connection
+    assert backend.keys is None and backend.guest is None
