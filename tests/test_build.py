@@ -152,63 +152,216 @@ cd "$1"
 mkdir -p m2 m4 mx
 mount -o loop ext2.img m2
 mount -o loop ext4.img m4
-mount -o loop xfs.img mx
-echo hi > m2/f; echo hi > m4/f; echo hi > mx/f; sync
-grep -E ' (m2|m4|mx) ' /proc/mounts | awk '{print "MOUNT", $2, $3}'
-dmesg | grep -i 'using the ext4 subsystem' && echo EXT2_VIA_EXT4 || true
-grep -w ext2 /proc/filesystems | sed 's/^/FS /'
+mount LABEL=harnessxfs mx  # the image attached with `vng --disk`
+for fs in m2 m4 mx; do echo hi > $fs/f; done
+sync
+awk '$2 ~ /\/m[24x]$/ {print "MOUNT", $2, $3, $1}' /proc/mounts
+for d in /sys/block/*/device/driver; do echo "DISK $(echo $d | cut -d/ -f4) $(basename $(readlink $d))"; done
+# ext4 lists each fs it drives in /sys/fs/ext4 (also an ext2 one under EXT4_USE_FOR_EXT2)
+dev() { basename "$(awk -v m="$1" '$2 ~ m"$" {print $1}' /proc/mounts)"; }
+[ -e /sys/fs/ext4/"$(dev /m4)" ] && echo EXT4_SYSFS
+[ -e /sys/fs/ext4/"$(dev /m2)" ] && echo EXT2_VIA_EXT4
+dmesg | grep -q 'using the ext4 subsystem' && echo EXT2_VIA_EXT4
+grep -qw ext2 /proc/filesystems && echo FS_EXT2
 umount m2 m4 mx
 echo GUEST-OK
 exit 3
 """
 
 
+def _images(work: Path) -> None:
+    for fs, cmd in (
+        ("ext2", ["mkfs.ext2", "-q"]),
+        ("ext4", ["mkfs.ext4", "-q"]),
+        ("xfs", ["mkfs.xfs", "-q", "-L", "harnessxfs"]),
+    ):
+        image = work / f"{fs}.img"
+        with open(image, "wb") as fh:
+            fh.truncate(320 << 20)
+        subprocess.run([*cmd, str(image)], check=True)
+
+
 @pytest.mark.vm
+@pytest.mark.build
 def test_lean_debian_kernel_boots(tmp_path: Path) -> None:
+    """The lean Debian 6.1.192 kernel (built once, then cached) boots under vng and mounts ext2/ext4/XFS."""
     for tool in ("vng", "mkfs.ext2", "mkfs.ext4", "mkfs.xfs"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed")
     kernel = kbuild.build(Variant("debian-src:6.1.192"), progress=print)
-    work = Path(tempfile_dir()) / f"kbuild-vm-{os.getpid()}"
+    assert kernel.config_value("EXT4_USE_FOR_EXT2") is None and kernel.config_value("MODULES") is None
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"kbuild-vm-{os.getpid()}"  # host-visible path
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        for fs, cmd in (("ext2", ["mkfs.ext2", "-q"]), ("ext4", ["mkfs.ext4", "-q"]), ("xfs", ["mkfs.xfs", "-q"])):
-            image = work / f"{fs}.img"
-            with open(image, "wb") as fh:
-                fh.truncate(320 << 20)
-            subprocess.run([*cmd, str(image)], check=True)
+        _images(work)
         (work / "guest.sh").write_text(GUEST_SCRIPT)
-        done = subprocess.run(
-            [
-                "vng",
-                "--disable-kvm",
-                "--memory",
-                "1G",
-                "--rwdir",
-                str(work),
-                "-r",
-                str(kernel.image),
-                "--",
-                "bash",
-                str(work / "guest.sh"),
-                str(work),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            stdin=subprocess.DEVNULL,
-        )
+        argv = ["vng", "--disable-kvm", "--memory", "1G", "--rwdir", str(work), "--disk", str(work / "xfs.img")]
+        argv += ["-r", str(kernel.image), "--", "bash", str(work / "guest.sh"), str(work)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = done.stdout
     assert "GUEST-OK" in out, f"rc={done.returncode}\nstdout:\n{out}\nstderr:\n{done.stderr[-3000:]}"
     assert done.returncode == 3  # the script's exit code comes back through vng's ports
-    mounts = dict(line.split()[1:3] for line in out.splitlines() if line.startswith("MOUNT "))
-    assert {Path(k).name: v for k, v in mounts.items()} == {"m2": "ext2", "m4": "ext4", "mx": "xfs"}
-    assert "EXT2_VIA_EXT4" not in out
-    assert "FS ext2" in out
+    mounts = {Path(line.split()[1]).name: line.split()[2] for line in out.splitlines() if line.startswith("MOUNT ")}
+    assert mounts == {"m2": "ext2", "m4": "ext4", "mx": "xfs"}
+    assert "EXT4_SYSFS" in out and "FS_EXT2" in out and "EXT2_VIA_EXT4" not in out
 
 
-def tempfile_dir() -> str:
-    return os.environ.get("TMPDIR", "/tmp")
+# --- the whole pipeline against a fake kernel tree (real make, real patch) ---------------
+
+FAKE_MAKEFILE = r"""
+O ?= .
+SRC := $(CURDIR)
+OBJS := $(O)/fs/a.o $(O)/fs/b.o
+
+tinyconfig:
+	@mkdir -p $(O)
+	@printf 'CONFIG_64BIT=y\n# CONFIG_EXT2_FS is not set\n' > $(O)/.config
+olddefconfig:
+	@sed -i '/CONFIG_NOPE/d' $(O)/.config
+kernelversion:
+	@echo 6.1.999
+bzImage: $(O)/arch/x86/boot/bzImage
+
+$(O)/fs/%.o: $(SRC)/fs/%.c $(O)/.config
+	@mkdir -p $(dir $@)
+	@echo "  CC      fs/$*.o"
+	@if grep -q '#error' $<; then echo "fs/$*.c:1:2: error: boom"; exit 1; fi
+	@cat $< > $@
+
+$(O)/arch/x86/boot/bzImage: $(OBJS)
+	@mkdir -p $(dir $@) $(O)/include/config
+	@echo "  LD      vmlinux"
+	@cat $(OBJS) > $(O)/vmlinux
+	@cp $(O)/vmlinux $@
+	@echo map > $(O)/System.map
+	@echo 6.1.999-fake > $(O)/include/config/kernel.release
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fake kernel tree behind the debian-src kind, fragments in a temp kconfigs/."""
+    from harness.kernels import sources
+
+    pristine = tmp_path / "pristine"
+    (pristine / "fs").mkdir(parents=True)
+    (pristine / "Makefile").write_text(FAKE_MAKEFILE)
+    (pristine / "fs/a.c").write_text("a1\na2\na3\n")
+    (pristine / "fs/b.c").write_text("b1\nb2\nb3\n")
+    old = time.time() - 3600
+    for p in pristine.rglob("*"):
+        os.utime(p, (old, old))
+    frags = tmp_path / "kconfigs"
+    frags.mkdir()
+    (frags / "lean.config").write_text("CONFIG_64BIT=y\n")
+    (frags / "filesystems.config").write_text("CONFIG_EXT2_FS=y\nCONFIG_NOPE=y\n")
+    monkeypatch.setenv("HARNESS_KCONFIGS", str(frags))
+    tree = sources.Tree(
+        "debian-src:6.1.999", "linux-source-6.1=6.1.999-1", "debian-src-6.1.999-1", pristine, "debian-src"
+    )
+    monkeypatch.setattr(sources.DebianSource, "tree", lambda self, rest, progress=None: tree)
+    monkeypatch.setattr(kbuild, "compiler_version", lambda cc="gcc": "gcc (fake) 12")
+    return Layout(tmp_path / "cache"), pristine, tmp_path
+
+
+def patch_file(tmp_path: Path, name: str, rel: str, old: str, new: str) -> PatchOp:
+    import difflib
+
+    path = tmp_path / name
+    path.write_text("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}")))
+    return PatchOp(path)
+
+
+def test_pipeline_builds_caches_and_rebuilds_only_what_a_patch_touches(fake) -> None:
+    layout, pristine, tmp = fake
+    base = Variant("debian-src:6.1.999")
+    k = kbuild.build(base, layout=layout)
+    assert (k.name, k.release, k.version, k.kind, k.root) == (
+        "debian-src:6.1.999",
+        "6.1.999-fake",
+        "6.1.999",
+        "build",
+        None,
+    )
+    assert k.image.read_text() == "a1\na2\na3\nb1\nb2\nb3\n"
+    assert {p.name for p in Path(k.extra["entry"]).iterdir()} >= {
+        "bzImage",
+        "vmlinux",
+        "System.map",
+        "config",
+        "build.log",
+    }
+    assert k.extra["objects"] == 3 and not k.extra["cached"]
+    assert k.config_value("EXT2_FS") == "y"
+    assert k.extra["config_mismatches"] == ["CONFIG_NOPE=y requested, got unset (no such option in this tree)"]
+
+    again = kbuild.build(base, layout=layout)
+    assert again.extra["cached"] and again.image == k.image
+
+    pa = patch_file(tmp, "a.patch", "fs/a.c", "a1\na2\na3\n", "a1\nA2\na3\n")
+    ka = kbuild.build(Variant(base.source, "fix-a", (pa,)), layout=layout)
+    assert ka.name == "debian-src:6.1.999/fix-a" and ka.image != k.image
+    assert ka.image.read_text().startswith("a1\nA2\n")
+    assert ka.extra["objects"] == 2  # a.o + link: b.o reused from the shared O= dir
+
+    pb = patch_file(tmp, "b.patch", "fs/b.c", "b1\nb2\nb3\n", "b1\nB2\nb3\n")
+    kb = kbuild.build(Variant(base.source, "fix-b", (pb,)), layout=layout)
+    # a.c went back to pristine (a new, newer file): a.o must be rebuilt too
+    assert kb.image.read_text() == "a1\na2\na3\nb1\nB2\nb3\n"
+    assert kb.extra["objects"] == 3
+    assert (pristine / "fs/a.c").read_text() == "a1\na2\na3\n"  # the pristine tree never changes
+    assert len(kbuild.list_cached(layout)) == 3
+
+
+def test_pipeline_patch_and_build_failures(fake) -> None:
+    from harness.kernels.patches import PatchFailed
+
+    layout, pristine, tmp = fake
+    bad = patch_file(tmp, "bad.patch", "fs/a.c", "x1\nx2\nx3\n", "x1\nX2\nx3\n")
+    with pytest.raises(PatchFailed) as err:
+        kbuild.build(Variant("debian-src:6.1.999", "bad", (bad,)), layout=layout)
+    assert "+X2" in err.value.hunk
+
+    broken = patch_file(tmp, "err.patch", "fs/b.c", "b1\nb2\nb3\n", "b1\n#error\nb3\n")
+    with pytest.raises(kbuild.BuildFailed) as failed:
+        kbuild.build(Variant("debian-src:6.1.999", "broken", (broken,)), layout=layout)
+    assert failed.value.errors[0] == "fs/b.c:1:2: error: boom"
+    assert failed.value.log_path.exists() and "error: boom" in failed.value.log_path.read_text()
+    assert failed.value.exit_code == 6
+
+    ok = kbuild.build(Variant("debian-src:6.1.999"), layout=layout)  # the tree recovers
+    assert ok.image.read_text() == "a1\na2\na3\nb1\nb2\nb3\n"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_pipeline_git_source_moves_between_commits_incrementally(fake) -> None:
+    layout, pristine, tmp = fake
+    git = ["git", "-C", str(pristine), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    first = Variant(f"git:{pristine}@HEAD")
+    k1 = kbuild.build(first, layout=layout)
+    assert k1.extra["objects"] == 3 and k1.extra["identity"].startswith("git:")
+    (pristine / "fs/b.c").write_text("b1\nb2 v2\nb3\n")
+    subprocess.run([*git, "commit", "-qam", "two"], check=True)
+    k2 = kbuild.build(Variant(f"git:{pristine}@HEAD"), layout=layout)
+    assert k2.image.read_text().endswith("b2 v2\nb3\n")
+    assert k2.extra["objects"] == 2  # only b.o + link
+    pa = patch_file(tmp, "a.patch", "fs/a.c", "a1\na2\na3\n", "a1\nA2\na3\n")
+    k3 = kbuild.build(Variant(f"git:{pristine}@HEAD~1", "fix", (pa,)), layout=layout)
+    assert k3.image.read_text() == "a1\nA2\na3\nb1\nb2\nb3\n"
+    assert subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout == ""
+
+
+def test_bench_figures_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout, pristine, tmp = fake
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp / "harness-cache"))
+    figures = kbuild.bench_figures("debian-src:6.1.999", touch="fs/a.c")
+    assert figures["cold_objects"] == 3 and figures["incremental_objects"] == 2
+    assert figures["cache_hit_s"] < figures["cold_build_s"] + 5
+    assert "vng_kconfig_build_s" not in figures
+    assert not (tmp / "harness-cache" / "kernels" / "bench").exists()  # cleaned up

@@ -16,7 +16,7 @@ MOUNT_POINT = "/tmp/harness-mnt"
 BINARY = "/tmp/harness-repro"
 
 # Steps whose failure means the harness could not do its job (INFRA_ERROR).
-INFRA_STEPS = ("setup", "device", "mount", "compile")
+INFRA_STEPS = ("setup", "device", "mount", "compile", "faults")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Design (see kconfigs/README.md for the rationale):
   pristine tree, or a shared git clone).  Switching variants restores the
   files the previous stack touched and applies the new stack; every file
   that changes is written as a new file with mtime = now.
-- Build dirs (``make O=``) live under the slot, one per fragment set.  The
+- Build dirs (``make O=``) live under the slot, one per final ``.config``.  The
   source path a build dir sees never changes, so kbuild's recorded commands
   stay identical and a one-file patch recompiles one file (a separate tree
   per variant would change every command line and rebuild everything).
@@ -29,6 +29,7 @@ kbuild wrapper below is ~3 make calls.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -44,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from harness import proc
 from harness.errors import KernelError, SpecError
@@ -113,11 +114,25 @@ class Layout:
     def default(cls) -> Layout:
         return cls(cache_dir("kernels"))
 
-    work = property(lambda self: self.root / "work")  # slots: src/, build/<frag>/, kconfig/
-    built = property(lambda self: self.root / "built")  # <key>/: artifacts + meta.json
-    index = property(lambda self: self.root / "index")  # <inputs digest> -> key
-    logs = property(lambda self: self.root / "logs")  # logs of failed builds
-    ccache = property(lambda self: self.root / "ccache")
+    @property
+    def work(self) -> Path:  # <slot>/: src/, build/<config digest>/, kconfig/
+        return self.root / "work"
+
+    @property
+    def built(self) -> Path:  # <key>/: artifacts + meta.json
+        return self.root / "built"
+
+    @property
+    def index(self) -> Path:  # <request digest> -> key
+        return self.root / "index"
+
+    @property
+    def logs(self) -> Path:  # logs of failed builds
+        return self.root / "logs"
+
+    @property
+    def ccache(self) -> Path:
+        return self.root / "ccache"
 
 
 # --- keys ------------------------------------------------------------------------
@@ -176,7 +191,7 @@ class _Watcher:
 # --- build ----------------------------------------------------------------------
 
 
-def _make(layout: Layout) -> list[str]:
+def _make() -> list[str]:
     return ["make", f"ARCH={ARCH}", "CC=ccache gcc", "KBUILD_BUILD_USER=harness", "KBUILD_BUILD_HOST=harness"]
 
 
@@ -186,6 +201,7 @@ def _env(layout: Layout) -> dict[str, str]:
         "CCACHE_DIR": str(layout.ccache),
         "CCACHE_BASEDIR": str(layout.work),  # slot paths become relative: hits across slots
         "CCACHE_NOHASHDIR": "1",
+        "CCACHE_DEPEND": "1",  # no extra preprocessor run on a miss (kbuild passes -MMD)
     }
 
 
@@ -203,7 +219,9 @@ def build(variant: Variant, *, progress: Progress = None, layout: Layout | None 
     source = _source(kind)
     tree = source.tree(rest, progress=progress)
     fragments = [kconfig.fragment_path(f) for f in variant.fragments]
-    fragments_text = kconfig.render(kconfig.merge(fragments))
+    requested = kconfig.merge(fragments)  # read once: the memo, the config and the O= name agree
+    optional = kconfig.optional(fragments)
+    fragments_text = kconfig.render(requested)
     patch_digest = patchlib.digest(variant.patches) if variant.patches else ""
     compiler = compiler_version()
     memo = layout.index / inputs_key(tree.identity, patch_digest, fragments_text, compiler)
@@ -211,26 +229,45 @@ def build(variant: Variant, *, progress: Progress = None, layout: Layout | None 
         return _record(variant, entry, progress, cached=True)
     work = layout.work / tree.slot
     work.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(work) + ".lock"):
-        entry = _build_locked(variant, tree, source, fragments, patch_digest, compiler, work, layout, progress)
+    with _slot_lock(work, progress):
+        wanted = (requested, optional, fragments_text)
+        entry = _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress)
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(entry.name + "\n")
     return _record(variant, entry, progress, cached=False)
 
 
-def _build_locked(variant, tree, source, fragments, patch_digest, compiler, work, layout, progress) -> Path:
-    fdigest = _sha(*(p.read_text() for p in fragments))[:12]
-    log_path = layout.logs / f"{tree.slot}-{fdigest}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+@contextlib.contextmanager
+def _slot_lock(work: Path, progress: Progress):
+    """The work tree's lock; says so when another build holds it."""
+    lock = FileLock(str(work) + ".lock")
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        if progress:
+            progress(f"waiting for {work.name}: another build is using this work tree")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress) -> Path:
+    requested, optional, fragments_text = wanted
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = layout.logs / f"{tree.slot}-{_sha(fragments_text)[:12]}-{stamp}-{os.getpid()}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if progress:
         progress(f"preparing {variant.kernel_name} ({len(variant.patches)} patches)")
     srctree = source.checkout(tree, work, variant.patches, log_path=log_path)
-    make, env = _make(layout), _env(layout)
-    config, mismatches = _configure(srctree, work / "kconfig", fragments, make, env, log_path)
+    make, env = _make(), _env(layout)
+    config, mismatches = _configure(srctree, work / "kconfig", requested, optional, make, env, log_path)
     key = cache_key(tree.identity, patch_digest, config.read_text(), compiler)
-    if entry := _entry(layout, key):
+    if entry := _entry(layout, key):  # same final config built by another request
+        log_path.unlink(missing_ok=True)
         return entry
-    builddir = work / "build" / fdigest
+    builddir = work / "build" / _sha(config.read_text())[:12]  # one O= per final .config
     _install_config(config, builddir)
     watcher = _Watcher(progress, variant.kernel_name)
     cpu = _children_cpu()
@@ -266,11 +303,13 @@ def _build_locked(variant, tree, source, fragments, patch_digest, compiler, work
     return _store(layout, key, builddir, log_path, meta)
 
 
-def _configure(srctree, scratch, fragments, make, env, log_path):
+def _configure(srctree, scratch, requested, optional, make, env, log_path):
     scratch.mkdir(parents=True, exist_ok=True)
-    config, mismatches = kconfig.configure(srctree, scratch, fragments, make=[*make], log_path=log_path, env=env)
+    config, mismatches = kconfig.configure(
+        srctree, scratch, requested, make=make, optional_options=optional, log_path=log_path, env=env
+    )
     for m in mismatches:
-        log.warning("kconfig: %s", m)
+        log.log(logging.INFO if m.optional else logging.WARNING, "kconfig: %s", m)
     return config, mismatches
 
 
@@ -436,6 +475,7 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
 def bench_figures(
     source: str = "debian-src:6.1.192",
     *,
+    touch: str = "fs/ext4/inline.c",
     vng_kconfig: bool = False,
     progress: Progress = None,
     keep: bool = False,
@@ -452,7 +492,7 @@ def bench_figures(
         base = Variant(source=source)
         cold, kernel = _timed(build, base, progress=progress, layout=layout)
         tree = _source(split_name(source)[0]).tree(split_name(source)[1])
-        patch = _one_line_patch(tree.pristine, "fs/ext4/inline.c", layout.root / "inline-comment.patch")
+        patch = _one_line_patch(tree.pristine, touch, layout.root / "one-file.patch")
         patched = replace(base, name="bench-incremental", patches=(PatchOp(patch),))
         incremental, pk = _timed(build, patched, progress=progress, layout=layout)
         hit, _ = _timed(build, base, progress=progress, layout=layout)
@@ -491,9 +531,8 @@ def _vng_kconfig_build(tree, layout: Layout, progress: Progress) -> float:
     with FileLock(str(work) + ".lock"):
         patchlib.sync(src, tree.pristine, (), work / "src.state.json", log_path=log_path)
         start = time.monotonic()
-        proc.run(
-            ["virtme-configkernel", "--defconfig", f"O={out}", "CC=ccache gcc"], cwd=src, env=env, log_path=log_path
-        )
+        # what `vng --kconfig` runs (x86_64_defconfig + virtme-ng's options), then what `vng -b` runs
+        proc.run(["virtme-configkernel", "--defconfig", f"O={out}"], cwd=src, env=env, log_path=log_path)
         watcher = _Watcher(progress, "vng --kconfig build")
         done = proc.run(
             ["make", f"O={out}", "CC=ccache gcc", "LOCALVERSION=-virtme", f"-j{os.cpu_count() or 1}"],

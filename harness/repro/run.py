@@ -24,13 +24,14 @@ from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_s
 from harness.images import FILESYSTEMS
 from harness.kernels import Kernel
 from harness.paths import cache_dir
+from harness.repro import faults
 from harness.repro.spec import Spec, VariantSpec
 from harness.results import new_run_folder, write_json
 from harness.verdict import Evidence, Outcome, Verdict, judge
 
 DISK_SERIAL = "harness-img0"
 STEP_GRACE = 45.0  # host seconds past a guest step's own timeout before we call it hung
-STEP_BUDGETS = {"setup": 30, "device": 30, "mount": 60, "compile": 300, "sync": 120, "umount": 120, "check": 300}
+STEP_BUDGETS = {"faults": 30, "setup": 30, "device": 30, "mount": 60, "compile": 300, "sync": 120, "umount": 120, "check": 300}
 
 Progress = Callable[[str], None]
 
@@ -187,6 +188,8 @@ def guest_plan(spec: Spec, source_in_guest: Path, binary_cache: Path | None = No
         sysctls=spec.guest.sysctls,
         compiler=spec.compiler,
         binary_cache=str(binary_cache) if binary_cache else None,
+        pre_run=faults.setup_lines(spec.faults),
+        post_run=faults.teardown_lines(spec.faults),
     )
 
 
@@ -287,6 +290,7 @@ def run_repro(
     on_run: Callable[[RunResult], None] | None = None,
 ) -> Summary:
     runs = runs or spec.runs
+    faults.check_kernel(spec.faults, kernel)  # a kernel without the fault knobs: one clear line
     folder = new_run_folder(spec.name, kernel.name, results_root)
     expectation = spec.expect.for_kernel(kernel.name)
     image = images.build(spec.image, progress=progress)

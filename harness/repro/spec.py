@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.errors import SpecError, UnknownName
 from harness.images import Recipe, load_recipe, parse_recipe
 from harness.paths import reproducers_dir
+from harness.repro import faults
 from harness.yamlio import Fields, load_mapping
 
 SPEC_FILE = "repro.yaml"
@@ -84,6 +85,7 @@ class Spec:
     expect: Expectation = field(default_factory=Expectation)
     variants: tuple[VariantSpec, ...] = ()
     source_text: bytes = field(default=b"", repr=False)  # the source as loaded: every run compiles this
+    faults: object = None  # harness.repro.faults.FaultSpec: fault injection the harness arms in the guest
 
     def variant(self, name: str) -> VariantSpec:
         for v in self.variants:
@@ -192,6 +194,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         expect=_expect(f.get("expect", dict, {}), where),
         variants=_variants(f.get("variants", dict, {}), folder, where),
         source_text=source.read_bytes(),
+        faults=faults.parse(f.get("faults", dict, None), f"{where}: faults") if "faults" in data else None,
     )
 
 
