@@ -261,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     a.set_defaults(func=cmd_accel)
 
+    from harness.bisect import add_parsers as bisect_parsers
     from harness.matrix import add_parsers as matrix_parsers
 
     matrix_parsers(sub)
+    bisect_parsers(sub)
     return p
 
 
