@@ -65,6 +65,35 @@ class Backend(Protocol):
         """Boot and run; console.log and guest.log appear in run_dir as they come."""
 
 
+class Persistent:
+    """A backend that keeps a guest or a connection open across runs.
+
+    ``run_repro`` calls ``open`` once before the runs and ``close`` after;
+    used without ``open``, ``run`` opens for this one run alone.
+    """
+
+    folder: Path | None = None
+
+    def open(self, folder: Path, *, progress=None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog=None) -> GuestRun:
+        oneshot = self.folder is None
+        if oneshot:
+            self.open(run_dir.parent)
+        try:
+            return self._run(req, run_dir, timeout=timeout, watchdog=watchdog)
+        finally:
+            if oneshot:
+                self.close()
+
+    def _run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog) -> GuestRun:
+        raise NotImplementedError
+
+
 BACKENDS: Registry[type] = Registry("guest backend")
 # Backends named KIND:ARG (``ssh:lab1``): the class gets ARG.
 PARAMETRIC: dict[str, type] = {}

@@ -58,7 +58,7 @@ from pathlib import Path
 
 from harness import proc, report
 from harness.errors import GuestError, HarnessError
-from harness.guest import BACKENDS, GuestRequest, GuestRun
+from harness.guest import BACKENDS, GuestRequest, GuestRun, Persistent
 from harness.guest.remote import (
     RunSignals,
     console_has_end,
@@ -354,7 +354,7 @@ def _stop_leftovers() -> None:
         guest.wait_gone(10)
 
 
-class VngSsh:
+class VngSsh(Persistent):
     """The vng-ssh backend (see the module doc)."""
 
     name = "vng-ssh"
@@ -466,16 +466,6 @@ class VngSsh:
         return failure
 
     # --- one run -------------------------------------------------------------------------
-
-    def run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog=None) -> GuestRun:
-        oneshot = self.folder is None
-        if oneshot:  # used without open(): one boot for this run alone
-            self.open(run_dir.parent)
-        try:
-            return self._run(req, run_dir, timeout=timeout, watchdog=watchdog)
-        finally:
-            if oneshot:
-                self.close()
 
     def _run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog) -> GuestRun:
         started = time.monotonic()

@@ -45,7 +45,7 @@ import platformdirs
 
 from harness import report
 from harness.errors import GuestError, SpecError, UnknownName
-from harness.guest import PARAMETRIC, GuestRequest, GuestRun
+from harness.guest import PARAMETRIC, GuestRequest, GuestRun, Persistent
 from harness.guest.remote import (
     RunSignals,
     dmesg_new,
@@ -160,7 +160,7 @@ def rewrite_paths(text: str, mapping: dict[str, str]) -> str:
     return text
 
 
-class SshTarget:
+class SshTarget(Persistent):
     """The ssh:NAME backend."""
 
     name = "ssh"
@@ -238,16 +238,6 @@ echo "$dev"
         return text.strip().splitlines()[-1]
 
     # --- one run -------------------------------------------------------------------------
-
-    def run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog=None) -> GuestRun:
-        oneshot = self.folder is None
-        if oneshot:
-            self.open(run_dir.parent)
-        try:
-            return self._run(req, run_dir, timeout=timeout, watchdog=watchdog)
-        finally:
-            if oneshot:
-                self.close()
 
     def _run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog) -> GuestRun:
         started = time.monotonic()
