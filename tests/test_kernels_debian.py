@@ -24,3 +24,17 @@ def test_kernel_names_need_a_kind():
         kernels.resolve("6.1.0-47")
     with pytest.raises(UnknownName, match="Unknown kernel source 'fedora'. Available: .*debian"):
         kernels.resolve("fedora:6.1")
+
+
+def test_apt_download_real_and_failing(tmp_path):
+    import shutil
+
+    from harness.errors import KernelError
+    from harness.kernels.debian import apt_download
+
+    if shutil.which("apt-get") is None:
+        pytest.skip("not a Debian host")
+    deb = apt_download("hostname", tmp_path)
+    assert deb.suffix == ".deb" and deb.stat().st_size > 1000
+    with pytest.raises(KernelError, match="apt-get download no-such-package-xyz failed"):
+        apt_download("no-such-package-xyz", tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path)

@@ -42,6 +42,23 @@ def name_for(package: str) -> str:
     return "debian:" + m.group(1).removesuffix("+deb12")
 
 
+def apt_download(spec: str, tmpdir: Path, progress=None) -> Path:
+    """``apt-get download SPEC`` (a package, or package=version) into tmpdir; the .deb."""
+    if shutil.which("apt-get") is None:
+        raise KernelError(f"apt-get is not available: {spec} needs a Debian host")
+    if progress:
+        progress(f"downloading {spec}")
+    tmpdir.chmod(0o755)  # let apt's _apt user write the download
+    done = proc.run(["apt-get", "download", spec], cwd=tmpdir, check=False, capture=True)
+    debs = list(tmpdir.glob("*.deb"))
+    if not done.ok or not debs:
+        tail = done.output.strip().splitlines()[-1] if done.output.strip() else "no output"
+        raise KernelError(f"apt-get download {spec} failed: {tail}", hint="check `harness kernels`; run `apt-get update`")
+    if progress:
+        progress(f"unpacking {debs[0].name}")
+    return debs[0]
+
+
 def version_key(name: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", name))
 
@@ -82,25 +99,12 @@ class DebianImage:
         return self._record(rest, dest)
 
     def _fetch(self, package: str, dest: Path, progress) -> None:
-        if shutil.which("apt-get") is None:
-            raise KernelError("apt-get is not available: Debian kernel images need a Debian host")
-        if progress:
-            progress(f"downloading {package}")
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
             tmpdir = Path(tmp)
-            tmpdir.chmod(0o755)  # let apt's _apt user write the download
-            done = proc.run(["apt-get", "download", package], cwd=tmpdir, check=False, capture=True)
-            debs = list(tmpdir.glob("*.deb"))
-            if not done.ok or not debs:
-                raise KernelError(
-                    f"apt-get download {package} failed: {done.output.strip().splitlines()[-1] if done.output.strip() else 'no output'}",
-                    hint="check `harness kernels` and run `apt-get update`",
-                )
-            if progress:
-                progress(f"unpacking {debs[0].name}")
-            version = proc.run(["dpkg-deb", "-f", debs[0], "Version"], capture=True).output.strip()
+            deb = apt_download(package, tmpdir, progress)
+            version = proc.run(["dpkg-deb", "-f", deb, "Version"], capture=True).output.strip()
             root = tmpdir / "root"
-            proc.run(["dpkg-deb", "-x", debs[0], root])
+            proc.run(["dpkg-deb", "-x", deb, root])
             release = next((root / "lib" / "modules").iterdir()).name
             proc.run(["depmod", "-a", "-b", root, release], check=False)
             (root / "DEBIAN-VERSION").write_text(version + "\n")

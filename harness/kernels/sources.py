@@ -28,6 +28,7 @@ from harness import proc
 from harness.errors import KernelError, SpecError, UnknownName
 from harness.kernels import SOURCES, Kernel
 from harness.kernels import patches as patchlib
+from harness.kernels.debian import apt_download
 from harness.kernels.patches import PatchOp
 from harness.paths import cache_dir
 
@@ -144,24 +145,13 @@ class DebianSource(_Buildable):
         )
 
     def _unpack(self, package: str, version: str, dest: Path, progress) -> None:
-        if shutil.which("apt-get") is None:
-            raise KernelError("apt-get is not available: debian-src kernels need a Debian host")
-        if progress:
-            progress(f"downloading {package}={version}")
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
             tmpdir = Path(tmp)
-            tmpdir.chmod(0o755)  # let apt's _apt user write the download
-            done = proc.run(["apt-get", "download", f"{package}={version}"], cwd=tmpdir, check=False, capture=True)
-            debs = list(tmpdir.glob("*.deb"))
-            if not done.ok or not debs:
-                tail = done.output.strip().splitlines()[-1] if done.output.strip() else "no output"
-                raise KernelError(f"apt-get download {package}={version} failed: {tail}", hint="run `apt-get update`")
-            if progress:
-                progress(f"unpacking {debs[0].name}")
+            deb = apt_download(f"{package}={version}", tmpdir, progress)
             series = package.removeprefix("linux-source-")
             member = f"./usr/src/linux-source-{series}.tar.xz"
-            proc.run(["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "$3"', "sh", debs[0], tmpdir, member])
-            debs[0].unlink()
+            proc.run(["sh", "-c", 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "$3"', "sh", deb, tmpdir, member])
+            deb.unlink()
             staging = tmpdir / "staging"
             staging.mkdir()
             proc.run(["tar", "-xf", tmpdir / member, "-C", staging], what="tar -x linux-source")
