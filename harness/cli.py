@@ -30,7 +30,7 @@ from rich.console import Console
 from harness import kernels
 from harness.errors import HarnessError, KernelError
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
 
 EXIT_OK, EXIT_UNMET, EXIT_USAGE, EXIT_INFRA, EXIT_BOOT, EXIT_INTERRUPTED = 0, 1, 2, 7, 8, 130
 
