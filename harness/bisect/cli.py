@@ -45,7 +45,7 @@ EXIT_NOT_FOUND = 1
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
 
 
 def _progress_printer(console):

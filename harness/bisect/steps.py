@@ -18,6 +18,18 @@ from harness.errors import GuestError, KernelError
 from harness.results import slug
 
 
+def _preload() -> None:
+    """Import everything a step uses now, at the start of a bisection that may run for hours.
+
+    A module imported lazily hours later can come from a newer checkout than
+    the ones already loaded (seen here: run.py expecting a Spec field that the
+    spec.py loaded at the start did not have).
+    """
+    import harness.guest.vng  # noqa: F401
+    import harness.kernels.build  # noqa: F401
+    import harness.repro.run  # noqa: F401
+
+
 @dataclass
 class RunOptions:
     accel: str = "auto"
@@ -79,6 +91,7 @@ class PrebuiltStep:
 
     def __init__(self, spec, options: RunOptions):
         self.spec, self.options = spec, options
+        _preload()
 
     def __call__(self, candidate: str) -> KernelTarget:
         from harness import kernels
@@ -97,6 +110,7 @@ class GitBuildStep:
                  patches: tuple = (), name: str = "default"):
         self.spec, self.repo, self.options = spec, repo, options
         self.fragments, self.patches, self.name = fragments, patches, name
+        _preload()
 
     def variant(self, sha: str):
         from harness.kernels.build import Variant
