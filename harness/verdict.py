@@ -138,6 +138,14 @@ def infra_rule(ev: Evidence) -> Verdict | None:
     return None
 
 
+def failed_run_rule(ev: Evidence) -> Verdict | None:
+    """A reproducer that exits non-zero by itself tested nothing: not CLEAN."""
+    run = _step(ev, "run")
+    if run is None or run.rc in (0, None) or run.timed_out:
+        return None
+    return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer exited {run.rc}: {_tail(ev.output)}")
+
+
 def hang_rule(ev: Evidence) -> Verdict | None:
     run = _step(ev, "run")
     if run is not None and run.timed_out:
@@ -174,7 +182,7 @@ def fsck_rule(ev: Evidence) -> Verdict | None:
     return Verdict(Outcome.FS_CORRUPT, title="filesystem corrupt", detail=f"checker exit {check.rc}")
 
 
-RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, fsck_rule)
+RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, failed_run_rule, fsck_rule)
 
 
 def judge(ev: Evidence, rules: tuple[Rule, ...] = RULES) -> Verdict:

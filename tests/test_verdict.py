@@ -147,3 +147,10 @@ def test_step_result_properties():
     assert StepResult("run", 137, 1.0, 2.0).timed_out
     assert not StepResult("run", 0, 1.0, 2.5).timed_out
     assert StepResult("run", 0, 1.0, 2.5).seconds == 1.5
+
+
+def test_reproducer_that_fails_by_itself_is_not_clean():
+    out = UP + INFRA_OK + "@@harness step run begin 3.0\nno write failed: nothing tested\n@@harness step run end 3 4.0\n"
+    out += "@@harness done\n"
+    v = judge(ev("", out))
+    assert v.outcome is Outcome.INFRA_ERROR and "exited 3" in v.detail and "nothing tested" in v.detail
