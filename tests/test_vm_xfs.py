@@ -9,7 +9,6 @@ one must stay CLEAN with xfs_repair -n happy.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -41,43 +40,13 @@ def kernels():
     return built
 
 
-def _spec(method: str):
-    spec = specs.load(str(METHODS[method]))
-    fault = getattr(spec, "faults", None)
-    if method == "inject" and fault is None:  # until spec.py carries `faults:` itself
-        from harness.yamlio import load_mapping
-
-        fault = faults.parse(load_mapping(METHODS[method] / "repro.yaml")["faults"], "faults")
-    return spec, fault
-
-
-@pytest.fixture
-def faults_in_plan(monkeypatch):
-    """Put a spec's fault lines into the guest plan when run.py does not do it yet."""
-
-    def install(fault):
-        if fault is None:
-            return
-        original = runner.guest_plan
-
-        def guest_plan(spec, source, binary_cache=None):
-            plan = original(spec, source, binary_cache)
-            if plan.pre_run:
-                return plan
-            return dataclasses.replace(plan, pre_run=faults.setup_lines(fault), post_run=faults.teardown_lines(fault))
-
-        monkeypatch.setattr(runner, "guest_plan", guest_plan)
-
-    return install
-
-
 @pytest.mark.parametrize("method", sorted(METHODS))
 @pytest.mark.parametrize("variant, expected", [("unfixed", Outcome.DATA_LOSS), ("fixed", Outcome.CLEAN)])
-def test_xfs_mkwrite_delalloc(vm, kernels, faults_in_plan, tmp_path, method, variant, expected):
-    spec, fault = _spec(method)
+def test_xfs_mkwrite_delalloc(vm, kernels, tmp_path, method, variant, expected):
+    spec = specs.load(str(METHODS[method]))
+    assert (spec.faults is not None) == (method == "inject")
     kernel = kernels[variant]
-    faults.check_kernel(fault, kernel)
-    faults_in_plan(fault)
+    faults.check_kernel(spec.faults, kernel)
     accel, why = choose_accel("auto", kernel)
     summary = runner.run_repro(spec, kernel, runs=2, accel=accel, accel_reason=why, results_root=tmp_path)
     result = summary.to_dict()

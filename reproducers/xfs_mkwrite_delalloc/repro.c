@@ -24,8 +24,10 @@
 //             copy forever, so each write is done by a child process of the
 //             "writer" process (children inherit make-it-fail) that is killed
 //             after -K ms: the fatal signal fails the write (EINTR) while
-//             its delalloc reservation is outstanding.  Without injection
-//             the writes complete and store what the markers store anyway.
+//             its delalloc reservation is outstanding.  The kill alone
+//             also fails a write that is merely slow (under TCG a 64-page
+//             write often outlives -K ms): injection makes every write fail
+//             and pins it in the window, it is not the only trigger.
 //
 // Output: "@@lost page N offset O expected X got Y" per lost marker (or
 // stray byte), "@@first-loss-after SECONDS" (racing time at which the
