@@ -215,8 +215,12 @@ def test_repro_output_is_judged_data_loss(repro_bin: Path, scratch: Path):
     assert v.time_to_hit is not None and v.time_to_hit >= 0
     assert "F blk 5: holds V.7.0 round 7 blk 2" in v.lost[0]
     assert specs.load("ext2_iomap_blkseq").expect.is_hit(v.outcome)
-    clean = judge(Evidence(console="", output=up + "@@stats rounds=3\n@@harness done\n", steps=steps))
+    # a run that found nothing exits 0: CLEAN (exiting 1 without a @@lost line is a reproducer error)
+    ok = tuple(s if s.name != "run" else StepResult("run", 0, 2.0, 5.0) for s in steps)
+    clean = judge(Evidence(console="", output=up + "@@stats rounds=3\n@@harness done\n", steps=ok))
     assert clean.outcome is Outcome.CLEAN
+    broken = judge(Evidence(console="", output=up + "@@stats rounds=3\n@@harness done\n", steps=steps))
+    assert broken.outcome is Outcome.INFRA_ERROR
 
 
 def test_usage_errors(repro_bin: Path):

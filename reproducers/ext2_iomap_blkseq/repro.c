@@ -348,7 +348,7 @@ static unsigned long sysfs_ulong(const char *path)
 
 /* ---- race mode -------------------------------------------------------------- */
 
-static uint64_t rng_state = 88172645463325252ULL;
+static uint64_t rng_state;	/* -s SEED, else from the clock (printed) */
 
 static uint64_t rnd(void)
 {
@@ -405,8 +405,8 @@ static int race(const struct race_opts *o)
 	unsigned char *want = calloc(N + 64, 1);
 	unsigned long delay_us = sysfs_ulong("/sys/module/ext2/parameters/map_delay_us");
 
-	printf("race: F %u blocks, %u victims x %u blocks, %.0f s; ext2.map_delay_us=%lu\n",
-	       N, o->victims, o->victim_blocks, o->seconds, delay_us);
+	printf("race: F %u blocks, %u victims x %u blocks, %.0f s, seed %#llx; ext2.map_delay_us=%lu\n",
+	       N, o->victims, o->victim_blocks, o->seconds, (unsigned long long)rng_state, delay_us);
 	if (N < 128 || !want)
 		die("bad -n");
 
@@ -907,6 +907,12 @@ int main(int argc, char **argv)
 	if (o.victims > 64 || o.victim_blocks < 1)
 		usage();
 	t_start = now();
+	if (!rng_state) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		rng_state = mix((uint64_t)ts.tv_sec * 1000000007ULL + ts.tv_nsec + getpid()) | 1;
+	}
 	if (!strcmp(mode, "selftest"))
 		return selftest(mnt);
 	if (chdir(mnt))
