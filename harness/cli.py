@@ -262,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_accel)
 
     from harness.bisect import add_parsers as bisect_parsers
+    from harness.kernels.cli import add_parsers as kernel_parsers
     from harness.matrix import add_parsers as matrix_parsers
+
+    kernel_parsers(sub)
 
     matrix_parsers(sub)
     bisect_parsers(sub)

@@ -163,6 +163,9 @@ dev() { basename "$(awk -v m="$1" '$2 ~ m"$" {print $1}' /proc/mounts)"; }
 [ -e /sys/fs/ext4/"$(dev /m2)" ] && echo EXT2_VIA_EXT4
 dmesg | grep -q 'using the ext4 subsystem' && echo EXT2_VIA_EXT4
 grep -qw ext2 /proc/filesystems && echo FS_EXT2
+dmesg | grep -q 'KernelAddressSanitizer initialized' && echo KASAN_ON
+[ -e /proc/lockdep ] && echo LOCKDEP_ON
+dmesg | grep -E 'BUG:|WARNING:|possible circular|possible recursive' | sed 's/^/DMESG-SPLAT /'
 umount m2 m4 mx
 echo GUEST-OK
 exit 3
@@ -183,13 +186,25 @@ def _images(work: Path) -> None:
 
 @pytest.mark.vm
 @pytest.mark.build
-def test_lean_debian_kernel_boots(tmp_path: Path) -> None:
-    """The lean Debian 6.1.192 kernel (built once, then cached) boots under vng and mounts ext2/ext4/XFS."""
-    for tool in ("vng", "mkfs.ext2", "mkfs.ext4", "mkfs.xfs"):
+@pytest.mark.parametrize(
+    "fragments",
+    [
+        pytest.param(("lean", "filesystems"), marks=pytest.mark.ci, id="lean"),
+        pytest.param(("lean", "filesystems", "debug"), id="debug"),
+    ],
+)
+def test_lean_debian_kernel_boots(vm, tmp_path: Path, fragments: tuple[str, ...]) -> None:
+    """Debian 6.1.192 built lean (built once, then cached) boots under vng and mounts ext2/ext4/XFS.
+
+    ``lean`` runs in CI (a cold build there); ``debug`` adds KASAN and lockdep.
+    """
+    for tool in ("mkfs.ext2", "mkfs.ext4", "mkfs.xfs"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed")
-    kernel = kbuild.build(Variant("debian-src:6.1.192"), progress=print)
+    kernel = kbuild.build(Variant("debian-src:6.1.192", fragments=fragments), progress=print)
     assert kernel.config_value("EXT4_USE_FOR_EXT2") is None and kernel.config_value("MODULES") is None
+    if "debug" in fragments:
+        assert kernel.config_value("KASAN") == "y" and kernel.config_value("PROVE_LOCKING") == "y"
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"kbuild-vm-{os.getpid()}"  # host-visible path
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -207,6 +222,9 @@ def test_lean_debian_kernel_boots(tmp_path: Path) -> None:
     mounts = {Path(line.split()[1]).name: line.split()[2] for line in out.splitlines() if line.startswith("MOUNT ")}
     assert mounts == {"m2": "ext2", "m4": "ext4", "mx": "xfs"}
     assert "EXT4_SYSFS" in out and "FS_EXT2" in out and "EXT2_VIA_EXT4" not in out
+    if "debug" in fragments:  # the debug options are live in the guest, and found nothing at boot
+        assert "KASAN_ON" in out and "LOCKDEP_ON" in out
+        assert "DMESG-SPLAT" not in out, out  # no KASAN / lockdep / WARNING report from boot, mount, umount
 
 
 # --- the whole pipeline against a fake kernel tree (real make, real patch) ---------------
@@ -365,3 +383,75 @@ def test_bench_figures_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -
     assert figures["cache_hit_s"] < figures["cold_build_s"] + 5
     assert "vng_kconfig_build_s" not in figures
     assert not (tmp / "harness-cache" / "kernels" / "bench").exists()  # cleaned up
+
+
+# --- size limit, CLI, bench rows ---------------------------------------------------------
+
+
+def test_parse_size_and_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kbuild.parse_size("30G") == 30 << 30
+    assert kbuild.parse_size("1.5k") == 1536 and kbuild.parse_size("123") == 123 and kbuild.parse_size("2MiB") == 2 << 20
+    with pytest.raises(SpecError, match="not a size"):
+        kbuild.parse_size("12X")
+    monkeypatch.setenv("HARNESS_KERNEL_CACHE_MAX", "5M")
+    assert kbuild.cache_limit() == 5 << 20
+
+
+def test_evict_never_removes_kept_keys(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    now = time.time()
+    fake_entry(layout, "old", 1000, now - 300)
+    fake_entry(layout, "new", 1000, now - 100)
+    assert kbuild.evict(0, layout, keep=("old",)) == ["new"]
+    assert [r["key"] for r in kbuild.list_cached(layout)] == ["old"]
+
+
+def test_store_evicts_down_to_the_limit(fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new kernel pushes the least recently used one out when the cache is over its limit."""
+    layout, pristine, tmp = fake
+    monkeypatch.setenv("HARNESS_KERNEL_CACHE_MAX", "1")  # one byte: only the newest survives
+    first = kbuild.build(Variant("debian-src:6.1.999"), layout=layout)
+    pa = patch_file(tmp, "a.patch", "fs/a.c", "a1\na2\na3\n", "a1\nA2\na3\n")
+    second = kbuild.build(Variant("debian-src:6.1.999", "fix-a", (pa,)), layout=layout)
+    assert [r["key"] for r in kbuild.list_cached(layout)] == [second.extra["key"]]
+    assert not Path(first.extra["entry"]).exists()
+
+
+def test_kernel_cli_build_list_evict(fake, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from harness import cli
+
+    layout, pristine, tmp = fake
+    monkeypatch.setattr(kbuild.Layout, "default", classmethod(lambda cls: layout))
+    assert cli.main(["kernel", "build", "debian-src:6.1.999", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["name"] == "debian-src:6.1.999" and row["cached"] is False and row["objects"] == 3
+    assert cli.main(["kernel", "build", "debian-src:6.1.999", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] is True  # the second request builds nothing
+    pa = patch_file(tmp, "a.patch", "fs/a.c", "a1\na2\na3\n", "a1\nA2\na3\n")
+    assert cli.main(["kernel", "build", "debian-src:6.1.999", "-p", str(pa.path), "--name", "fix"]) == 0
+    assert "debian-src:6.1.999/fix" in capsys.readouterr().out
+    assert cli.main(["kernel", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 kernels") and "debian-src:6.1.999/fix" in out
+    assert cli.main(["kernel", "evict", "--max-size", "0"]) == 0
+    assert capsys.readouterr().out.startswith("evicted 2 kernels")
+    assert cli.main(["kernel", "build", "debian-src:6.1.999", "-f", "nope"]) == 4
+    assert "Unknown kconfig fragment 'nope'" in capsys.readouterr().err
+    assert cli.main(["kernel", "build", "ext4_inline"]) == 3  # prebuilt-only reproducer: said so
+    assert "no source-built variants" in capsys.readouterr().err
+    assert cli.main(["kernel", "build", "xfs_mkwrite_delalloc", "--variant", "nope"]) == 4
+    assert "Available: unfixed, fixed" in capsys.readouterr().err
+
+
+def test_bench_build_rows_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import bench
+
+    layout, pristine, tmp = fake
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp / "harness-cache"))
+    real = kbuild.bench_figures
+    monkeypatch.setattr(kbuild, "bench_figures", lambda **kw: real("debian-src:6.1.999", touch="fs/a.c", **kw))
+    rows = bench.build_figures(False)
+    labels = [r[0] for r in rows]
+    assert labels[0].startswith("lean build (lean+filesystems), cold ccache, 3 objects")
+    assert any("one-file fs/ patch (2 objects)" in lab for lab in labels) and "cache hit" in labels[-1]
+    assert all(isinstance(r[1], float) for r in rows)

@@ -231,10 +231,10 @@ def build(variant: Variant, *, progress: Progress = None, layout: Layout | None 
     work.mkdir(parents=True, exist_ok=True)
     with _slot_lock(work, progress):
         wanted = (requested, optional, fragments_text)
-        entry = _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress)
+        entry, built = _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress)
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(entry.name + "\n")
-    return _record(variant, entry, progress, cached=False)
+    return _record(variant, entry, progress, cached=not built)
 
 
 @contextlib.contextmanager
@@ -253,7 +253,8 @@ def _slot_lock(work: Path, progress: Progress):
         lock.release()
 
 
-def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress) -> Path:
+def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress) -> tuple[Path, bool]:
+    """(cache entry, whether make ran): another request may have built the same final config."""
     requested, optional, fragments_text = wanted
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = layout.logs / f"{tree.slot}-{_sha(fragments_text)[:12]}-{stamp}-{os.getpid()}.log"
@@ -266,7 +267,7 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
     key = cache_key(tree.identity, patch_digest, config.read_text(), compiler)
     if entry := _entry(layout, key):  # same final config built by another request
         log_path.unlink(missing_ok=True)
-        return entry
+        return entry, False
     builddir = work / "build" / _sha(config.read_text())[:12]  # one O= per final .config
     _install_config(config, builddir)
     watcher = _Watcher(progress, variant.kernel_name)
@@ -300,7 +301,7 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
         "config_mismatches": [str(m) for m in mismatches],
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return _store(layout, key, builddir, log_path, meta)
+    return _store(layout, key, builddir, log_path, meta), True
 
 
 def _configure(srctree, scratch, requested, optional, make, env, log_path):
@@ -356,6 +357,8 @@ def _store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict)
         else:
             staging.rename(entry)
     log_path.unlink(missing_ok=True)  # kept in the entry; logs/ keeps failures only
+    for gone in evict(cache_limit(), layout, keep=(key,)):
+        log.warning("kernel cache over %s: evicted %s (least recently used)", _human(cache_limit()), gone)
     return entry
 
 
@@ -408,16 +411,44 @@ def cache_size(layout: Layout | None = None) -> int:
     return sum(_size(e.parent) for e in layout.built.glob("*/.complete"))
 
 
-def evict(max_bytes: int, layout: Layout | None = None) -> list[str]:
-    """Remove least recently used kernels until the cache holds ``max_bytes``; their keys."""
+DEFAULT_CACHE_LIMIT = "30G"
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``30G``, ``500M``, ``1.5T``, ``123456`` (bytes) -> bytes."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise SpecError(f"size {text!r} is not a size: use a number with K, M, G or T (e.g. 30G)")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index((m.group(2) or " ").upper()))
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
+
+
+def cache_limit() -> int:
+    """The kernel cache's size limit: ``$HARNESS_KERNEL_CACHE_MAX`` (default 30G)."""
+    return parse_size(os.environ.get("HARNESS_KERNEL_CACHE_MAX", DEFAULT_CACHE_LIMIT))
+
+
+def evict(max_bytes: int, layout: Layout | None = None, *, keep: Sequence[str] = ()) -> list[str]:
+    """Remove least recently used kernels (never those in ``keep``) until the cache holds ``max_bytes``."""
     layout = layout or Layout.default()
     rows = sorted(list_cached(layout), key=lambda r: r["last_used"])
     total = sum(r["bytes"] for r in rows)
     removed = []
+    layout.built.mkdir(parents=True, exist_ok=True)
     with FileLock(str(layout.built / ".lock")):
         for row in rows:
             if total <= max_bytes:
                 break
+            if row["key"] in keep:
+                continue
             shutil.rmtree(row["path"], ignore_errors=True)
             total -= row["bytes"]
             removed.append(row["key"])
@@ -511,7 +542,9 @@ def bench_figures(
             "bzImage_bytes": kernel.image.stat().st_size,
         }
         if vng_kconfig:
-            figures["vng_kconfig_build_s"] = _vng_kconfig_build(tree, layout, progress)
+            cpu = _children_cpu()
+            figures["vng_kconfig_build_s"], figures["vng_kconfig_objects"] = _vng_kconfig_build(tree, layout, progress)
+            figures["vng_kconfig_make_cpu_s"] = round(_children_cpu() - cpu, 1)
             figures["lean_vs_vng_ratio"] = round(cold / figures["vng_kconfig_build_s"], 3)
         return figures
     finally:
@@ -519,7 +552,7 @@ def bench_figures(
             shutil.rmtree(layout.root, ignore_errors=True)
 
 
-def _vng_kconfig_build(tree, layout: Layout, progress: Progress) -> float:
+def _vng_kconfig_build(tree, layout: Layout, progress: Progress) -> tuple[float, int]:
     """Full build of virtme-ng's ``vng --kconfig`` config (defconfig + its options), cold ccache."""
     work = layout.work / tree.slot
     src = work / "src"  # the bench's work tree: pristine content at this point
@@ -544,4 +577,4 @@ def _vng_kconfig_build(tree, layout: Layout, progress: Progress) -> float:
         )
         if not done.ok:
             raise BuildFailed("vng --kconfig build", watcher.errors, log_path)
-        return round(time.monotonic() - start, 1)
+        return round(time.monotonic() - start, 1), watcher.objects

@@ -339,20 +339,24 @@ def run_repro(
 # --- source-built variants ---------------------------------------------------------------
 
 
-def build_variant(variant: VariantSpec, *, progress: Progress | None = None) -> Kernel:
-    """Build (or find in the cache) the kernel of one of a spec's variants."""
-    from harness.kernels.build import Variant, build
+def variant_build(variant: VariantSpec):
+    """The build recipe (``harness.kernels.build.Variant``) of one of a spec's variants."""
+    from harness.kernels.build import Variant
     from harness.kernels.patches import PatchOp
 
-    return build(
-        Variant(
-            source=variant.source,
-            name=variant.name,
-            patches=tuple(PatchOp(p, rev) for p, rev in variant.patches),
-            fragments=variant.kconfig,
-        ),
-        progress=progress,
+    return Variant(
+        source=variant.source,
+        name=variant.name,
+        patches=tuple(PatchOp(p, rev) for p, rev in variant.patches),
+        fragments=variant.kconfig,
     )
+
+
+def build_variant(variant: VariantSpec, *, progress: Progress | None = None) -> Kernel:
+    """Build (or find in the cache) the kernel of one of a spec's variants."""
+    from harness.kernels.build import build
+
+    return build(variant_build(variant), progress=progress)
 
 
 def build_error(spec: Spec, kernel_name: str, exc: KernelError, results_root: Path | None = None) -> Summary:

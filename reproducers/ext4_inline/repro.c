@@ -15,7 +15,15 @@
 // runs in rounds: whenever the file has lost EXT4_INLINE_DATA_FL, the writer
 // starts a new round on a fresh inline file and the fault thread follows.
 //
-// usage: repro DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store]
+// -L adds two threads that make lockdep see both orders of inode_lock and
+// mmap_lock if ->mmap takes inode_lock (the "convert at mmap" patch): "remap"
+// maps and unmaps the current file in a loop (mmap_lock held for write, then
+// ->mmap), "faultwrite" writes to a scratch file from a page it has just
+// dropped (inode_lock held, then a page fault that takes mmap_lock; while
+// "remap" holds it, the fault's trylock fails and takes the lock for real).
+// On a kernel whose ->mmap takes no inode_lock they add nothing but noise.
+//
+// usage: repro DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store] [-L]
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -49,9 +57,9 @@
 
 static atomic_int stop;
 static atomic_int cur_fd = -1;  /* the current round's file, published by the writer */
-static atomic_long faults, fault_errors, writes, write_errors, rounds;
+static atomic_long faults, fault_errors, writes, write_errors, rounds, remaps, remap_errors, fault_writes;
 static const char *dir;
-static int use_pwrite, use_store;
+static int use_pwrite, use_store, lockdep_witness;
 static __thread sigjmp_buf fault_jmp;
 
 static void die(const char *what)
@@ -178,32 +186,79 @@ static void *write_thread(void *arg)
 	return NULL;
 }
 
+/* -L: mmap_lock (write) -> ->mmap, over and over, on the current round's file */
+static void *remap_thread(void *arg)
+{
+	(void)arg;
+	pin(0);
+	while (!atomic_load(&stop)) {
+		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, atomic_load(&cur_fd), 0);
+
+		if (m == MAP_FAILED) {
+			atomic_fetch_add(&remap_errors, 1);
+		} else {
+			munmap(m, 4096);
+			atomic_fetch_add(&remaps, 1);
+		}
+	}
+	return NULL;
+}
+
+/* -L: inode_lock -> page fault (mmap_lock): a write from a page just dropped */
+static void *faultwrite_thread(void *arg)
+{
+	char path[4096];
+	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd;
+
+	(void)arg;
+	pin(1);
+	snprintf(path, sizeof(path), "%s/faultwrite", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || page == MAP_FAILED)
+		die("faultwrite setup");
+	while (!atomic_load(&stop)) {
+		madvise(page, 4096, MADV_DONTNEED);  /* the write's copy-in must fault */
+		if (pwrite(fd, page, SMALL, 0) == SMALL)
+			atomic_fetch_add(&fault_writes, 1);
+	}
+	close(fd);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	double seconds = 20;
-	pthread_t a, b;
+	pthread_t a, b, c, d;
 	struct timespec t0, t1;
 	int opt;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store]\n", argv[0]);
+		fprintf(stderr, "usage: %s DIR [-t SECONDS] [-w sendfile|pwrite] [-m populate|store] [-L]\n", argv[0]);
 		return 2;
 	}
-	while ((opt = getopt(argc - 1, argv + 1, "t:w:m:")) != -1) {
+	while ((opt = getopt(argc - 1, argv + 1, "t:w:m:L")) != -1) {
 		switch (opt) {
 		case 't': seconds = atof(optarg); break;
 		case 'w': use_pwrite = !strcmp(optarg, "pwrite"); break;
 		case 'm': use_store = !strcmp(optarg, "store"); break;
+		case 'L': lockdep_witness = 1; break;
 		default: return 2;
 		}
 	}
 	dir = argv[1];
 	signal(SIGBUS, on_sigbus);
 
-	printf("racing page_mkwrite against %s for %.0f s\n", use_pwrite ? "pwrite" : "sendfile", seconds);
+	printf("racing page_mkwrite against %s for %.0f s%s\n", use_pwrite ? "pwrite" : "sendfile", seconds,
+	       lockdep_witness ? ", with the lockdep witness threads (-L)" : "");
 	fflush(stdout);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (pthread_create(&a, NULL, fault_thread, NULL) || pthread_create(&b, NULL, write_thread, NULL))
+		die("pthread_create");
+	while (lockdep_witness && atomic_load(&cur_fd) < 0)
+		usleep(1000);
+	if (lockdep_witness &&
+	    (pthread_create(&c, NULL, remap_thread, NULL) || pthread_create(&d, NULL, faultwrite_thread, NULL)))
 		die("pthread_create");
 	do {
 		usleep(100 * 1000);
@@ -212,6 +267,12 @@ int main(int argc, char **argv)
 	atomic_store(&stop, 1);
 	pthread_join(a, NULL);
 	pthread_join(b, NULL);
+	if (lockdep_witness) {
+		pthread_join(c, NULL);
+		pthread_join(d, NULL);
+		printf("lockdep witness: remaps %ld (failed %ld), faulting writes %ld\n", atomic_load(&remaps),
+		       atomic_load(&remap_errors), atomic_load(&fault_writes));
+	}
 	printf("rounds %ld, faults %ld (failed %ld), writes %ld (failed %ld): no crash\n", atomic_load(&rounds),
 	       atomic_load(&faults), atomic_load(&fault_errors), atomic_load(&writes), atomic_load(&write_errors));
 	return 0;

@@ -1,0 +1,124 @@
+"""``harness kernel build|list|evict``: the source-built kernel cache from the command line.
+
+    harness kernel build debian-src:6.1.192 [-f lean -f filesystems -f debug] [-p fix.patch] [-p revert:bad.patch]
+    harness kernel build xfs_mkwrite_delalloc [--variant unfixed]     # a reproducer's variants
+    harness kernel list [--json]
+    harness kernel evict [--max-size 10G]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from harness.errors import SpecError
+
+
+def _progress(msg: str) -> None:
+    print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+def _variants(args: argparse.Namespace):
+    """(Variant, ...) for SPEC: a kernel source name (with -f/-p) or a reproducer (its variants)."""
+    from harness.kernels import build as kbuild
+
+    if ":" in args.spec:
+        return [kbuild.Variant(
+            source=args.spec,
+            name=args.name or ("patched-" + kbuild.patchlib.digest([kbuild.patch_op(p) for p in args.patch])[:8]
+                               if args.patch else "default"),
+            patches=tuple(kbuild.patch_op(p) for p in args.patch),
+            fragments=tuple(args.fragment) or kbuild.DEFAULT_FRAGMENTS,
+        )]
+    from harness.repro import spec as specs
+    from harness.repro.run import variant_build
+
+    if args.fragment or args.patch or args.name:
+        raise SpecError(f"{args.spec} is a reproducer: its variants name their own patches and fragments "
+                        "(drop -f/-p/--name, or give a kernel source such as debian-src:6.1.192)")
+    spec = specs.load(args.spec)
+    if not spec.variants:
+        raise SpecError(f"reproducer {spec.name} has no source-built variants (it runs on {spec.kernel})")
+    chosen = [spec.variant(v) for v in args.variant] if args.variant else list(spec.variants)
+    return [variant_build(v) for v in chosen]
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from harness.kernels import build as kbuild
+
+    rows = []
+    for variant in _variants(args):
+        start = time.monotonic()
+        kernel = kbuild.build(variant, progress=_progress)
+        took = time.monotonic() - start
+        meta = kernel.extra
+        row = {
+            "name": kernel.name,
+            "key": meta["key"],
+            "cached": meta["cached"],
+            "seconds": round(took, 1),
+            "release": kernel.release,
+            "bzImage": str(kernel.image),
+            "build_seconds": meta.get("build_seconds"),
+            "objects": meta.get("objects"),
+            "config_mismatches": meta.get("config_mismatches", []),
+        }
+        rows.append(row)
+        if not args.json:
+            how = "cache hit" if row["cached"] else f"built, {row['objects']} objects"
+            print(f"{kernel.name}\t{row['key']}\t{how} in {took:.1f} s\t{kernel.image}")
+            for m in row["config_mismatches"]:
+                print(f"  kconfig: {m}")
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0]))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.kernels import build as kbuild
+
+    rows = kbuild.list_cached()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    total = sum(r["bytes"] for r in rows)
+    print(f"{len(rows)} kernels, {kbuild._human(total)} of {kbuild._human(kbuild.cache_limit())} "
+          "($HARNESS_KERNEL_CACHE_MAX); most recently used first")
+    for r in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"]))
+        frags = "+".join(r.get("fragments", []))
+        print(f"{r['key']}  {r['name']:<40} {r.get('release', '?'):<12} {frags:<28} "
+              f"{kbuild._human(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}")
+    return 0
+
+
+def cmd_evict(args: argparse.Namespace) -> int:
+    from harness.kernels import build as kbuild
+
+    limit = kbuild.parse_size(args.max_size) if args.max_size else kbuild.cache_limit()
+    gone = kbuild.evict(limit)
+    print(f"evicted {len(gone)} kernels" + (f": {' '.join(gone)}" if gone else "")
+          + f"; cache now {kbuild._human(kbuild.cache_size())}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    k = sub.add_parser("kernel", help="build source kernels into the cache, list and evict them")
+    ks = k.add_subparsers(dest="kernel_command", required=True)
+    b = ks.add_parser("build", help="build (or find cached) a kernel: a source name or a reproducer's variants")
+    b.add_argument("spec", help="debian-src:6.1.192, git:/path/to/linux@REV, dir:/path, or a reproducer name")
+    b.add_argument("-f", "--fragment", action="append", default=[],
+                   help="kconfig fragment in kconfigs/ or a path, in order (default: lean filesystems)")
+    b.add_argument("-p", "--patch", action="append", default=[], help="patch to apply (revert:P reverts P)")
+    b.add_argument("--name", help="variant name (default: derived from the patches)")
+    b.add_argument("--variant", action="append", help="with a reproducer: only this variant (repeatable)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_build)
+    li = ks.add_parser("list", help="cached kernels, most recently used first")
+    li.add_argument("--json", action="store_true")
+    li.set_defaults(func=cmd_list)
+    e = ks.add_parser("evict", help="remove least recently used kernels down to a size")
+    e.add_argument("--max-size", help="e.g. 10G (default: $HARNESS_KERNEL_CACHE_MAX or 30G)")
+    e.set_defaults(func=cmd_evict)
