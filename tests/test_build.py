@@ -440,7 +440,7 @@ def test_kernel_cli_build_list_evict(fake, monkeypatch: pytest.MonkeyPatch, caps
     assert cli.main(["kernel", "build", "ext4_inline"]) == 3  # prebuilt-only reproducer: said so
     assert "no source-built variants" in capsys.readouterr().err
     assert cli.main(["kernel", "build", "xfs_mkwrite_delalloc", "--variant", "nope"]) == 4
-    assert "Available: unfixed, fixed" in capsys.readouterr().err
+    assert "Available: xfs-unfixed, stock" in capsys.readouterr().err
 
 
 def test_bench_build_rows_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -> None:

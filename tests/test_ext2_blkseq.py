@@ -42,8 +42,8 @@ P3 = FOLDER / "patches" / "0003-ext2-DEBUG-map_blocks-delay-knob.patch"
 
 def test_spec_variants_and_stacks():
     s = specs.load("ext2_iomap_blkseq")
-    assert [v.name for v in s.variants] == ["stock", "unfixed", "fixed"]
-    stock, unfixed, fixed = (s.variant(n) for n in ("stock", "unfixed", "fixed"))
+    assert [v.name for v in s.variants] == ["stock", "ext2-iomap", "ext2-iomap-blkseq"]
+    stock, unfixed, fixed = (s.variant(n) for n in ("stock", "ext2-iomap", "ext2-iomap-blkseq"))
     assert {v.source for v in s.variants} == {"debian-src:6.1.192"}
     assert all(v.kconfig == ("lean", "filesystems", "faults") for v in s.variants)  # xfs_mkwrite_delalloc's base build
     assert stock.patches == () and stock.cmdline == ()
@@ -134,7 +134,7 @@ def ext2_copy(tmp_path: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("variant", ["stock", "unfixed", "fixed"])
+@pytest.mark.parametrize("variant", ["stock", "ext2-iomap", "ext2-iomap-blkseq"])
 def test_stack_applies_in_order_to_pristine_ext2(ext2_copy: Path, variant: str):
     v = specs.load("ext2_iomap_blkseq").variant(variant)
     touched = patchlib.touched([PatchOp(p, r) for p, r in v.patches])
@@ -147,8 +147,8 @@ def test_stack_applies_in_order_to_pristine_ext2(ext2_copy: Path, variant: str):
     assert "return iomap_writepages(mapping, wbc, &wpc, &ext2_writeback_ops);" in inode
     assert ".map_blocks\t\t= ext2_write_map_blocks_debug," in inode
     assert "iomap_truncate_page(inode, newsize" in inode
-    assert ("ext2_inc_i_blkseq" in inode) == (variant == "fixed")
-    assert ("i_blkseq" in (ext2_copy / "fs/ext2/ext2.h").read_text()) == (variant == "fixed")
+    assert ("ext2_inc_i_blkseq" in inode) == (variant == "ext2-iomap-blkseq")
+    assert ("i_blkseq" in (ext2_copy / "fs/ext2/ext2.h").read_text()) == (variant == "ext2-iomap-blkseq")
 
 
 def test_patch_order_matters(ext2_copy: Path):

@@ -39,7 +39,7 @@ def _run(spec, variant: VariantSpec, tmp_path: Path):
 
 def test_unfixed_loses_data(vm, tmp_path):
     spec = specs.load(SPEC)
-    summary, run, log = _run(spec, spec.variant("unfixed"), tmp_path)
+    summary, run, log = _run(spec, spec.variant("ext2-iomap"), tmp_path)
     assert run.outcome in (Outcome.DATA_LOSS, Outcome.FS_CORRUPT), (run.verdict, log[-3000:])
     assert summary.met is True
     if run.outcome is Outcome.DATA_LOSS:
@@ -48,7 +48,7 @@ def test_unfixed_loses_data(vm, tmp_path):
         assert (run.folder / "disk.img").exists()  # kept as the evidence
 
 
-@pytest.mark.parametrize("variant", ["fixed", "stock"])
+@pytest.mark.parametrize("variant", ["ext2-iomap-blkseq", "stock"])
 def test_clean(vm, tmp_path, variant):
     spec = specs.load(SPEC)
     summary, run, log = _run(spec, spec.variant(variant), tmp_path)
@@ -56,7 +56,7 @@ def test_clean(vm, tmp_path, variant):
     assert summary.met is True
     stats = [line for line in log.splitlines() if line.startswith("@@stats ")]
     assert stats and int(stats[0].split("rounds=")[1].split()[0]) >= 3, stats
-    if variant == "fixed":
+    if variant == "ext2-iomap-blkseq":
         assert "map_delay_count=0" not in stats[0]  # the debug delay was really taken
 
 
@@ -67,8 +67,8 @@ def test_conversion_alone_passes_integrity(vm, tmp_path):
     conversion = VariantSpec(
         name="conversion",
         source="debian-src:6.1.192",
-        patches=(spec.variant("fixed").patches[0],),
-        kconfig=spec.variant("fixed").kconfig,
+        patches=(spec.variant("ext2-iomap-blkseq").patches[0],),
+        kconfig=spec.variant("ext2-iomap-blkseq").kconfig,
     )
     summary, run, log = _run(integrity, conversion, tmp_path)
     assert run.outcome is Outcome.CLEAN, (run.verdict, log[-3000:])

@@ -30,9 +30,9 @@ METHODS = {"unmapped": FOLDER, "inject": FOLDER / "inject"}
 def kernels():
     spec = specs.load(str(FOLDER))
     built = {}
-    for name in ("fixed", "unfixed"):  # in this order: unfixed rebuilds only what the patch touches
+    for name in ("stock", "xfs-unfixed"):  # in this order: xfs-unfixed rebuilds only what the patch touches
         built[name] = runner.build_variant(spec.variant(name))
-    unfixed = built["unfixed"]
+    unfixed = built["xfs-unfixed"]
     if not unfixed.extra.get("cached"):
         assert unfixed.extra["objects"] < 300, unfixed.extra  # incremental on the fixed build
     for k in built.values():
@@ -41,7 +41,7 @@ def kernels():
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-@pytest.mark.parametrize("variant, expected", [("unfixed", Outcome.DATA_LOSS), ("fixed", Outcome.CLEAN)])
+@pytest.mark.parametrize("variant, expected", [("xfs-unfixed", Outcome.DATA_LOSS), ("stock", Outcome.CLEAN)])
 def test_xfs_mkwrite_delalloc(vm, kernels, tmp_path, method, variant, expected):
     spec = specs.load(str(METHODS[method]))
     assert (spec.faults is not None) == (method == "inject")
@@ -52,7 +52,7 @@ def test_xfs_mkwrite_delalloc(vm, kernels, tmp_path, method, variant, expected):
     result = summary.to_dict()
     outcomes = [r.outcome for r in summary.runs]
     assert outcomes == [expected, expected], json.dumps(result, indent=1)[-4000:]
-    assert summary.expectation == ("reproduce" if variant == "unfixed" else "clean")
+    assert summary.expectation == ("reproduce" if variant == "xfs-unfixed" else "clean")
     assert summary.met is True
     for r in summary.runs:
         output = (r.folder / "guest.log").read_text()

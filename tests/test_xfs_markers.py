@@ -135,10 +135,10 @@ def test_specs_load():
         spec = specs.load(str(folder))
         assert spec.source.resolve() == FOLDER / "repro.c"
         assert spec.expect.data_loss and spec.image.fs == "xfs" and spec.image.size >= 300 << 20
-        assert {v.name for v in spec.variants} == {"unfixed", "fixed"}
-        assert spec.expect.for_kernel("debian-src:6.1.192/unfixed") == "reproduce"
-        assert spec.expect.for_kernel("debian-src:6.1.192/fixed") == "clean"
-        unfixed = spec.variant("unfixed")
+        assert {v.name for v in spec.variants} == {"xfs-unfixed", "stock"}
+        assert spec.expect.for_kernel("debian-src:6.1.192/xfs-unfixed") == "reproduce"
+        assert spec.expect.for_kernel("debian-src:6.1.192/stock") == "clean"
+        unfixed = spec.variant("xfs-unfixed")
         assert [p.name for p, rev in unfixed.patches] == [
             "0001-xfs-restore-pre-6.1.92-delalloc-punch-on-write-failure.patch"] and not unfixed.patches[0][1]
-        assert "faults" in unfixed.kconfig and "faults" in spec.variant("fixed").kconfig
+        assert "faults" in unfixed.kconfig and "faults" in spec.variant("stock").kconfig

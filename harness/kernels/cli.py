@@ -1,7 +1,7 @@
 """``harness kernel build|list|evict``: the source-built kernel cache from the command line.
 
     harness kernel build debian-src:6.1.192 [-f lean -f filesystems -f debug] [-p fix.patch] [-p revert:bad.patch]
-    harness kernel build xfs_mkwrite_delalloc [--variant unfixed]     # a reproducer's variants
+    harness kernel build xfs_mkwrite_delalloc [--variant xfs-unfixed]     # a reproducer's variants
     harness kernel list [--json]
     harness kernel evict [--max-size 10G]
 """
