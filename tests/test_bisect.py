@@ -485,7 +485,7 @@ def test_cli_git_bisect_uses_kconfig_and_names_commit(tmp_path, repo):
     res = bcli.bisect(args, step=step)
     assert res.found and res.first == shas[11] and res.info["subject"] == "c11: change 11"
     params = json.loads((tmp_path / "g" / "bisect.json").read_text())
-    assert params["setup_inputs"]["fragments"] == ["lean", "filesystems"] and params["new"] == shas[-1]
+    assert params["setup_inputs"]["fragments"] == ["lean", "filesystems", "faults"] and params["new"] == shas[-1]
 
 
 def test_real_git_bisect_run_with_bisect_step(tmp_path, repo):

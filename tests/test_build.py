@@ -53,7 +53,7 @@ def test_patch_content_reaches_the_key(tmp_path: Path) -> None:
 def test_variant_names() -> None:
     assert Variant("debian-src:6.1.192").kernel_name == "debian-src:6.1.192"
     assert Variant("debian-src:6.1.192", name="unfixed").kernel_name == "debian-src:6.1.192/unfixed"
-    assert Variant("debian-src:6.1.192").fragments == ("lean", "filesystems")
+    assert Variant("debian-src:6.1.192").fragments == ("lean", "filesystems", "faults")
 
 
 def test_patch_op_arguments(tmp_path: Path) -> None:
@@ -189,7 +189,7 @@ def _images(work: Path) -> None:
 @pytest.mark.parametrize(
     "fragments",
     [
-        pytest.param(("lean", "filesystems"), marks=pytest.mark.ci, id="lean"),
+        pytest.param(("lean", "filesystems", "faults"), marks=pytest.mark.ci, id="lean"),
         pytest.param(("lean", "filesystems", "debug"), id="debug"),
     ],
 )
@@ -276,6 +276,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     frags.mkdir()
     (frags / "lean.config").write_text("CONFIG_64BIT=y\n")
     (frags / "filesystems.config").write_text("CONFIG_EXT2_FS=y\nCONFIG_NOPE=y\n")
+    (frags / "faults.config").write_text("CONFIG_FAULT_INJECTION=y  # optional\n")
     monkeypatch.setenv("HARNESS_KCONFIGS", str(frags))
     tree = sources.Tree(
         "debian-src:6.1.999", "linux-source-6.1=6.1.999-1", "debian-src-6.1.999-1", pristine, "debian-src"
@@ -452,6 +453,6 @@ def test_bench_build_rows_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(kbuild, "bench_figures", lambda **kw: real("debian-src:6.1.999", touch="fs/a.c", **kw))
     rows = bench.build_figures(False)
     labels = [r[0] for r in rows]
-    assert labels[0].startswith("lean build (lean+filesystems), cold ccache, 3 objects")
+    assert labels[0].startswith("lean build (lean+filesystems+faults), cold ccache, 3 objects")
     assert any("one-file fs/ patch (2 objects)" in lab for lab in labels) and "cache hit" in labels[-1]
     assert all(isinstance(r[1], float) for r in rows)

@@ -20,7 +20,7 @@ from harness.repro.run import build_variant, run_repro
 from harness.repro.spec import VariantSpec
 from harness.verdict import Outcome
 
-pytestmark = [pytest.mark.vm, pytest.mark.build]
+pytestmark = [pytest.mark.vm, pytest.mark.build, pytest.mark.ci]  # CI: shares the lean base build
 
 SPEC = "ext2_iomap_blkseq"
 

@@ -21,7 +21,7 @@ from harness.repro import run as runner
 from harness.repro import spec as specs
 from harness.verdict import Outcome
 
-pytestmark = [pytest.mark.vm, pytest.mark.build]
+pytestmark = [pytest.mark.vm, pytest.mark.build, pytest.mark.ci]  # CI: shares the lean base build
 FOLDER = Path(__file__).resolve().parent.parent / "reproducers" / "xfs_mkwrite_delalloc"
 METHODS = {"unmapped": FOLDER, "inject": FOLDER / "inject"}
 

@@ -56,7 +56,9 @@ from harness.paths import cache_dir
 
 log = logging.getLogger("harness.kernels.build")
 
-DEFAULT_FRAGMENTS = ("lean", "filesystems")
+# the lean base every reproducer shares (one cold build, then incremental variants);
+# fault injection costs nothing until a spec turns it on
+DEFAULT_FRAGMENTS = ("lean", "filesystems", "faults")
 ARCH = "x86_64"
 TARGET = "bzImage"
 RECIPE = "1"  # bump when the way kernels are built changes (invalidates keys)

@@ -56,7 +56,7 @@ class VariantSpec:
     name: str
     source: str  # "debian-src:6.1.192", "git:/path@rev", "dir:/path"
     patches: tuple[tuple[Path, bool], ...] = ()  # (patch file, revert?) in order
-    kconfig: tuple[str, ...] = ("lean", "filesystems")
+    kconfig: tuple[str, ...] = ("lean", "filesystems", "faults")  # = kernels.build.DEFAULT_FRAGMENTS
     cmdline: tuple[str, ...] = ()  # extra boot options for this variant's guests
 
     @property
@@ -156,7 +156,7 @@ def _variants(data: object, folder: Path, where: str) -> tuple[VariantSpec, ...]
                 name=str(name),
                 source=f.get("source", str, required=True),
                 patches=tuple(_patch(p, folder, f"{w}: patches[{i}]") for i, p in enumerate(patches)),
-                kconfig=f.strings("kconfig", ("lean", "filesystems")),
+                kconfig=f.strings("kconfig", ("lean", "filesystems", "faults")),
                 cmdline=f.strings("cmdline"),
             )
         )
