@@ -106,3 +106,26 @@ def test_source_is_snapshotted_at_load(tmp_path):
     s = specs.load(str(folder))
     (folder / "repro.c").write_text("changed")
     assert s.source_text == b"int main(void){return 0;}\n"
+
+
+def test_other_crash_expectation(tmp_path):
+    """A fix that trades the BUG for another report: met only with no hit and another crash."""
+    from pathlib import Path
+
+    from harness.kernels import Kernel
+    from harness.repro.run import RunResult, Summary
+    from harness.verdict import Verdict
+
+    s = specs.load("ext4_inline/debug")
+    assert s.expect.for_kernel("debian-src:6.1.192/debug-mmap-convert") == "other_crash"
+    assert s.expect.for_kernel("debian-src:6.1.192/debug") == "reproduce"
+    k = Kernel(name="k", release="r", version="v", image=Path("bz"))
+
+    def summary(*outcomes):
+        runs = tuple(RunResult(i, tmp_path, Verdict(o), (), 1.0, None) for i, o in enumerate(outcomes, 1))
+        hits = sum(s.expect.is_hit(o) for o in outcomes)
+        return Summary("r", k, "tcg", "", tmp_path, runs, "other_crash", hits=hits)
+
+    assert summary(Outcome.OTHER_CRASH, Outcome.CLEAN).met is True
+    assert summary(Outcome.CLEAN, Outcome.CLEAN).met is False  # nothing to show for it
+    assert summary(Outcome.OTHER_CRASH, Outcome.REPRODUCED).met is False  # the BUG is still there

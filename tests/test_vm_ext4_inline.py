@@ -85,3 +85,42 @@ def test_interrupt_keeps_what_was_recorded(vm, tmp_path):
     assert console.read_text()  # the console captured so far is still there
     left = subprocess.run(["pgrep", "-f", str(console.parent / "disk.img")], capture_output=True, text=True)
     assert left.stdout.strip() == "", "a QEMU of the interrupted run is still running"
+
+
+# --- source-built 6.1.192 with KASAN + lockdep (ext4_inline/debug) ------------------------------
+
+
+@pytest.mark.build
+def test_debug_build_still_reproduces_and_says_kasan(vm, tmp_path):
+    """6.1.192 built with lean+filesystems+debug: the same BUG, under an oops header that names KASAN."""
+    from harness.guest.vng import choose_accel
+    from harness.repro import run as runner
+
+    spec = specs.load("ext4_inline/debug")
+    kernel = runner.build_variant(spec.variant("debug"))
+    assert kernel.config_value("KASAN") == "y" and kernel.config_value("PROVE_LOCKING") == "y"
+    accel, why = choose_accel("auto", kernel)
+    summary = runner.run_repro(spec, kernel, runs=1, accel=accel, accel_reason=why, results_root=tmp_path)
+    (run,) = summary.runs
+    assert run.outcome.value == "REPRODUCED", run.verdict
+    assert run.verdict.title in spec.expect.titles and summary.met is True
+    console = (run.folder / "console.log").read_text()
+    assert "kernel BUG at fs/ext4/inline.c" in console and "SMP KASAN" in console
+
+
+@pytest.mark.build
+def test_convert_at_mmap_trades_the_bug_for_lockdep(vm, tmp_path):
+    """The rejected fix: no BUG, but lockdep reports mmap_lock vs inode_lock (ext4_file_mmap) — OTHER_CRASH."""
+    from harness.guest.vng import choose_accel
+    from harness.repro import run as runner
+
+    spec = specs.load("ext4_inline/debug")
+    kernel = runner.build_variant(spec.variant("debug-mmap-convert"))
+    accel, why = choose_accel("auto", kernel)
+    summary = runner.run_repro(spec, kernel, runs=1, accel=accel, accel_reason=why, results_root=tmp_path)
+    (run,) = summary.runs
+    assert run.outcome.value == "OTHER_CRASH", run.verdict
+    assert run.verdict.title.startswith("possible deadlock in") and summary.met is True
+    console = (run.folder / "console.log").read_text()
+    assert "WARNING: possible circular locking dependency detected" in console
+    assert "ext4_file_mmap" in console and "kernel BUG at" not in console

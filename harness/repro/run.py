@@ -70,7 +70,7 @@ class Summary:
     accel_reason: str
     folder: Path
     runs: tuple[RunResult, ...]
-    expectation: str | None  # 'reproduce', 'clean' or None
+    expectation: str | None  # 'reproduce', 'clean', 'other_crash' or None
     min_hits: int = 1
     hits: int = 0
     interrupted: bool = False
@@ -97,6 +97,8 @@ class Summary:
             return None
         if self.expectation == "reproduce":
             return self.hits >= self.min_hits
+        if self.expectation == "other_crash":  # the bug gone, another report in its place
+            return self.hits == 0 and any(r.outcome is Outcome.OTHER_CRASH for r in self.runs)
         return all(r.outcome is Outcome.CLEAN for r in self.runs)
 
     def to_dict(self) -> dict:

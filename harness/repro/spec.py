@@ -29,6 +29,9 @@ class Expectation:
     titles: tuple[str, ...] = ()
     reproduce: tuple[str, ...] = ()  # kernel-name globs that must reproduce
     clean: tuple[str, ...] = ()  # kernel-name globs that must stay clean
+    # kernel-name globs where the bug must be gone but another report must show
+    # (a fix that trades the BUG for, say, a lockdep splat: not clean either)
+    other_crash: tuple[str, ...] = ()
     min_hits: int = 1
     data_loss: bool = False  # the bug shows as DATA_LOSS/FS_CORRUPT, not an oops
 
@@ -41,11 +44,13 @@ class Expectation:
         return self.data_loss and outcome in (Outcome.DATA_LOSS, Outcome.FS_CORRUPT)
 
     def for_kernel(self, kernel_name: str) -> str | None:
-        """'reproduce', 'clean' or None (no expectation) for a kernel name."""
+        """'reproduce', 'clean', 'other_crash' or None (no expectation) for a kernel name."""
         if any(fnmatch.fnmatchcase(kernel_name, g) for g in self.reproduce):
             return "reproduce"
         if any(fnmatch.fnmatchcase(kernel_name, g) for g in self.clean):
             return "clean"
+        if any(fnmatch.fnmatchcase(kernel_name, g) for g in self.other_crash):
+            return "other_crash"
         return None
 
 
@@ -114,11 +119,12 @@ def _guest(data: object, where: str) -> GuestOptions:
 
 
 def _expect(data: object, where: str) -> Expectation:
-    f = Fields(data if isinstance(data, dict) else {}, f"{where}: expect", {"titles", "reproduce", "clean", "min_hits", "data_loss"})
+    f = Fields(data if isinstance(data, dict) else {}, f"{where}: expect", {"titles", "reproduce", "clean", "other_crash", "min_hits", "data_loss"})
     exp = Expectation(
         titles=f.strings("titles"),
         reproduce=f.strings("reproduce"),
         clean=f.strings("clean"),
+        other_crash=f.strings("other_crash"),
         min_hits=f.get("min_hits", int, 1),
         data_loss=f.get("data_loss", bool, False),
     )
