@@ -277,6 +277,24 @@ def run_once(
     return result
 
 
+STILLBORN_SECONDS = 15.0
+
+
+def stillborn(result: RunResult) -> bool:
+    """A guest that died within seconds, unkilled, without one byte of console: nothing to judge.
+
+    (Measured once in ~100 boots here: ``vng`` exited 255 after 2 s with no
+    output at all.)  A kernel that fails to boot prints a panic, or hangs into
+    the boot timeout; neither is this.
+    """
+    if result.outcome is not Outcome.BOOT_FAILURE or result.wall_seconds >= STILLBORN_SECONDS:
+        return False
+    if "no console output" not in (result.verdict.detail or "") or "exited" not in (result.verdict.detail or ""):
+        return False
+    console = result.folder / "console.log"
+    return not console.exists() or console.stat().st_size == 0
+
+
 def run_repro(
     spec: Spec,
     kernel: Kernel,
@@ -325,6 +343,13 @@ def run_repro(
                     progress(f"run {i}/{runs}: booting {kernel.name} ({accel})" if backend == "vng"
                              else f"run {i}/{runs}: {kernel.name} ({accel}, backend {backend})")
                 result = run_once(spec, kernel, i, folder, image, accel, runner, compile_cache, cmdline)
+                if stillborn(result):  # QEMU/vng died at once: infrastructure, not the kernel; once more
+                    kept = result.folder.with_name(result.folder.name + ".stillborn")
+                    result.folder.rename(kept)
+                    if progress:
+                        progress(f"run {i}/{runs}: the guest died in {result.wall_seconds:.0f} s without a byte "
+                                 f"of console ({result.verdict.detail}); kept in {kept.name}, running it again")
+                    result = run_once(spec, kernel, i, folder, image, accel, runner, compile_cache, cmdline)
                 done.append(result)
                 write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
                 if on_run:
