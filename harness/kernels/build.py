@@ -74,7 +74,7 @@ __all__ = [
     "Variant",
     "bench_figures",
     "build",
-    "build_spec",
+    "source_variant",
     "cache_key",
     "cache_size",
     "evict",
@@ -469,23 +469,21 @@ def patch_op(arg: str) -> PatchOp:
     return PatchOp(path.resolve(), revert)
 
 
-def build_spec(
+def source_variant(
     spec: str,
     *,
     fragments: Sequence[str] = (),
     patches: Sequence[str] = (),
     name: str | None = None,
-    progress: Progress = None,
-) -> Kernel:
-    """``harness kernel build SPEC [--fragment F]... [--patch [revert:]P]... [--name N]``."""
+) -> Variant:
+    """``harness kernel build SPEC [--fragment F]... [--patch [revert:]P]... [--name N]``'s recipe."""
     ops = tuple(patch_op(p) for p in patches)
-    variant = Variant(
+    return Variant(
         source=spec,
         name=name or ("patched-" + patchlib.digest(ops)[:8] if ops else "default"),
         patches=ops,
         fragments=tuple(fragments) or DEFAULT_FRAGMENTS,
     )
-    return build(variant, progress=progress)
 
 
 # --- bench ----------------------------------------------------------------------------

@@ -25,13 +25,7 @@ def _variants(args: argparse.Namespace):
     from harness.kernels import build as kbuild
 
     if ":" in args.spec:
-        return [kbuild.Variant(
-            source=args.spec,
-            name=args.name or ("patched-" + kbuild.patchlib.digest([kbuild.patch_op(p) for p in args.patch])[:8]
-                               if args.patch else "default"),
-            patches=tuple(kbuild.patch_op(p) for p in args.patch),
-            fragments=tuple(args.fragment) or kbuild.DEFAULT_FRAGMENTS,
-        )]
+        return [kbuild.source_variant(args.spec, fragments=args.fragment, patches=args.patch, name=args.name)]
     from harness.repro import spec as specs
     from harness.repro.run import variant_build
 
