@@ -53,7 +53,7 @@ def _quote(arg: str) -> str:
 def script(plan: GuestPlan) -> str:
     """The guest script for ``plan`` (pure)."""
     sysctl_lines = "\n".join(
-        f"  echo {shlex.quote(v)} > /proc/sys/{k.replace('.', '/')} 2>/dev/null || echo 'sysctl {k} not set'"
+        f"  echo {shlex.quote(v)} 2>/dev/null > /proc/sys/{k.replace('.', '/')} || echo 'sysctl {k} not set (not in this kernel)'"
         for k, v in plan.sysctls
     )
     mount_opts = f"-o {shlex.quote(plan.mount_options)} " if plan.mount_options else ""
