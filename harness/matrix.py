@@ -477,7 +477,7 @@ def run_matrix(
     after the index is saved with status ``interrupted``."""
     from harness.repro.run import build_error
 
-    console = console or Console(stderr=True, highlight=False)
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
     prior = MatrixIndex.load(Path(resume)) if resume else None
     if prior:
         spec_path, only, runs = spec_path or prior.spec, only or prior.only, runs or prior.runs
