@@ -35,10 +35,11 @@ table.matrix { border-collapse: collapse; }
 table.matrix th, table.matrix td { border: 1px solid #dadce0; padding: 6px 10px; vertical-align: top; }
 table.matrix thead th { background: #f1f3f4; }
 table.matrix tbody th { text-align: left; white-space: nowrap; background: #f8f9fa; font-family: monospace; }
-td.cell { min-width: 220px; }
+td.cell { min-width: 150px; max-width: 190px; }
+table.matrix thead th { max-width: 170px; overflow-wrap: anywhere; }
 td.pending { background: repeating-linear-gradient(45deg, #fff, #fff 6px, #f1f3f4 6px, #f1f3f4 12px); }
 td.absent { color: #9aa0a6; text-align: center; }
-.verdict { font-weight: 600; } .title { font-size: 12px; max-width: 320px; }
+.verdict { font-weight: 600; } .title { font-size: 12px; overflow-wrap: anywhere; }
 .met { font-weight: 700; margin-left: 6px; } .met.yes { color: #137333; } .met.no { color: #a50e0e; }
 .small { font-size: 12px; color: #3c4043; } .links a { color: #1a0dab; }
 .legend span { display: inline-block; padding: 2px 8px; margin: 2px 4px 2px 0; border-radius: 3px; font-size: 12px; }
