@@ -1,6 +1,6 @@
 """Benchmarks: timings measured side by side in one run, printed as ratios.
 
-    python -m harness.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build]
+    python -m harness.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build [--vng-kconfig]] [--no-boots]
 
 Never pass/fail: these machines are noisy, so every figure comes with the
 figure it should be compared to, measured in the same run.
@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ssh-runs", type=int, default=0, metavar="N", help="also vng vs vng-ssh over N runs (~2N boots)")
     ap.add_argument("--build", action="store_true", help="also kernel build figures (minutes)")
     ap.add_argument("--vng-kconfig", action="store_true", help="with --build: also vng's default config (~25 min)")
+    ap.add_argument("--no-boots", action="store_true", help="skip the boot figures (e.g. for build figures alone)")
     args = ap.parse_args(argv)
     rows = parser_figures()
     if not args.quick:
-        rows += boot_figures(args.kernel, args.rounds, args.runs)
+        if not args.no_boots:
+            rows += boot_figures(args.kernel, args.rounds, args.runs)
         if args.ssh_runs:
             from harness.guest.session import bench as ssh_bench
 
