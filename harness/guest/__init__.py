@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from harness.errors import UnknownName
+from harness.guest.steps import MARK
 from harness.kernels import Kernel
 from harness.registry import Registry
 
@@ -72,7 +74,21 @@ class Persistent:
     used without ``open``, ``run`` opens for this one run alone.
     """
 
+    name: str = "persistent"  # how progress lines name it: vng-ssh, ssh:lab1
     folder: Path | None = None
+    progress = None  # set by open(): a callable for progress lines, or None
+
+    def _event(self, text: str, run_log: Path | None = None) -> None:
+        """A session event: a line in the folder's session.log, in the run's log, and in progress."""
+        stamp = time.strftime("%H:%M:%S")
+        if self.folder is not None:
+            with open(self.folder / "session.log", "a") as fh:
+                fh.write(f"{stamp} {text}\n")
+        if run_log is not None:
+            with open(run_log, "a") as fh:
+                fh.write(f"{MARK} session {text}\n")
+        if self.progress:
+            self.progress(f"{self.name}: {text}")
 
     def open(self, folder: Path, *, progress=None) -> None:
         raise NotImplementedError

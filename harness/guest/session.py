@@ -396,15 +396,7 @@ class VngSsh(Persistent):
         self.close()
 
     def _event(self, text: str, run_log: Path | None = None) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        if self.folder is not None:
-            with open(self.folder / "session.log", "a") as fh:
-                fh.write(f"{stamp} {text}\n")
-        if run_log is not None:
-            with open(run_log, "a") as fh:
-                fh.write(f"{MARK} session {text}\n")
-        if self.progress:
-            self.progress(f"vng-ssh: {text}")
+        super()._event(text, run_log)
         log.info("%s", text)
 
     # --- the guest -----------------------------------------------------------------------

@@ -57,7 +57,7 @@ from harness.guest.remote import (
     wrapper,
 )
 from harness.guest.ssh import Connection, Endpoint
-from harness.guest.steps import MARK, parse_steps
+from harness.guest.steps import parse_steps
 from harness.yamlio import Fields, load_mapping
 
 PROBE_TIMEOUT = 15.0
@@ -206,16 +206,6 @@ class SshTarget(Persistent):
 
     def _sudo(self, command: str) -> str:
         return self._prefix + command
-
-    def _event(self, text: str, run_log: Path | None = None) -> None:
-        if self.folder is not None:
-            with open(self.folder / "session.log", "a") as fh:
-                fh.write(f"{time.strftime('%H:%M:%S')} {text}\n")
-        if run_log is not None:
-            with open(run_log, "a") as fh:
-                fh.write(f"{MARK} session {text}\n")
-        if self.progress:
-            self.progress(f"{self.name}: {text}")
 
     def check_disk(self, conn: Connection) -> str:
         """The disk, resolved on the target, after the allow-list and safety checks."""
