@@ -12,11 +12,16 @@ from typing import Any
 from harness.paths import results_dir
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_text(path: Path, text: str) -> Path:
     """Atomic write: a reader (or a crash) never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def slug(text: str) -> str:

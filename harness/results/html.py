@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from harness.results import write_text
 from harness.results.db import CellResult, MatrixIndex
 
 COLOURS = {
@@ -174,8 +175,4 @@ def render(index: MatrixIndex) -> str:
 
 
 def write(index: MatrixIndex, path: Path | None = None) -> Path:
-    path = path or index.folder / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(index))
-    tmp.replace(path)
-    return path
+    return write_text(path or index.folder / "index.html", render(index))

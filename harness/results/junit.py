@@ -13,6 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.results import write_text
 from harness.results.db import CellResult, MatrixIndex
 
 TAIL_LINES = 50
@@ -112,8 +113,4 @@ def to_xml(index: MatrixIndex) -> str:
 
 
 def write(index: MatrixIndex, path: Path | None = None) -> Path:
-    path = path or index.folder / "junit.xml"
-    tmp = path.with_suffix(".xml.tmp")
-    tmp.write_text(to_xml(index))
-    tmp.replace(path)
-    return path
+    return write_text(path or index.folder / "junit.xml", to_xml(index))
