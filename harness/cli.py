@@ -300,7 +300,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"harness: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("harness: interrupted; results so far are in the run folder", file=sys.stderr)
+        where = getattr(args, "interrupted_hint", "results so far are in the run folder")
+        print(f"harness: interrupted; {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -40,6 +40,7 @@ from harness.errors import HarnessError, SpecError, UnknownName
 
 GIT_ABORT = 128  # git bisect run: > 127 aborts the bisection
 EXIT_NOT_FOUND = 1
+RESUME_HINT = "finished steps are in the folder's steps.jsonl (run again to resume)"
 
 
 def _console():
@@ -345,14 +346,14 @@ def add_parsers(sub) -> None:
     b.add_argument("--bad", required=True, help="new end: a revision (with --kernel-source) or a kernel name")
     b.add_argument("--trust-ends", action="store_true", help="do not test the two ends first")
     b.add_argument("--keep-worktree", action="store_true", help="keep the bisection's git worktree afterwards")
-    b.set_defaults(func=cmd_bisect)
+    b.set_defaults(func=cmd_bisect, interrupted_hint=RESUME_HINT)
 
     s = sub.add_parser("bisect-step", help="judge one commit for `git bisect run` (exit 0 old, 1 new, 125 skip)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(s)
     s.add_argument("--rev", help="commit to judge (default: BISECT_HEAD, else HEAD, of the current directory)")
     s.add_argument("-k", "--kernel", help="judge this prebuilt kernel instead of a commit")
-    s.set_defaults(func=cmd_bisect_step)
+    s.set_defaults(func=cmd_bisect_step, interrupted_hint=RESUME_HINT)
     _abort_on_usage_error(s)
 
 
@@ -361,17 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bisect")
     parser.add_argument("-v", "--verbose", action="store_true")
     add_parsers(parser.add_subparsers(dest="command", required=True))
-    ns = parser.parse_args(argv)
-    if ns.verbose:
-        import logging
+    from harness.cli import _dispatch
 
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    try:
-        return ns.func(ns)
-    except HarnessError as exc:
-        print(f"harness: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted; finished steps are in the folder's steps.jsonl (run again to resume)",
-              file=sys.stderr)
-        return 130
+    return _dispatch(parser.parse_args(argv))  # the same error, interrupt and logging handling as `harness`
