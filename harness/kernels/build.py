@@ -359,8 +359,9 @@ def _store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict)
         else:
             staging.rename(entry)
     log_path.unlink(missing_ok=True)  # kept in the entry; logs/ keeps failures only
-    for gone in evict(cache_limit(), layout, keep=(key,)):
-        log.warning("kernel cache over %s: evicted %s (least recently used)", _human(cache_limit()), gone)
+    limit = cache_limit()
+    for gone in evict(limit, layout, keep=(key,)):
+        log.warning("kernel cache over %s: evicted %s (least recently used)", human_size(limit), gone)
     return entry
 
 
@@ -425,7 +426,7 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index((m.group(2) or " ").upper()))
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     for unit in ("B", "K", "M", "G"):
         if n < 1024:
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"

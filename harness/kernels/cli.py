@@ -78,13 +78,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
         return 0
     total = sum(r["bytes"] for r in rows)
-    print(f"{len(rows)} kernels, {kbuild._human(total)} of {kbuild._human(kbuild.cache_limit())} "
+    print(f"{len(rows)} kernels, {kbuild.human_size(total)} of {kbuild.human_size(kbuild.cache_limit())} "
           "($HARNESS_KERNEL_CACHE_MAX); most recently used first")
     for r in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"]))
         frags = "+".join(r.get("fragments", []))
         print(f"{r['key']}  {r['name']:<40} {r.get('release', '?'):<12} {frags:<28} "
-              f"{kbuild._human(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}")
+              f"{kbuild.human_size(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}")
     return 0
 
 
@@ -94,7 +94,7 @@ def cmd_evict(args: argparse.Namespace) -> int:
     limit = kbuild.parse_size(args.max_size) if args.max_size else kbuild.cache_limit()
     gone = kbuild.evict(limit)
     print(f"evicted {len(gone)} kernels" + (f": {' '.join(gone)}" if gone else "")
-          + f"; cache now {kbuild._human(kbuild.cache_size())}")
+          + f"; cache now {kbuild.human_size(kbuild.cache_size())}")
     return 0
 
 
