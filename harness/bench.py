@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="extra runs for the time-to-first-hit median")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the side-by-side boots")
     ap.add_argument("--quick", action="store_true", help="no guests, no builds")
-    ap.add_argument("--ssh-runs", type=int, default=0, metavar="N", help="also vng vs vng-ssh over N runs (~2N boots)")
+    ap.add_argument("--ssh-runs", type=int, default=0, metavar="N", help="also vng vs the long-lived backends (vng-ssh, snapshot) over N runs of ext4_inline and of a run that never crashes")
     ap.add_argument("--build", action="store_true", help="also kernel build figures (minutes)")
     ap.add_argument("--vng-kconfig", action="store_true", help="with --build: also vng's default config (~25 min)")
     ap.add_argument("--no-boots", action="store_true", help="skip the boot figures (e.g. for build figures alone)")

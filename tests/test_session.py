@@ -94,20 +94,24 @@ def test_boot_script_pins_keys_and_locks_down_sshd(tmp_path):
     text = boot_script(keys)
     _bash_n(text, tmp_path)
     assert f"S={GUEST_DIR}\n" in text
-    assert f"install -m 600 {keys.host} $S/ssh_host_ed25519_key" in text
-    assert f"install -m 644 {keys.client_pub} $S/authorized_keys" in text
+    assert f"printf '%s\\n' \"$(<{keys.host})\" > $S/ssh_host_ed25519_key" in text
+    assert f"printf '%s\\n' \"$(<{keys.client_pub})\" > $S/authorized_keys" in text
     assert READY in text and "exec /usr/sbin/sshd -D -e" in text
-    assert "findmnt -n -o FSTYPE --target /etc/shadow" in text  # never edits a shadow that is not the guest's own
+    # never edits a shadow that is not the guest's own
+    assert "fstype_of /etc/shadow\ncase $FSTYPE in\n  tmpfs|overlay) edit_root /etc/shadow" in text
     conf = sshd_config()
     for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
                  "UsePAM no"):
         assert line in conf
 
 
-def test_vng_ssh_is_registered_and_takes_no_argument():
+def test_vng_ssh_is_registered_and_takes_how_many_guests_boot_ahead():
     assert select("vng-ssh").name == "vng-ssh"
-    with pytest.raises(GuestError, match="takes no argument"):
-        VngSsh("x")
+    assert select("vng-ssh").ahead == session_mod.DEFAULT_AHEAD
+    assert select("vng-ssh:0").ahead == 0 and select("vng-ssh:3").ahead == 3
+    for bad in ("x", "9", "-1"):
+        with pytest.raises(GuestError, match="how many guests boot ahead"):
+            VngSsh(bad)
 
 
 # --- guest scripts ---------------------------------------------------------------------------
@@ -334,8 +338,9 @@ class FakeConn:
 class FakeGuest:
     boots: list = []
 
-    def __init__(self, index, req, boot_dir, keys, port, scenario=None):
-        self.index, self.req, self.boot_dir, self.port = index, req, boot_dir, port
+    def __init__(self, index, req, boot_dir, keys, port, hide=()):
+        self.index, self.req, self.boot_dir, self.port, self.hide = index, req, boot_dir, port, hide
+        self.ready_seconds, self.stopped = 1.0, None
         boot_dir.mkdir(parents=True, exist_ok=True)
         self.console = boot_dir / "console.log"
         self.console.write_text("[    0.000000] Linux version 6.1\n")
@@ -372,6 +377,8 @@ def fake_session(tmp_path, monkeypatch):
     monkeypatch.setattr(session_mod, "Guest", FakeGuest)
     monkeypatch.setattr(session_mod, "CONSOLE_SETTLE", 0.5)
     monkeypatch.setattr(session_mod, "make_keys", lambda d: Keys(d, d / "client", d / "host"))
+    monkeypatch.setattr(session_mod, "lean_boot_available", lambda: (True, "test: udev hidden"))
+    monkeypatch.setattr(session_mod, "skipped_paths", lambda: ("/usr/bin/udevadm",))
     folder = tmp_path / "results"
     folder.mkdir()
     backend = VngSsh()
@@ -459,3 +466,85 @@ def test_session_close_powers_the_guest_off(fake_session):
     backend.close()
     assert guest.stopped == ("session closed", guest.conn)  # graceful: powered off through the connection
     assert backend.keys is None and backend.guest is None
+
+
+def test_session_boots_ahead_once_a_run_needed_a_reboot(fake_session):
+    backend, run, events, folder = fake_session
+    backend.plan(4)
+    FakeGuest.scenario = ["oops"] * 4
+    results = [run(i) for i in (1, 2, 3, 4)]
+    # run 1 boots in the foreground (nothing is known yet); its oops starts boots 2 and 3
+    # ahead; each later run adopts the oldest and tops the pool up to the runs still to come
+    assert [r.info["boot"] for r in results] == [1, 2, 3, 4]
+    assert [r.info.get("booted_ahead", False) for r in results] == [False, True, True, True]
+    assert len(FakeGuest.boots) == 4  # no guest booted for a run that never comes
+    assert all(g.hide == ("/usr/bin/udevadm",) for g in FakeGuest.boots)
+    log = (folder / "session.log").read_text()
+    assert "boot 2 started ahead, for a run after run-01" in log
+    assert "reboot before run-02" in log and "boot 2 (booted ahead) takes run-02" in log
+    assert "@@harness session boot 3 (booted ahead) takes run-03" in (folder / "run-03" / "guest.log").read_text()
+
+
+def test_session_boots_nothing_ahead_while_runs_stay_clean(fake_session):
+    backend, run, events, folder = fake_session
+    backend.plan(3)
+    FakeGuest.scenario = ["clean"] * 3
+    [run(i) for i in (1, 2, 3)]
+    assert len(FakeGuest.boots) == 1 and not backend.spares
+
+
+def test_session_close_stops_the_guests_booted_ahead(fake_session):
+    backend, run, events, folder = fake_session
+    backend.plan(5)
+    FakeGuest.scenario = ["oops", "clean"]
+    run(1)
+    spares = list(backend.spares)
+    assert len(spares) == 2
+    backend.close()
+    assert all(g.stopped == ("session closed", None) for g in spares) and not backend.spares
+
+
+def test_lean_prefix_hides_binaries_in_a_private_mount_namespace():
+    argv = session_mod.lean_prefix(("/usr/bin/udevadm", "/usr/bin/systemd-tmpfiles"))
+    assert argv[:4] == ["unshare", "--mount", "--propagation", "private"]
+    assert argv[-3:-1] == ["-c", 'mount --bind /dev/null /usr/bin/udevadm && '
+                                 'mount --bind /dev/null /usr/bin/systemd-tmpfiles && exec "$@"']
+    assert argv[-1] == "sh"  # $0; vng's argv follows as "$@"
+    assert session_mod.lean_prefix(()) == []
+
+
+def test_boot_script_loads_the_nic_driver_and_preloads_modules(tmp_path):
+    keys = Keys(tmp_path, tmp_path / "client", tmp_path / "host")
+    text = session_mod.boot_script(keys, ("fs-ext4",))
+    assert "modprobe -q -a loop virtio_net" in text
+    assert "(modprobe -q -a fs-ext4 &)\nexec /usr/sbin/sshd" in text
+    assert "@PRELOAD@" not in session_mod.boot_script(keys)
+    _bash_n(text, tmp_path)
+
+
+def _boot_function(name: str) -> str:
+    text = session_mod.boot_script(Keys(Path("/k"), Path("/k/c"), Path("/k/h")))
+    start = text.index(f"{name}() {{")
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+def test_boot_script_edits_roots_entries_with_builtins(tmp_path):
+    shadow, passwd = tmp_path / "shadow", tmp_path / "passwd"
+    shadow.write_text("root:*:20228:0:99999:7:::\nsshd:*:20228:0:99999:7:::\n")
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:n:/:/usr/sbin/nologin\n")
+    body = _boot_function("edit_root") + f"""
+edit_root {shadow} '"root:harness-pubkey-only:${{line#root:*:}}"'
+edit_root {passwd} '"${{line%:*}}:/bin/sh"'
+"""
+    subprocess.run(["bash", "-c", body], check=True)
+    assert shadow.read_text() == "root:harness-pubkey-only:20228:0:99999:7:::\nsshd:*:20228:0:99999:7:::\n"
+    assert passwd.read_text() == "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/:/usr/sbin/nologin\n"
+
+
+def test_boot_script_finds_the_mount_holding_a_path(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text("root / 9p ro 0 0\nnone /etc overlay rw 0 0\ntmpfs /etc/shadow tmpfs rw 0 0\nproc /proc proc rw 0 0\n")
+    fn = _boot_function("fstype_of").replace("/proc/self/mounts", str(mounts))
+    out = subprocess.run(["bash", "-c", fn + 'for p in /etc/shadow /etc/passwd /usr/bin/x /etcetera; do fstype_of $p; '
+                          'echo $FSTYPE; done'], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["tmpfs", "overlay", "9p", "9p"]

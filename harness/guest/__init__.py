@@ -33,6 +33,9 @@ class GuestRequest:
     cmdline: tuple[str, ...] = ()  # extra kernel boot options
     cwd: Path | None = None
     lean: bool = True  # skip loading modules no run needs (see vng.UNUSED_MODULES)
+    preload: tuple[str, ...] = ()  # modules the steps will load (fs-ext4): a guest booted ahead loads them early
+    binary: Path | None = None  # where the steps look for the compiled reproducer (the binary cache)
+    compile_argv: tuple[str, ...] = ()  # host command that writes ``binary`` (for guests without a compiler)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class Persistent:
     name: str = "persistent"  # how progress lines name it: vng-ssh, ssh:lab1
     folder: Path | None = None
     progress = None  # set by open(): a callable for progress lines, or None
+    remaining: int | None = None  # runs still to come, this one included (None: unknown)
+
+    def plan(self, runs: int) -> None:
+        """How many runs the session will ask for (a backend may prepare guests ahead)."""
+        self.remaining = runs
 
     def _event(self, text: str, run_log: Path | None = None) -> None:
         """A session event: a line in the folder's session.log, in the run's log, and in progress."""
@@ -103,6 +111,8 @@ class Persistent:
         try:
             return self._run(req, run_dir, timeout=timeout, watchdog=watchdog)
         finally:
+            if self.remaining is not None:
+                self.remaining = max(0, self.remaining - 1)
             if oneshot:
                 self.close()
 
@@ -115,10 +125,16 @@ BACKENDS: Registry[type] = Registry("guest backend")
 PARAMETRIC: dict[str, type] = {}
 
 
+# Backends that take an optional argument (``vng-ssh:2``): registered in BACKENDS too.
+OPTIONAL_ARG: set[str] = set()
+
+
 def select(name: str) -> Backend:
-    kind, _, arg = name.partition(":")
+    kind, colon, arg = name.partition(":")
     if kind in PARAMETRIC:
         return PARAMETRIC[kind](arg)
+    if kind in OPTIONAL_ARG and colon:
+        return BACKENDS.select(kind)(arg)
     try:
         return BACKENDS.select(name)()
     except UnknownName as exc:
@@ -127,7 +143,7 @@ def select(name: str) -> Backend:
 
 
 def _register_builtin() -> None:
-    from harness.guest import session, target, vng  # noqa: F401
+    from harness.guest import session, snapshot, target, vng  # noqa: F401
 
 
 _register_builtin()

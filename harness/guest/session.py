@@ -47,6 +47,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import shlex
 import shutil
 import tempfile
@@ -58,7 +59,7 @@ from pathlib import Path
 
 from harness import proc, report
 from harness.errors import GuestError, HarnessError
-from harness.guest import BACKENDS, GuestRequest, GuestRun, Persistent
+from harness.guest import BACKENDS, OPTIONAL_ARG, GuestRequest, GuestRun, Persistent
 from harness.guest.remote import (
     RunSignals,
     console_has_end,
@@ -82,6 +83,8 @@ SSHD_LISTENING = "Server listening on"  # sshd -e says so on stderr (the boot's 
 FAILED = f"{MARK} ssh-guest error"
 SSHD_GRACE = 90.0  # seconds past the spec's boot_timeout for sshd to answer
 PROBE_TIMEOUT = 15.0
+DEFAULT_AHEAD = 2  # guests booting ahead once a run needed a reboot (vng-ssh:N sets N)
+MAX_AHEAD = 4
 PANIC_EXIT_WAIT = 30.0  # a panic with panic=-1 powers the guest off; give QEMU this long
 CONSOLE_SETTLE = 10.0  # for the run's end mark to reach the console (serial is real time)
 
@@ -110,7 +113,7 @@ def make_keys(folder: Path) -> Keys:
 
 
 def sshd_config() -> str:
-    return f"""# sshd of a harness guest (generated; the guest's /run is its own tmpfs)
+    return f"""# sshd of a harness guest (generated; /run is a tmpfs of the guest)
 Port 22
 ListenAddress 0.0.0.0
 HostKey {GUEST_DIR}/ssh_host_ed25519_key
@@ -133,57 +136,133 @@ Subsystem sftp internal-sftp
 
 _BOOT_SCRIPT = r"""#!/bin/bash
 # harness vng-ssh guest (generated; do not edit)
+# Under TCG every program started costs ~0.4 s (loaded over 9p, dynamically
+# linked, emulated), so this script runs four: mkdir, modprobe, ip, sshd.  The
+# rest is bash builtins.
 exec 2>&1 </dev/null
-up() { cut -d' ' -f1 /proc/uptime; }
 fail() { echo "@FAILED@: $*"; exit 1; }
-echo "@MARK@ ssh-guest boot $(up) kernel $(uname -r)"
+read -r UP _ < /proc/uptime
+echo "@MARK@ ssh-guest boot $UP kernel $(</proc/sys/kernel/osrelease)"
 echo 8 > /proc/sys/kernel/printk
 S=@GUEST_DIR@
-mkdir -p $S /run/sshd && chmod 700 $S && chmod 755 /run/sshd || fail "cannot make $S"
-install -m 600 @HOST_KEY@ $S/ssh_host_ed25519_key || fail "cannot read the host key"
-install -m 644 @CLIENT_PUB@ $S/authorized_keys || fail "cannot read the client key"
-cat > $S/sshd_config <<'HARNESS_EOF'
-@SSHD_CONFIG@HARNESS_EOF
+umask 077
+mkdir -p $S /run/sshd || fail "cannot make $S"
+printf '%s\n' "$(<@HOST_KEY@)" > $S/ssh_host_ed25519_key || fail "cannot read the host key"
+printf '%s\n' "$(<@CLIENT_PUB@)" > $S/authorized_keys || fail "cannot read the client key"
+printf '%s' '@SSHD_CONFIG@' > $S/sshd_config
+fstype_of() {  # FSTYPE of the mount holding $1 (what findmnt --target says)
+  local dev mnt type rest len=-1
+  FSTYPE=none
+  while read -r dev mnt type rest; do
+    if [[ $mnt == / || $1 == "$mnt" || $1 == "$mnt"/* ]] && (( ${#mnt} > len )); then
+      FSTYPE=$type len=${#mnt}
+    fi
+  done < /proc/self/mounts
+}
+edit_root() {  # edit_root FILE EXPR: root's line ($line) of FILE replaced by EXPR, in place
+  local line out=
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ $line == root:* ]] && eval "line=$2"
+    out+=$line$'\n'
+  done < "$1"
+  printf '%s' "$out" > "$1"
+}
 # Without PAM, sshd refuses a root whose password field is locked ('*', '!').  The
 # guest's /etc/shadow is its own (virtme-ng-init bind-mounts a tmpfs copy; else the
 # /etc overlay): unlock root there, in place.  The host's file is never written.
-case "$(findmnt -n -o FSTYPE --target /etc/shadow)" in
-  tmpfs|overlay) ;;
-  *) fail "/etc/shadow is not the guest's own copy: not touching it" ;;
+fstype_of /etc/shadow
+case $FSTYPE in
+  tmpfs|overlay) edit_root /etc/shadow '"root:harness-pubkey-only:${line#root:*:}"' || fail "cannot unlock root in the guest's /etc/shadow" ;;
+  *) fail "/etc/shadow is not the guest's own copy ($FSTYPE): not touching it" ;;
 esac
-shadow=$(sed -E 's/^root:[^:]*:/root:harness-pubkey-only:/' /etc/shadow) && printf '%s\n' "$shadow" > /etc/shadow \
-  || fail "cannot unlock root in the guest's /etc/shadow"
 # Commands run through root's login shell: make it sh, so no ~/.bashrc of the host's
 # root (pyenv, conda...) runs before each command.  Same rule: the guest's own copy only.
-case "$(findmnt -n -o FSTYPE --target /etc/passwd)" in
-  tmpfs|overlay)
-    passwd=$(sed -E 's#^(root:[^:]*:[^:]*:[^:]*:[^:]*:[^:]*:).*#\1/bin/sh#' /etc/passwd) \
-      && printf '%s\n' "$passwd" > /etc/passwd ;;
-esac
-modprobe loop 2>/dev/null
-ip link set lo up
+fstype_of /etc/passwd
+case $FSTYPE in tmpfs|overlay) edit_root /etc/passwd '"${line%:*}:/bin/sh"' ;; esac
+umask 022
+# virtio_net is udev's job when the guest has udev (see lean_prefix)
+modprobe -q -a loop virtio_net
 nic=
-for i in $(seq 300); do
-  nic=$(ls /sys/class/net | grep -v '^lo$' | head -1); [ -n "$nic" ] && break; sleep 0.1
+for ((i = 0; i < 300; i++)); do
+  for n in /sys/class/net/*; do
+    n=${n##*/}; [[ $n != lo && $n != "*" ]] && { nic=$n; break 2; }
+  done
+  sleep 0.1
 done
 [ -n "$nic" ] || fail "no network interface (virtio_net missing?)"
-ip addr add @GUEST_IP@/24 dev "$nic" && ip link set "$nic" up || fail "cannot configure $nic"
-echo "@READY@ $(up) nic $nic"
-exec /usr/sbin/sshd -D -e -f $S/sshd_config
+printf '%s\n' "link set lo up" "addr add @GUEST_IP@/24 dev $nic" "link set $nic up" | ip -batch - \
+  || fail "cannot configure $nic"
+read -r UP _ < /proc/uptime
+echo "@READY@ $UP nic $nic"
+@PRELOAD@exec /usr/sbin/sshd -D -e -f $S/sshd_config
 """
 
 
-def boot_script(keys: Keys) -> str:
-    """The guest's vng command: network up, sshd in the foreground (its exit powers the guest off)."""
+def boot_script(keys: Keys, preload: tuple[str, ...] = ()) -> str:
+    """The guest's vng command: network up, sshd in the foreground (its exit powers the guest off).
+
+    ``preload``: modules (``fs-ext4``) loaded in the background once sshd is
+    on its way, so a guest booted ahead has them before its run mounts."""
+    load = f"(modprobe -q -a {shlex.join(preload)} &)\n" if preload else ""
+    assert "'" not in sshd_config()  # it goes into the script in single quotes
     values = {
         "@FAILED@": FAILED, "@MARK@": MARK, "@GUEST_DIR@": GUEST_DIR, "@HOST_KEY@": shlex.quote(str(keys.host)),
         "@CLIENT_PUB@": shlex.quote(str(keys.client_pub)), "@SSHD_CONFIG@": sshd_config(), "@GUEST_IP@": GUEST_IP,
-        "@READY@": READY,
+        "@READY@": READY, "@PRELOAD@": load,
     }
     text = _BOOT_SCRIPT
     for key, value in values.items():
         text = text.replace(key, value)
     return text
+
+
+# virtme-ng-init runs systemd-tmpfiles and udev coldplug before the command
+# whenever it finds them: about 11 s of an 18 s TCG boot, and what udev does
+# there (find the script's virtio ports, load drivers for QEMU's devices) a
+# session guest does not need: its I/O is SSH, and the boot script loads the
+# one driver it uses (virtio_net).  virtme-ng has no switch for it, so the
+# guest boots inside a private mount namespace in which these binaries are
+# not executable (/dev/null bound over them); the 9p root the guest sees is
+# that namespace's view, and the host's files are never touched.
+SKIPPED_IN_GUEST = ("/usr/lib/systemd/systemd-udevd", "/lib/systemd/systemd-udevd", "udevd", "udevadm",
+                    "systemd-tmpfiles")
+
+
+def lean_prefix(paths: tuple[str, ...]) -> list[str]:
+    """argv prefix that runs the rest with ``paths`` hidden (not executable) in a private mount namespace."""
+    if not paths:
+        return []
+    binds = " && ".join(f"mount --bind /dev/null {shlex.quote(p)}" for p in paths)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{binds} && exec "$@"', "sh"]
+
+
+def skipped_paths() -> tuple[str, ...]:
+    """The real files behind SKIPPED_IN_GUEST on this host (symlinks resolved, each once)."""
+    out: list[str] = []
+    for name in SKIPPED_IN_GUEST:
+        found = name if name.startswith("/") else shutil.which(name)
+        if found and os.path.exists(found):
+            out.append(os.path.realpath(found))
+    return tuple(dict.fromkeys(out))
+
+
+_LEAN: tuple[bool, str] | None = None
+
+
+def lean_boot_available() -> tuple[bool, str]:
+    """Whether session guests can boot without udev/tmpfiles here (needs unshare + mount: root)."""
+    global _LEAN
+    if _LEAN is None:
+        if os.environ.get("HARNESS_SSH_LEAN_BOOT") == "0":
+            _LEAN = (False, "HARNESS_SSH_LEAN_BOOT=0")
+        elif shutil.which("unshare") is None:
+            _LEAN = (False, "unshare(1) is missing")
+        else:
+            done = proc.run(lean_prefix(("/dev/null",)) + ["true"], capture=True, check=False, timeout=20)
+            _LEAN = (True, "udev and systemd-tmpfiles hidden from the guest") if done.ok else (
+                False, f"no private mount namespace here ({done.output.strip()[:80] or done.returncode}): "
+                       "the guest runs udev and tmpfiles")
+    return _LEAN
 
 
 def net_opts(port: int) -> str:
@@ -233,8 +312,10 @@ class BootFailed(HarnessError):
 class Guest:
     """One boot: vng in a thread (through proc.run), its console and sshd output in boot_dir."""
 
-    def __init__(self, index: int, req: GuestRequest, boot_dir: Path, keys: Keys, port: int):
+    def __init__(self, index: int, req: GuestRequest, boot_dir: Path, keys: Keys, port: int,
+                 hide: tuple[str, ...] = ()):
         self.index = index
+        self.hide = hide  # host binaries the guest must not find (lean_prefix)
         self.req = req
         self.boot_dir = boot_dir
         self.keys = keys
@@ -256,9 +337,9 @@ class Guest:
     def start(self) -> None:
         self.boot_dir.mkdir(parents=True, exist_ok=True)
         script = self.boot_dir / "boot.sh"
-        script.write_text(boot_script(self.keys))
+        script.write_text(boot_script(self.keys, self.req.preload))
         req = replace(self.req, command=("bash", str(script)))
-        self.argv = session_argv(req, self.port, vng_binary())
+        self.argv = lean_prefix(self.hide) + session_argv(req, self.port, vng_binary())
         (self.boot_dir / "vng.cmd").write_text(shlex.join(self.argv) + "\n")
         (self.boot_dir / "ssh.cmd").write_text(
             f"# the guest's pinned host key, as OpenSSH wants it:\n# {known_hosts_line('127.0.0.1', self.port, self.keys.host_pub)}"
@@ -306,7 +387,9 @@ class Guest:
         deadline = time.monotonic() + timeout
         last = "sshd never started"
         while time.monotonic() < deadline:
-            out = self.text()
+            # without udev (lean_prefix) virtme-ng-init runs the boot script on the console: its lines
+            # land in console.log (vng's stderr), and in guest.log only when vng flushes at exit
+            out = self.text() + "\n" + self.text("console")
             if FAILED in out:
                 line = next(ln for ln in out.splitlines() if FAILED in ln)
                 raise BootFailed(line.replace(f"{FAILED}: ", "guest setup failed: "))
@@ -360,8 +443,14 @@ class VngSsh(Persistent):
     name = "vng-ssh"
 
     def __init__(self, arg: str = ""):
-        if arg:
-            raise GuestError(f"backend vng-ssh takes no argument (got vng-ssh:{arg})")
+        if arg and not (arg.isdigit() and int(arg) <= MAX_AHEAD):
+            raise GuestError(f"backend vng-ssh:{arg}: the argument is how many guests boot ahead once a run has "
+                             f"needed a reboot, 0 to {MAX_AHEAD} (vng-ssh alone: {DEFAULT_AHEAD})")
+        self.ahead = int(arg) if arg else DEFAULT_AHEAD
+        self.spares: list[Guest] = []  # booting (or ready, idle) for the runs to come, oldest first
+        self.spare_key: tuple | None = None
+        self.crashy = False  # a run of this session needed a reboot: from then on, boot ahead
+        self.hide: tuple[str, ...] | None = None  # lean_prefix paths, decided at the first boot
         self.folder: Path | None = None
         self.progress = None
         self.keys: Keys | None = None
@@ -382,6 +471,7 @@ class VngSsh(Persistent):
         self.keys = make_keys(Path(tempfile.mkdtemp(prefix="harness-ssh-")))
 
     def close(self) -> None:
+        self._drop_spares("session closed")
         if self.guest is not None:
             self._stop_guest("session closed", graceful=True)
         if self.keys is not None:
@@ -434,28 +524,87 @@ class VngSsh(Persistent):
         if conn is not None:
             conn.close()
 
-    def _boot(self, req: GuestRequest, run_dir: Path, boot_timeout: float, run_log: Path) -> str | None:
-        """Boot a guest for ``req``; None when ready, else why it failed."""
+    def _new_guest(self, req: GuestRequest, run_dir: Path, index: int | None = None) -> Guest:
+        """Start booting a guest for ``req`` (returns at once)."""
         assert self.folder is not None and self.keys is not None
-        self.boots += 1
-        boot_dir = self.folder / "guest" / f"boot-{self.boots:02d}"
+        if self.hide is None:
+            lean, why = lean_boot_available()
+            self.hide = skipped_paths() if lean else ()
+            self._event(f"session guests: {why}")
+        if index is None:
+            self.boots += 1
+            index = self.boots
+        boot_dir = self.folder / "guest" / f"boot-{index:02d}"
         boot_req = replace(req, disks=(), rwdirs=shared_dirs(req, run_dir), cwd=boot_dir)
+        guest = Guest(index, boot_req, boot_dir, self.keys, free_port(), hide=self.hide)
+        guest.start()
+        return guest
+
+    def _adopt(self, guest: Guest, conn: Connection, req: GuestRequest) -> None:
+        self.guest, self.conn = guest, conn
+        self.key, self.console_pos, self.runs_on_guest, self.last_taint = boot_key(req), 0, 0, None
+
+    def _boot(self, req: GuestRequest, run_dir: Path, boot_timeout: float, run_log: Path) -> str | None:
+        """Boot a guest for ``req`` in the foreground; None when ready, else why it failed."""
         failure = "not booted"
+        index = None
         for _attempt in range(3):
-            guest = Guest(self.boots, boot_req, boot_dir, self.keys, free_port())
+            guest = self._new_guest(req, run_dir, index)
+            index = guest.index
             self.guest = guest  # from now on close() stops it, even mid-boot (Ctrl-C)
-            guest.start()
             try:
-                self.conn = guest.wait_ready(boot_timeout)
+                conn = guest.wait_ready(boot_timeout)
             except BootFailed as exc:
                 failure = str(exc)
                 guest.stop(failure)
                 if guest.port_taken():
                     continue  # another process took the port between our probe and QEMU's bind
                 return failure  # the stopped guest stays for its logs
-            self.key, self.console_pos, self.runs_on_guest, self.last_taint = boot_key(req), 0, 0, None
+            self._adopt(guest, conn, req)
             return None
         return failure
+
+    def _take_spare(self, req: GuestRequest, boot_timeout: float, run_log: Path) -> bool:
+        """Adopt the oldest guest booted ahead (waiting for its sshd if need be); False if none is usable."""
+        if self.spares and self.spare_key != boot_key(req):
+            self._drop_spares("the run needs another kernel, cmdline or guest size")
+        while self.spares:
+            guest = self.spares.pop(0)
+            self.guest = guest
+            try:
+                conn = guest.wait_ready(boot_timeout)
+            except BootFailed as exc:
+                self._event(f"boot {guest.index} (booted ahead) failed: {exc}", run_log)
+                guest.stop(str(exc))
+                self.guest = None
+                continue
+            self._adopt(guest, conn, req)
+            return True
+        return False
+
+    def _top_up(self, req: GuestRequest, run_dir: Path) -> None:
+        """Keep ``ahead`` guests booting for the runs after this one, once the session has needed a reboot.
+
+        Under TCG a boot keeps about one host CPU busy; booting the next runs'
+        guests while this one runs uses the other, so a crash costs the wait
+        for a guest that is already (nearly) up instead of a whole boot."""
+        if not self.crashy or self.remaining is None:
+            return
+        later = self.remaining - 1  # runs after the current one (self.remaining counts it)
+        want = min(self.ahead, later)
+        key = boot_key(req)
+        if self.spares and self.spare_key != key:
+            self._drop_spares("the run needs another kernel, cmdline or guest size")
+        self.spare_key = key
+        while len(self.spares) < want:
+            guest = self._new_guest(req, run_dir)
+            self.spares.append(guest)
+            self._event(f"boot {guest.index} started ahead, for a run after {run_dir.name}")
+
+    def _drop_spares(self, reason: str) -> None:
+        spares, self.spares = self.spares, []
+        for guest in spares:
+            guest.stop(reason)
 
     # --- one run -------------------------------------------------------------------------
 
@@ -470,13 +619,23 @@ class VngSsh(Persistent):
             self._stop_guest(why)
         if self.guest is None:
             boot_timeout = float(getattr(watchdog, "boot_timeout", 240)) + SSHD_GRACE
-            self._event(f"boot {self.boots + 1} for {run_dir.name} ({req.kernel.name}, {req.accel})", out)
             t0 = time.monotonic()
-            failure = self._boot(req, run_dir, boot_timeout, out)
-            info.update(boot=self.boots, booted=True, boot_seconds=round(time.monotonic() - t0, 2))
-            if failure:
-                return self._boot_failure(failure, run_dir, started, info)
-            self._event(f"boot {self.boots} ready in {info['boot_seconds']:.1f} s, ssh port {self.guest.port}", out)
+            if self._take_spare(req, boot_timeout, out):
+                guest = self.guest
+                waited = time.monotonic() - t0
+                info.update(boot=guest.index, booted=True, booted_ahead=True, boot_wait_seconds=round(waited, 2),
+                            boot_seconds=round(guest.ready_seconds or 0, 2))
+                self._event(f"boot {guest.index} (booted ahead) takes {run_dir.name}: up in "
+                            f"{guest.ready_seconds or 0:.1f} s, waited {waited:.1f} s for it, ssh port {guest.port}", out)
+            else:
+                self._event(f"boot {self.boots + 1} for {run_dir.name} ({req.kernel.name}, {req.accel})", out)
+                failure = self._boot(req, run_dir, boot_timeout, out)
+                index = self.guest.index if self.guest is not None else self.boots
+                info.update(boot=index, booted=True, boot_seconds=round(time.monotonic() - t0, 2))
+                if failure:
+                    return self._boot_failure(failure, run_dir, started, info)
+                self._event(f"boot {index} ready in {info['boot_seconds']:.1f} s, ssh port {self.guest.port}", out)
+            self._top_up(req, run_dir)
         else:
             info.update(boot=self.boots, booted=False)
             self._event(f"{run_dir.name} on boot {self.boots} (run {self.runs_on_guest + 1} on it)", out)
@@ -523,6 +682,8 @@ class VngSsh(Persistent):
                     reboot_after=self.pending, ssh_seconds=round(done.seconds, 2))
         if self.pending:
             self._event(f"{run_dir.name}: the guest will be rebooted: {self.pending}", out)
+            self.crashy = True
+            self._top_up(req, run_dir)
         return GuestRun(done.returncode, time.monotonic() - started, console, out,
                         tuple(guest.argv), detail=detail, info=info)
 
@@ -564,8 +725,9 @@ class VngSsh(Persistent):
             console.write_text(guest.text("console"))
             with open(out, "a") as fh:
                 fh.write(guest.text())
-        self._event(f"boot {self.boots} failed: {failure}", out)
-        self.pending = f"boot {self.boots} failed"
+        index = guest.index if guest is not None else self.boots
+        self._event(f"boot {index} failed: {failure}", out)
+        self.pending = f"boot {index} failed"
         info["boot_failure"] = failure
         rc = guest.done.returncode if guest is not None and guest.done else None
         return GuestRun(rc, time.monotonic() - started, console, out, tuple(guest.argv) if guest else (),
@@ -573,6 +735,7 @@ class VngSsh(Persistent):
 
 
 BACKENDS.add("vng-ssh", VngSsh)
+OPTIONAL_ARG.add("vng-ssh")
 
 
 # --- bench ------------------------------------------------------------------------------------
@@ -612,7 +775,12 @@ def _measure(spec, kernel, accel: str, runs: int, backend: str, root: Path):
     start = time.monotonic()
     summary = run_repro(spec, kernel, runs=runs, accel=accel, backend=backend, results_root=root)
     seconds = time.monotonic() - start
-    boots = runs if backend == "vng" else len(list((summary.folder / "guest").glob("boot-*")))
+    if backend == "vng":
+        boots = runs
+    elif backend == "snapshot":  # one boot per saved snapshot; every run restores it
+        boots = len(list((summary.folder / "guest").glob("snapshot-*")))
+    else:
+        boots = len(list((summary.folder / "guest").glob("boot-*")))
     return seconds, summary.hits, boots, summary
 
 
@@ -625,8 +793,9 @@ def _outcomes(summary) -> str:
 
 def bench(kernel_name: str = "debian:6.1", runs: int = 10, *, crash_repro: str | None = "ext4_inline",
           clean_kernel: str | None = None, trivial: bool = True, results_root: Path | None = None,
-          progress=None) -> list[tuple[str, float, str]]:
-    """Wall time of ``runs`` runs: one boot per run (vng) vs one long-lived guest (vng-ssh).
+          progress=None, backends: tuple[str, ...] = ("vng-ssh", "snapshot")) -> list[tuple[str, float, str]]:
+    """Wall time of ``runs`` runs: one boot per run (vng) vs the long-lived backends
+    (vng-ssh: one guest, rebooted after an oops; snapshot: one boot, every run from its saved state).
 
     Rows (label, seconds, ratio) measured side by side in this call:
     ``crash_repro`` on ``kernel_name`` (ext4_inline: an oops every run, so
@@ -651,16 +820,18 @@ def bench(kernel_name: str = "debian:6.1", runs: int = 10, *, crash_repro: str |
             kernel = kernels.resolve(kname)
             accel, _ = choose_accel("auto", kernel)
             figures = {}
-            # vng-ssh first: any one-off cost (a first compile, a cold image cache) lands on it, not on vng
-            for backend in ("vng-ssh", "vng"):
+            # the long-lived backends first: any one-off cost (a first compile, a cold image cache) lands on
+            # them, not on vng
+            for backend in (*backends, "vng"):
                 if progress:
                     progress(f"bench: {runs} x {spec.name} on {kernel.name}, backend {backend}")
-                figures[backend] = _measure(spec, kernel, accel, runs, backend, root / backend)
-            base_s, base_hits, base_boots, _ = figures["vng"]
-            for backend in ("vng", "vng-ssh"):
+                figures[backend] = _measure(spec, kernel, accel, runs, backend, root / backend.replace(":", "-"))
+            base_s = figures["vng"][0]
+            for backend in ("vng", *backends):
                 s, hits, boots, summary = figures[backend]
+                restores = f" + {runs} restores" if backend == "snapshot" else ""
                 label = (f"{runs} x {spec.name} on {kernel.name}, {backend}: {hits}/{runs} hits ({_outcomes(summary)}),"
-                         f" {boots} boots")
+                         f" {boots} boots{restores}")
                 ratio = "1.00 (reference)" if backend == "vng" else f"{s / base_s:.2f} x vng"
                 rows.append((label, s, ratio))
     return rows
@@ -678,11 +849,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-trivial", action="store_true")
     ap.add_argument("--no-crash", action="store_true", help="skip the crashing reproducer")
     ap.add_argument("--results", help="keep the run folders here")
+    ap.add_argument("--backends", default="vng-ssh,snapshot", help="long-lived backends to compare with vng")
     args = ap.parse_args(argv)
     rows = bench(args.kernel, args.runs, crash_repro=None if args.no_crash else args.repro,
                  clean_kernel=args.clean_kernel,
                  trivial=not args.no_trivial, results_root=Path(args.results) if args.results else None,
-                 progress=lambda m: print(f"… {m}", flush=True))
+                 progress=lambda m: print(f"… {m}", flush=True), backends=tuple(args.backends.split(",")))
     width = max(len(r[0]) for r in rows)
     for label, seconds, ratio in rows:
         print(f"{label:<{width}}  {seconds:8.1f}  {ratio}", flush=True)

@@ -72,7 +72,7 @@ def drive_opts(req: GuestRequest) -> list[str]:
 
 def vng_argv(req: GuestRequest, vng: str = "vng") -> list[str]:
     """The full vng command line for ``req`` (pure: no probing, no I/O)."""
-    argv = [vng, "--run", str(req.kernel.image), "--verbose", "--cpus", str(req.cpus), "--memory", req.memory]
+    argv = [vng, "--run", str(req.kernel.boot_image or req.kernel.image), "--verbose", "--cpus", str(req.cpus), "--memory", req.memory]
     # QEMU 7.2's C virtiofsd cannot serve vng here; trying it costs ~3 s a boot.
     argv.append("--force-9p")
     if req.accel == "tcg":

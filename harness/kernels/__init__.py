@@ -22,6 +22,7 @@ class Kernel:
     release: str  # `uname -r` ("6.1.0-47-amd64")
     version: str  # upstream version ("6.1.170")
     image: Path  # bzImage / vmlinuz
+    boot_image: Path | None = None  # the ELF vmlinux QEMU boots directly through PVH (faster under TCG), else None
     root: Path | None = None  # tree holding lib/modules/<release>, or None (no modules)
     system_map: Path | None = None
     vmlinux: Path | None = None

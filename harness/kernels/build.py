@@ -49,7 +49,7 @@ from filelock import FileLock, Timeout
 
 from harness import proc
 from harness.errors import KernelError, SpecError
-from harness.kernels import SOURCES, Kernel, kconfig, split_name
+from harness.kernels import SOURCES, Kernel, kconfig, pvh, split_name
 from harness.kernels import patches as patchlib
 from harness.kernels.patches import PatchFailed, PatchOp
 from harness.paths import cache_dir
@@ -374,15 +374,18 @@ def _record(variant: Variant, entry: Path, progress: Progress, *, cached: bool) 
     meta = json.loads((entry / "meta.json").read_text())
     if progress:
         progress(f"{variant.kernel_name}: {'cached' if cached else 'built'} {entry.name}")
+    config = entry / "config"
+    pvh_ok = pvh.enabled() and config.exists() and "CONFIG_PVH=y" in config.read_text().splitlines()
     return Kernel(
         name=variant.kernel_name,
         release=meta["release"],
         version=meta["version"],
         image=entry / "bzImage",
+        boot_image=entry / "vmlinux" if pvh_ok and (entry / "vmlinux").exists() else None,
         root=None,
         system_map=entry / "System.map",
         vmlinux=entry / "vmlinux",
-        config=entry / "config",
+        config=config,
         kind="build",
         extra={**meta, "entry": str(entry), "cached": cached, "log": str(entry / "build.log")},
     )

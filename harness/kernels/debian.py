@@ -11,13 +11,14 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from filelock import FileLock
 
 from harness import proc
 from harness.errors import KernelError, UnknownName
-from harness.kernels import SOURCES, Kernel
+from harness.kernels import SOURCES, Kernel, pvh
 from harness.paths import cache_dir
 
 _PKG_RE = re.compile(r"^linux-image-(6\.1\.0-\d+|6\.12\.\d+\+deb12)-amd64$")
@@ -96,7 +97,12 @@ class DebianImage:
         with FileLock(str(dest) + ".lock"):
             if not (dest / ".complete").exists():
                 self._fetch(package, dest, progress)
-        return self._record(rest, dest)
+            kernel = self._record(rest, dest)
+            if pvh.enabled():
+                if progress and not pvh.pvh_path(kernel.image).exists():
+                    progress(f"unpacking {kernel.image.name} for direct PVH boot")
+                kernel = replace(kernel, boot_image=pvh.ensure_pvh(kernel.image))
+        return kernel
 
     def _fetch(self, package: str, dest: Path, progress) -> None:
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:

@@ -226,7 +226,8 @@ def run_once(
     guest_script = run_dir / "guest.sh"
     binaries = cache_dir("binaries") if compile_cache else None
     cached = binaries / f"{spec.name}-{binary_key(spec)}" if binaries else None
-    guest_script.write_text(script(guest_plan(spec, source, cached)))
+    plan = guest_plan(spec, source, cached)
+    guest_script.write_text(script(plan))
     disk = images.fresh_copy(image, run_dir / "disk.img")
     req = GuestRequest(
         kernel=kernel,
@@ -238,6 +239,9 @@ def run_once(
         rwdirs=(run_dir, *((binaries,) if binaries else ())),
         cmdline=(*spec.guest.cmdline, *cmdline),
         cwd=run_dir,
+        preload=(f"fs-{plan.fs_type}",),
+        binary=cached,
+        compile_argv=(spec.compiler, *spec.cflags, "-o", str(cached), str(source)) if cached else (),
     )
     watchdog = StepWatchdog(run_dir / "guest.log", spec.guest.boot_timeout, spec.timeout)
     verdict: Verdict
@@ -338,6 +342,8 @@ def run_repro(
             if hasattr(runner, "open"):  # a backend that keeps a guest or a connection across runs
                 runner.open(folder, progress=progress)
                 stack.callback(runner.close)
+                if hasattr(runner, "plan"):
+                    runner.plan(runs)
             for i in range(1, runs + 1):
                 if progress:
                     progress(f"run {i}/{runs}: booting {kernel.name} ({accel})" if backend == "vng"
