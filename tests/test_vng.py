@@ -98,6 +98,6 @@ def test_accel_auto_probe_is_cached(monkeypatch):
 
 def test_backend_registry():
     assert select("vng").name == "vng"
-    with pytest.raises(UnknownName, match="Unknown guest backend 'qemu'. Available: vng"):
+    with pytest.raises(UnknownName, match="Unknown guest backend 'qemu'. Available: snapshot, vng, vng-ssh"):
         select("qemu")
     assert "vng" in BACKENDS
