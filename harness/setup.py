@@ -29,6 +29,7 @@ NEEDS: tuple[Need, ...] = (
     Need("dpkg-deb", "dpkg", "unpacks Debian kernel packages"),
     Need("/usr/sbin/sshd", "openssh-server", "sshd for vng-ssh guests"),
     Need("ssh-keygen", "openssh-client", "throwaway SSH keys"),
+    Need("zstd", "zstd", "unpacks zstd-compressed kernels (Debian 6.12) for direct PVH boot"),
 )
 HEADERS = ("/usr/include/stdio.h", "libc6-dev", "C headers for the reproducers")
 # The matrix page's screenshot test renders it in a real browser.

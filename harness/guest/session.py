@@ -36,6 +36,16 @@ guest is probed with a trivial command (15 s): an answer means the kernel
 still schedules (a slow or stuck reproducer), none means the kernel hung;
 the run's detail and result.json say which.
 
+Boots are lean: vng runs inside a private mount namespace in which udevd
+and systemd-tmpfiles are not executable (``lean_prefix``), so virtme-ng-init
+skips them (11 of 18 s of a TCG boot; the SSH guest needs neither), and the
+boot script starts four programs.  Once a run of the session has needed a
+reboot, ``vng-ssh:N`` keeps N guests (default 2) booting ahead for the runs
+still to come; a crash then costs the wait for a guest that is (nearly) up.
+For a reproducer that crashes every run, the ``snapshot`` backend
+(harness.guest.snapshot) is the faster choice: it restores a saved
+post-boot guest instead of booting.
+
 Each run's result.json gains a "guest" record (boot number, whether this run
 booted it and why the previous guest was dropped, taint before/after, probe)
 and every boot and reboot is a line in the results folder's session.log and

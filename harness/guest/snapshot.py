@@ -295,6 +295,9 @@ def qemu_argv(req: GuestRequest, *, initrd: Path, console: Path, qmp: Path, port
               incoming: bool = False) -> list[str]:
     """The snapshot guest's QEMU command line (pure).  Saving and loading need the same devices."""
     kernel = req.kernel
+    for path in (console, qmp, disk):
+        if "," in str(path):
+            raise GuestError(f"path {str(path)!r} contains ',': QEMU cannot take it in an option")
     cmdline = ["console=ttyS0", "panic=-1", "rdinit=/init", *BOOT_CMDLINE, *req.cmdline]
     accel = "kvm" if req.accel == "kvm" else "tcg"
     argv = [
@@ -473,6 +476,7 @@ class Snapshot(Persistent):
         self.saved: Saved | None = None
         self.snapshots = 0
         self.previous: str | None = None  # what ended the previous run's guest
+        self.sockets = 0
 
     def open(self, folder: Path, progress=None) -> None:
         self.folder = folder
@@ -481,7 +485,10 @@ class Snapshot(Persistent):
 
     def close(self) -> None:
         if self.saved is not None:
-            self.saved.state.unlink(missing_ok=True)  # ~100 MB of guest memory; the boot's logs stay
+            # ~150 MB of guest memory, and an initramfs holding the guest's private host key:
+            # neither outlives the session (the boot's console, qemu.cmd and qemu.log stay)
+            self.saved.state.unlink(missing_ok=True)
+            self.saved.initrd.unlink(missing_ok=True)
             self.saved = None
         if self.keys is not None:
             shutil.rmtree(self.keys.folder, ignore_errors=True)
@@ -518,15 +525,19 @@ class Snapshot(Persistent):
         self._event(f"boot {self.snapshots} of {req.kernel.name} ({req.accel}) to save a post-boot snapshot", out)
         t0 = time.monotonic()
         initrd = folder / "initramfs.cpio"
+        if self.saved is not None:  # another kernel or cmdline: the old snapshot is of no more use
+            self.saved.state.unlink(missing_ok=True)
+            self.saved.initrd.unlink(missing_ok=True)
+            self.saved = None
         what = build_initramfs(initrd, req.kernel, self.keys, req.preload)
         if what["missing"]:
             self._event(f"initramfs: not on this host, left out: {', '.join(what['missing'])}", None)
         template = folder / "disk.img"  # same size as every run's copy; its content never matters
         shutil.copyfile(disk, template)
         port = free_port()
-        machine = Machine(qemu_argv(req, initrd=initrd, console=folder / "console.log", qmp=folder / "qmp.sock",
-                                    port=port, disk=template), folder, folder / "qmp.sock", folder / "console.log",
-                          port)
+        qmp = self._qmp_path()
+        machine = Machine(qemu_argv(req, initrd=initrd, console=folder / "console.log", qmp=qmp, port=port,
+                                    disk=template), folder, qmp, folder / "console.log", port)
         (folder / "qemu.cmd").write_text(shlex.join(machine.argv) + "\n")
         machine.start()
         try:
@@ -566,6 +577,12 @@ class Snapshot(Persistent):
                     f"saved in {save_s:.1f} s ({state.stat().st_size >> 20} MiB)", out)
         return Saved(snapshot_key(req), folder, state, initrd, disk.stat().st_size, boot_s, save_s)
 
+    def _qmp_path(self) -> Path:
+        """A QMP socket path in the session's short private folder (a UNIX socket path has 107 bytes at most)."""
+        assert self.keys is not None
+        self.sockets += 1
+        return self.keys.folder / f"qmp-{self.sockets}.sock"
+
     def _endpoint(self, port: int) -> Endpoint:
         assert self.keys is not None
         return Endpoint("127.0.0.1", port, "root", self.keys.client, host_key=self.keys.host_pub,
@@ -593,7 +610,7 @@ class Snapshot(Persistent):
         if req.binary is not None and not req.binary.exists() and req.compile_argv:
             self._compile(req, out)
         port = free_port()
-        qmp_path = run_dir / "qmp.sock"
+        qmp_path = self._qmp_path()
         argv = qemu_argv(req, initrd=saved.initrd, console=console, qmp=qmp_path, port=port, disk=disk,
                          incoming=True)
         (run_dir / "qemu.cmd").write_text(shlex.join(argv) + "\n")

@@ -7,6 +7,7 @@ the newest of a series the configured apt sources offer.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from harness.errors import KernelError, UnknownName
 from harness.kernels import SOURCES, Kernel, pvh
 from harness.paths import cache_dir
 
+log = logging.getLogger(__name__)
 _PKG_RE = re.compile(r"^linux-image-(6\.1\.0-\d+|6\.12\.\d+\+deb12)-amd64$")
 _NAME_RE = re.compile(r"^(6\.1\.0-\d+|6\.12\.\d+)$")
 
@@ -101,7 +103,10 @@ class DebianImage:
             if pvh.enabled():
                 if progress and not pvh.pvh_path(kernel.image).exists():
                     progress(f"unpacking {kernel.image.name} for direct PVH boot")
-                kernel = replace(kernel, boot_image=pvh.ensure_pvh(kernel.image))
+                try:
+                    kernel = replace(kernel, boot_image=pvh.ensure_pvh(kernel.image))
+                except KernelError as exc:  # the bzImage still boots, only slower
+                    log.warning("%s: no direct PVH boot (%s)", kernel.name, exc)
         return kernel
 
     def _fetch(self, package: str, dest: Path, progress) -> None:
