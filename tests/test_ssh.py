@@ -46,7 +46,15 @@ class _Server(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel, command):
         handler = self.commands(command.decode())
-        threading.Thread(target=handler, args=(channel,), daemon=True).start()
+
+        def later(chan):
+            # paramiko answers the exec request only after this method returns: a handler that
+            # closed the channel first made the client's exec_command fail ("Channel closed")
+            # when the machine was busy.  Wait for the answer to be on its way.
+            time.sleep(0.2)
+            handler(chan)
+
+        threading.Thread(target=later, args=(channel,), daemon=True).start()
         return True
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import GuestError
@@ -169,6 +171,35 @@ def reboot_reason(s: RunSignals) -> str | None:
     if s.run_rc in (124, 137):
         why.append("the reproducer hit its timeout in the guest (it may be stuck in the kernel)")
     return "; ".join(why) or None
+
+
+def settle_run(done, conn, guest, info: dict, console: Callable[[], str], token: str, start: int = 0, *,
+               probe_timeout: float = 15.0, panic_wait: float = 30.0, settle: float = 10.0) -> str | None:
+    """After a run's SSH command (``done``, an ssh.Exec): the run's detail, or None when it simply ended.
+
+    On a host-side timeout the guest is probed (an answer: the reproducer is
+    slow or stuck; none: the kernel hung; ``info["probe"]`` says which).  A
+    guest that went down is given ``panic_wait`` to finish dying (QEMU exits
+    on a panic); a live one ``settle`` for the run's end mark to reach the
+    console, which is real-time serial.  ``guest`` has gone() and wait_gone().
+    """
+    detail = None
+    if done.killed:
+        if guest.gone() is None and conn.active:
+            ok, said = conn.probe(probe_timeout)
+        else:
+            ok, said = False, guest.gone() or "connection down"
+        info["probe"] = {"responsive": ok, "said": said}
+        verdict = ("guest responsive: the reproducer is slow or stuck, the kernel still schedules" if ok
+                   else "guest unresponsive: the kernel hung")
+        detail = f"{done.killed}; probe: {verdict} ({said})"
+    if done.lost or guest.gone():
+        guest.wait_gone(panic_wait)
+        return detail or f"the guest went down during the run ({guest.gone() or 'SSH connection lost'})"
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline and not console_has_end(console(), token, start):
+        time.sleep(0.1)
+    return detail
 
 
 # --- console windows -------------------------------------------------------------------------------

@@ -54,14 +54,12 @@ at the top of the run's guest.log.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import shlex
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -70,11 +68,12 @@ from pathlib import Path
 from harness import proc, report
 from harness.errors import GuestError, HarnessError
 from harness.guest import BACKENDS, OPTIONAL_ARG, GuestRequest, GuestRun, Persistent
+from harness.guest.background import Background
 from harness.guest.remote import (
     RunSignals,
-    console_has_end,
     parse_taint,
     reboot_reason,
+    settle_run,
     slice_console,
     taint_letters,
     with_block_device,
@@ -319,11 +318,14 @@ class BootFailed(HarnessError):
     pass
 
 
-class Guest:
-    """One boot: vng in a thread (through proc.run), its console and sshd output in boot_dir."""
+class Guest(Background):
+    """One boot: vng in the background, its console and sshd output in boot_dir."""
+
+    label = "vng"
 
     def __init__(self, index: int, req: GuestRequest, boot_dir: Path, keys: Keys, port: int,
                  hide: tuple[str, ...] = ()):
+        super().__init__()
         self.index = index
         self.hide = hide  # host binaries the guest must not find (lean_prefix)
         self.req = req
@@ -332,11 +334,6 @@ class Guest:
         self.port = port
         self.console = boot_dir / "console.log"
         self.output = boot_dir / "guest.log"
-        self.argv: list[str] = []
-        self.done: proc.Completed | None = None
-        self.error: BaseException | None = None
-        self._stop: str | None = None
-        self._thread: threading.Thread | None = None
         self.started = 0.0
         self.ready_seconds: float | None = None
 
@@ -356,34 +353,8 @@ class Guest:
             f"{ssh_command(self.endpoint(), self.keys.folder / 'known_hosts')}\n")
         (self.keys.folder / "known_hosts").write_text(known_hosts_line("127.0.0.1", self.port, self.keys.host_pub))
         self.started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"vng-ssh-boot-{self.index}", daemon=True)
-        _LIVE.add(self)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.done = proc.run(self.argv, stdout_path=self.output, stderr_path=self.console, cwd=self.boot_dir,
-                                 env={"PYTHONUNBUFFERED": "1"}, check=False, watchdog=lambda: self._stop)
-        except BaseException as exc:  # noqa: BLE001 (reported by gone())
-            self.error = exc
-        finally:
-            _LIVE.discard(self)
-
-    def gone(self) -> str | None:
-        """Why the guest is no longer running, or None while it runs."""
-        if self._thread is None:
-            return "not started"
-        if self._thread.is_alive():
-            return None
-        if self.error is not None:
-            return f"vng failed: {self.error}"
-        rc = self.done.returncode if self.done else None
-        return f"the guest stopped (vng exit {rc})" if rc is not None else "the guest was stopped"
-
-    def wait_gone(self, timeout: float) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.gone() is not None
+        self.launch(f"vng-ssh-boot-{self.index}", stdout_path=self.output, stderr_path=self.console,
+                    cwd=self.boot_dir, env={"PYTHONUNBUFFERED": "1"})
 
     def text(self, which: str = "output") -> str:
         path = self.output if which == "output" else self.console
@@ -430,21 +401,7 @@ class Guest:
             conn.run("echo o > /proc/sysrq-trigger", timeout=5)
             if self.wait_gone(15):
                 return
-        self._stop = reason  # proc.run's watchdog: kills vng's process group
-        self.wait_gone(30)
-        _LIVE.discard(self)
-
-
-_LIVE: set[Guest] = set()
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    """Never leave a QEMU behind: vng runs in its own process group, beyond a dying interpreter."""
-    for guest in list(_LIVE):
-        guest._stop = "the harness is exiting"
-    for guest in list(_LIVE):
-        guest.wait_gone(10)
+        self.kill(reason)  # proc.run's watchdog: kills vng's process group
 
 
 class VngSsh(Persistent):
@@ -658,24 +615,10 @@ class VngSsh(Persistent):
         token = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
         command = self._command(req, run_dir, token)
         done, text = conn.run(command, output=out, timeout=timeout, watchdog=watchdog, alive=guest.gone)
-        detail = None
+        detail = settle_run(done, conn, guest, info, lambda: guest.text("console"), token, self.console_pos,
+                            probe_timeout=PROBE_TIMEOUT, panic_wait=PANIC_EXIT_WAIT, settle=CONSOLE_SETTLE)
         if done.killed:
-            if guest.gone() is None and conn.active:
-                ok, said = conn.probe(PROBE_TIMEOUT)
-            else:
-                ok, said = False, guest.gone() or "connection down"
-            info["probe"] = {"responsive": ok, "said": said}
-            verdict = ("guest responsive: the reproducer is slow or stuck, the kernel still schedules" if ok
-                       else "guest unresponsive: the kernel hung")
-            detail = f"{done.killed}; probe: {verdict} ({said})"
             self._event(f"{run_dir.name}: {detail}", None)
-        if done.lost or guest.gone():
-            guest.wait_gone(PANIC_EXIT_WAIT)
-            detail = detail or f"the guest went down during the run ({guest.gone() or 'SSH connection lost'})"
-        else:
-            deadline = time.monotonic() + CONSOLE_SETTLE
-            while time.monotonic() < deadline and not console_has_end(guest.text("console"), token, self.console_pos):
-                time.sleep(0.2)
         if not (done.lost or done.killed):
             self._unstage(req, token, text)
         window, self.console_pos = slice_console(guest.text("console"), token, self.console_pos)

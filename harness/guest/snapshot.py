@@ -33,7 +33,6 @@ source builds do not: use vng there).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
@@ -44,7 +43,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -53,11 +51,12 @@ from pathlib import Path
 from harness import proc, report
 from harness.errors import GuestError
 from harness.guest import BACKENDS, OPTIONAL_ARG, GuestRequest, GuestRun, Persistent
+from harness.guest.background import Background
 from harness.guest.remote import (
     RunSignals,
-    console_has_end,
     parse_taint,
     reboot_reason,
+    settle_run,
     slice_console,
     taint_letters,
     wrapper,
@@ -369,37 +368,16 @@ class Qmp:
             self.sock.close()
 
 
-class Machine:
-    """One QEMU process (in a thread, through proc.run), its console file and QMP socket."""
+class Machine(Background):
+    """One QEMU process in the background, its console file and QMP socket."""
 
     def __init__(self, argv: list[str], folder: Path, qmp: Path, console: Path, port: int):
+        super().__init__()
         self.argv, self.folder, self.qmp_path, self.console, self.port = argv, folder, qmp, console, port
-        self.done: proc.Completed | None = None
-        self.error: BaseException | None = None
-        self._stop: str | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.console.touch()
-        self._thread = threading.Thread(target=self._run, name="harness-snapshot-qemu", daemon=True)
-        _LIVE.add(self)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.done = proc.run(self.argv, log_path=self.folder / "qemu.log", check=False,
-                                 watchdog=lambda: self._stop, cwd=self.folder)
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
-        finally:
-            _LIVE.discard(self)
-
-    def gone(self) -> str | None:
-        if self._thread is None or self._thread.is_alive():
-            return None
-        if self.error is not None:
-            return f"QEMU failed: {self.error}"
-        return f"QEMU exited ({self.done.returncode if self.done else '?'})"
+        self.launch("harness-snapshot-qemu", log_path=self.folder / "qemu.log", cwd=self.folder)
 
     def text(self) -> str:
         try:
@@ -411,36 +389,15 @@ class Machine:
         return Qmp(self.qmp_path, timeout)
 
     def stop(self, reason: str) -> None:
+        """``quit`` through QMP; a kill when QEMU does not answer."""
         if self.gone():
             return
         with contextlib.suppress(Exception):
             q = self.qmp(5)
             q.command("quit")
             q.close()
-        if self._thread is not None:
-            self._thread.join(5)
-        if not self.gone():
-            self._stop = reason
-            if self._thread is not None:
-                self._thread.join(30)
-        _LIVE.discard(self)
-
-    def wait_gone(self, timeout: float) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.gone() is not None
-
-
-_LIVE: set[Machine] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Never leave a QEMU behind."""
-    for m in list(_LIVE):
-        m._stop = "the harness is exiting"
-    for m in list(_LIVE):
-        m.wait_gone(10)
+        if not self.wait_gone(5):
+            self.kill(reason)
 
 
 # --- the backend ---------------------------------------------------------------------------------
@@ -673,22 +630,10 @@ class Snapshot(Persistent):
             conn.check(f"chmod 755 {shlex.quote(str(req.binary))}", timeout=30)
         done, text = conn.run(f"bash {shlex.quote(str(outer))}", output=out, timeout=timeout, watchdog=watchdog,
                               alive=machine.gone)
-        detail = None
+        detail = settle_run(done, conn, machine, info, machine.text, token, probe_timeout=PROBE_TIMEOUT,
+                            panic_wait=PANIC_EXIT_WAIT, settle=CONSOLE_SETTLE)
         if done.killed:
-            ok, said = conn.probe(PROBE_TIMEOUT) if machine.gone() is None and conn.active else (
-                False, machine.gone() or "connection down")
-            info["probe"] = {"responsive": ok, "said": said}
-            verdict = ("guest responsive: the reproducer is slow or stuck, the kernel still schedules" if ok
-                       else "guest unresponsive: the kernel hung")
-            detail = f"{done.killed}; probe: {verdict} ({said})"
             self._event(f"{run_dir.name}: {detail}", None)
-        if done.lost or machine.gone():
-            machine.wait_gone(PANIC_EXIT_WAIT)
-            detail = detail or f"the guest went down during the run ({machine.gone() or 'SSH connection lost'})"
-        else:
-            deadline = time.monotonic() + CONSOLE_SETTLE
-            while time.monotonic() < deadline and not console_has_end(machine.text(), token):
-                time.sleep(0.1)
         window, _ = slice_console(machine.text(), token)
         before, after = parse_taint(text)
         run_step = next((s for s in parse_steps(text) if s.name == "run"), None)
