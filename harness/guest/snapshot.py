@@ -489,7 +489,9 @@ class Snapshot(Persistent):
         what = build_initramfs(initrd, req.kernel, self.keys, req.preload)
         if what["missing"]:
             self._event(f"initramfs: not on this host, left out: {', '.join(what['missing'])}", None)
-        template = folder / "disk.img"  # same size as every run's copy; its content never matters
+        # the same devices as every run's QEMU: a disk of the same size (each run drops the block
+        # cache the boot's partition scan left, so the run reads its own copy from the first block)
+        template = folder / "disk.img"
         shutil.copyfile(disk, template)
         port = free_port()
         qmp = self._qmp_path()
@@ -509,8 +511,10 @@ class Snapshot(Persistent):
                     raise GuestError(f"the guest was not ready in {BOOT_TIMEOUT:.0f} s; see {folder}/console.log")
                 time.sleep(0.1)
             conn = Connection(self._endpoint(port)).connect(timeout=30)
-            said = conn.check("cat /proc/sys/kernel/tainted", timeout=30)
-            conn.close()
+            try:
+                said = conn.check("cat /proc/sys/kernel/tainted", timeout=30)
+            finally:
+                conn.close()
             boot_s = time.monotonic() - t0
             t1 = time.monotonic()
             state = folder / "state"
@@ -528,7 +532,7 @@ class Snapshot(Persistent):
             machine.wait_gone(10)
         finally:
             machine.stop("snapshot saved")
-        template.unlink(missing_ok=True)
+            template.unlink(missing_ok=True)
         self._event(f"snapshot {self.snapshots}: booted in {boot_s:.1f} s ({what['programs']} programs, "
                     f"{what['modules']} modules, initramfs {what['bytes'] >> 20} MiB), taint {said.strip()}, "
                     f"saved in {save_s:.1f} s ({state.stat().st_size >> 20} MiB)", out)
@@ -621,7 +625,9 @@ class Snapshot(Persistent):
             raise GuestError("the snapshot backend runs a guest steps script (bash SCRIPT)")
         outer = run_dir / "ssh-run.sh"
         outer.write_text(wrapper(token, str(steps), f"{GUEST_DIR}/{token}.sid", cwd=str(req.cwd or run_dir)))
-        conn.check(f"mkdir -p {shlex.quote(str(run_dir))} && echo {os.urandom(32).hex()} > /dev/urandom", timeout=30)
+        # fresh randomness (every run starts from the same memory); no block cache from the boot's disk
+        conn.check(f"mkdir -p {shlex.quote(str(run_dir))} && echo {os.urandom(32).hex()} > /dev/urandom && "
+                   "sync && echo 3 > /proc/sys/vm/drop_caches", timeout=30)
         for f in (steps, outer):
             conn.put(f, str(f))
         if req.binary is not None and req.binary.exists():
