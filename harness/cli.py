@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"), help="auto probes KVM once")
     r.add_argument("--backend", default="vng", help="vng: one boot per run; vng-ssh[:N]: one long-lived guest, runs over SSH, "
                    "rebooted after an oops/new taint/hang/lost connection, with N guests (default 2) booting ahead "
-                   "once a run has needed a reboot; ssh:NAME[:DISK]: a machine in targets.yaml")
+                   "once a run has needed a reboot; snapshot: one boot, every run restored from the saved post-boot guest "
+                   "(needs virtio-net: Debian kernels); ssh:NAME[:DISK]: a machine in targets.yaml")
     r.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
     r.add_argument("--fresh-compile", action="store_true",
                    help="compile in every guest (default: reuse a binary compiled in an earlier guest)")
