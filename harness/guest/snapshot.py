@@ -557,6 +557,9 @@ class Snapshot(Persistent):
         info: dict = {"backend": self.name}
         if not req.disks:
             raise GuestError("the snapshot backend runs the guest steps with their disk: the request has none")
+        why = self._unusable(req.kernel)
+        if why:  # bad input, not a boot failure: one line, before any run
+            raise GuestError(why)
         disk = req.disks[0].path
         if self.saved is None or self.saved.key != snapshot_key(req) or self.saved.disk_size != disk.stat().st_size:
             try:
