@@ -54,7 +54,6 @@ at the top of the run's guest.log.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -788,32 +787,3 @@ def bench(kernel_name: str = "debian:6.1", runs: int = 10, *, crash_repro: str |
                 ratio = "1.00 (reference)" if backend == "vng" else f"{s / base_s:.2f} x vng"
                 rows.append((label, s, ratio))
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m harness.guest.session [--kernel K] [--runs N] [--clean-kernel K] [--no-trivial]"""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="harness.guest.session", description="vng vs vng-ssh wall times")
-    ap.add_argument("--kernel", default="debian:6.1")
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--repro", default="ext4_inline")
-    ap.add_argument("--clean-kernel")
-    ap.add_argument("--no-trivial", action="store_true")
-    ap.add_argument("--no-crash", action="store_true", help="skip the crashing reproducer")
-    ap.add_argument("--results", help="keep the run folders here")
-    ap.add_argument("--backends", default="vng-ssh,snapshot", help="long-lived backends to compare with vng")
-    args = ap.parse_args(argv)
-    rows = bench(args.kernel, args.runs, crash_repro=None if args.no_crash else args.repro,
-                 clean_kernel=args.clean_kernel,
-                 trivial=not args.no_trivial, results_root=Path(args.results) if args.results else None,
-                 progress=lambda m: print(f"… {m}", flush=True), backends=tuple(args.backends.split(",")))
-    width = max(len(r[0]) for r in rows)
-    for label, seconds, ratio in rows:
-        print(f"{label:<{width}}  {seconds:8.1f}  {ratio}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(main())
