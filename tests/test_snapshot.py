@@ -141,3 +141,14 @@ def test_stage_reproduces_the_symlinks_on_the_way(tmp_path):
     inner = stage / str(host).lstrip("/")
     assert (inner / "lib").is_symlink() and (inner / "usr/lib/libz.so.1").is_symlink()
     assert (inner / "lib/libz.so.1").read_text() == "lib"
+
+
+def test_host_compile_writes_the_cache_whole(tmp_path):
+    src, binary, out = tmp_path / "repro.c", tmp_path / "cache" / "repro-abc", tmp_path / "guest.log"
+    src.write_text("int main(void) { return 0; }\n")
+    binary.parent.mkdir()
+    req = _req(binary=binary, compile_argv=("gcc", "-O2", "-o", str(binary), str(src)))
+    snap.Snapshot()._compile(req, out)
+    assert binary.exists() and subprocess.run([str(binary)]).returncode == 0
+    assert not list(binary.parent.glob("*.host*"))  # built beside it, then renamed into place
+    assert "compiled on the host: gcc -O2 -o " in out.read_text() and ".host" in out.read_text()

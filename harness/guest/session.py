@@ -558,10 +558,7 @@ class VngSsh(Persistent):
             return
         later = self.remaining - 1  # runs after the current one (self.remaining counts it)
         want = min(self.ahead, later)
-        key = boot_key(req)
-        if self.spares and self.spare_key != key:
-            self._drop_spares("the run needs another kernel, cmdline or guest size")
-        self.spare_key = key
+        self.spare_key = boot_key(req)  # _take_spare dropped any spares booted for another key
         while len(self.spares) < want:
             guest = self._new_guest(req, run_dir)
             self.spares.append(guest)

@@ -61,7 +61,7 @@ from harness.guest.remote import (
     taint_letters,
     wrapper,
 )
-from harness.guest.session import GUEST_DIR, GUEST_IP, Keys, make_keys, sshd_config
+from harness.guest.session import GUEST_DIR, GUEST_IP, Keys, boot_key, make_keys, sshd_config
 from harness.guest.ssh import Connection, Endpoint, free_port
 from harness.guest.steps import MARK, parse_steps
 from harness.guest.vng import BOOT_CMDLINE
@@ -417,8 +417,8 @@ class Saved:
 
 
 def snapshot_key(req: GuestRequest) -> tuple:
-    return (str(req.kernel.boot_image or req.kernel.image), req.kernel.release, req.accel, req.cpus, req.memory,
-            req.cmdline, req.preload)
+    """What a saved guest was booted with: vng-ssh's boot key, and the modules loaded before the save."""
+    return (*boot_key(req), req.preload)
 
 
 class Snapshot(Persistent):
@@ -441,12 +441,7 @@ class Snapshot(Persistent):
         self.keys = make_keys(Path(tempfile.mkdtemp(prefix="harness-snap-")))
 
     def close(self) -> None:
-        if self.saved is not None:
-            # ~150 MB of guest memory, and an initramfs holding the guest's private host key:
-            # neither outlives the session (the boot's console, qemu.cmd and qemu.log stay)
-            self.saved.state.unlink(missing_ok=True)
-            self.saved.initrd.unlink(missing_ok=True)
-            self.saved = None
+        self._forget_saved()
         if self.keys is not None:
             shutil.rmtree(self.keys.folder, ignore_errors=True)
             self.keys = None
@@ -455,6 +450,14 @@ class Snapshot(Persistent):
     def _event(self, text: str, run_log: Path | None = None) -> None:
         super()._event(text, run_log)
         log.info("%s", text)
+
+    def _forget_saved(self) -> None:
+        """Delete the saved guest: ~150 MB of memory, and an initramfs holding the guest's private
+        host key (the boot's console, qemu.cmd and qemu.log stay)."""
+        if self.saved is not None:
+            self.saved.state.unlink(missing_ok=True)
+            self.saved.initrd.unlink(missing_ok=True)
+            self.saved = None
 
     # --- boot and save ---------------------------------------------------------------------------
 
@@ -482,10 +485,7 @@ class Snapshot(Persistent):
         self._event(f"boot {self.snapshots} of {req.kernel.name} ({req.accel}) to save a post-boot snapshot", out)
         t0 = time.monotonic()
         initrd = folder / "initramfs.cpio"
-        if self.saved is not None:  # another kernel or cmdline: the old snapshot is of no more use
-            self.saved.state.unlink(missing_ok=True)
-            self.saved.initrd.unlink(missing_ok=True)
-            self.saved = None
+        self._forget_saved()  # another kernel or cmdline: the old snapshot is of no more use
         what = build_initramfs(initrd, req.kernel, self.keys, req.preload)
         if what["missing"]:
             self._event(f"initramfs: not on this host, left out: {', '.join(what['missing'])}", None)
@@ -603,16 +603,14 @@ class Snapshot(Persistent):
         finally:
             conn.close()
             machine.stop("run done")
-            for sock in (qmp_path,):
-                sock.unlink(missing_ok=True)
+            qmp_path.unlink(missing_ok=True)
 
     def _compile(self, req: GuestRequest, out: Path) -> None:
         """Compile the reproducer on the host (the snapshot guest has no compiler): the gcc and
         headers a vng guest would use, since vng shares the host's root."""
         assert req.binary is not None
-        tmp = req.binary.with_name(req.binary.name + f".host{os.getpid()}")
-        argv = [*req.compile_argv[:-2], str(tmp), req.compile_argv[-1]] if req.compile_argv[-3] == "-o" else list(
-            req.compile_argv)
+        tmp = req.binary.with_name(req.binary.name + f".host{os.getpid()}")  # the cache gets whole files only
+        argv = [str(tmp) if arg == str(req.binary) else arg for arg in req.compile_argv]
         done = proc.run(argv, check=False, capture=True)
         with open(out, "a") as fh:
             fh.write(f"{MARK} session compiled on the host: {shlex.join(argv)}\n{done.output}")
@@ -629,14 +627,14 @@ class Snapshot(Persistent):
         outer = run_dir / "ssh-run.sh"
         outer.write_text(wrapper(token, str(steps), f"{GUEST_DIR}/{token}.sid", cwd=str(req.cwd or run_dir)))
         # fresh randomness (every run starts from the same memory); no block cache from the boot's disk
-        conn.check(f"mkdir -p {shlex.quote(str(run_dir))} && echo {os.urandom(32).hex()} > /dev/urandom && "
+        binary = req.binary if req.binary is not None and req.binary.exists() else None
+        dirs = shlex.join(str(d) for d in (run_dir, *((binary.parent,) if binary else ())))
+        conn.check(f"mkdir -p {dirs} && echo {os.urandom(32).hex()} > /dev/urandom && "
                    "sync && echo 3 > /proc/sys/vm/drop_caches", timeout=30)
-        for f in (steps, outer):
+        for f in (steps, outer, *((binary,) if binary else ())):
             conn.put(f, str(f))
-        if req.binary is not None and req.binary.exists():
-            conn.check(f"mkdir -p {shlex.quote(str(req.binary.parent))}", timeout=30)
-            conn.put(req.binary, str(req.binary))
-            conn.check(f"chmod 755 {shlex.quote(str(req.binary))}", timeout=30)
+        if binary:
+            conn.check(f"chmod 755 {shlex.quote(str(binary))}", timeout=30)
         done, text = conn.run(f"bash {shlex.quote(str(outer))}", output=out, timeout=timeout, watchdog=watchdog,
                               alive=machine.gone)
         detail = settle_run(done, conn, machine, info, machine.text, token, probe_timeout=PROBE_TIMEOUT,
