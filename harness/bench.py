@@ -18,6 +18,7 @@ from pathlib import Path
 from harness import kernels, proc
 from harness.guest import GuestRequest
 from harness.guest.vng import choose_accel, vng_argv, vng_binary
+from harness.options import Accel, RunOptions
 from harness.paths import oops_corpus_dir
 
 
@@ -44,16 +45,16 @@ def boot_figures(kernel_name: str, rounds: int, runs: int) -> list[tuple[str, fl
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         # warm the caches (image, compiled binary) so every round measures the same work
-        run_repro(spec, kernel, runs=1, accel=accel, results_root=cwd / "warm")
+        run_repro(spec, kernel, RunOptions(runs=1, results=cwd / "warm"), accel=Accel(accel))
         for _ in range(rounds):
             t_bare.append(_time(bare, cwd))
             t_lean.append(_time(lean, cwd))
             start = time.monotonic()
-            s = run_repro(spec, kernel, runs=1, accel=accel, results_root=cwd / "one")
+            s = run_repro(spec, kernel, RunOptions(runs=1, results=cwd / "one"), accel=Accel(accel))
             t_one.append(time.monotonic() - start)
             tth += [r.verdict.time_to_hit for r in s.runs if r.verdict.time_to_hit is not None]
         if runs > 1:
-            s = run_repro(spec, kernel, runs=runs, accel=accel, results_root=cwd / "many")
+            s = run_repro(spec, kernel, RunOptions(runs=runs, results=cwd / "many"), accel=Accel(accel))
             tth += [r.verdict.time_to_hit for r in s.runs if r.verdict.time_to_hit is not None]
     med = statistics.median
     rows = [

@@ -29,6 +29,7 @@ from rich.console import Console
 
 from harness import kernels
 from harness.errors import HarnessError, KernelError
+from harness.options import Accel, RunOptions
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
 
@@ -104,19 +105,10 @@ def cmd_repro(args: argparse.Namespace) -> int:
         else:
             accel, why = choose_accel(args.accel, kernel)
         console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), accel {accel}: {why}")
-        summary = run_repro(
-            spec,
-            kernel,
-            runs=args.runs,
-            accel=accel,
-            accel_reason=why,
-            backend=args.backend,
-            compile_cache=not args.fresh_compile,
-            cmdline=variant.cmdline if variant is not None else (),
-            results_root=Path(args.results) if args.results else None,
-            progress=_progress,
-            on_run=_print_run,
-        )
+        options = RunOptions(accel=args.accel, backend=args.backend, runs=args.runs,
+                             results=Path(args.results) if args.results else None, fresh_compile=args.fresh_compile,
+                             cmdline=variant.cmdline if variant is not None else ())
+        summary = run_repro(spec, kernel, options, accel=Accel(accel, why), progress=_progress, on_run=_print_run)
         _report(args, summary, kernel.name, accel)
         codes.append(_exit_code(summary))
     return max(codes, key=lambda c: (c != 0, c)) if codes else EXIT_OK

@@ -282,18 +282,16 @@ Runner = Callable[[CellJob, Path, "Progress | None"], Path]
 
 def run_cell(job: CellJob, folder: Path, progress: Progress | None = None) -> Path:
     """Run one cell into ``folder`` (the matrix folder); return its ``run_repro`` folder."""
+    from harness.options import Accel, RunOptions
     from harness.repro.run import run_repro
 
+    options = RunOptions(backend=job.backend, runs=job.runs, results=folder, fresh_compile=not job.compile_cache,
+                         cmdline=job.cmdline)
     summary = run_repro(
         job.spec,
         job.kernel,
-        runs=job.runs,
-        accel=job.accel,
-        accel_reason=job.accel_reason,
-        backend=job.backend,
-        compile_cache=job.compile_cache,
-        cmdline=job.cmdline,
-        results_root=folder,
+        options,
+        accel=Accel(job.accel, job.accel_reason),
         progress=progress,
         on_run=(lambda r: progress(f"run {r.index}: {r.outcome.value}{f' · {r.verdict.title}' if r.verdict.title else ''}"
                                    f" · {r.wall_seconds:.0f} s")) if progress else None,

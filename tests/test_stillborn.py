@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.guest import GuestRun
 from harness.kernels import Kernel
+from harness.options import Accel, RunOptions
 from harness.repro import run as runner
 from harness.repro import spec as specs
 from harness.verdict import Outcome
@@ -41,7 +42,7 @@ def _run(tmp_path, monkeypatch, backend):
     monkeypatch.setattr(runner, "select", lambda name: backend)
     kernel = Kernel(name="debian:6.1.0-56", release="6.1.0-56-amd64", version="6.1.192", image=tmp_path / "bz")
     seen: list[str] = []
-    return runner.run_repro(spec, kernel, runs=2, accel="tcg", results_root=tmp_path / "res",
+    return runner.run_repro(spec, kernel, RunOptions(runs=2, results=tmp_path / "res"), accel=Accel("tcg"),
                             progress=seen.append), seen
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.guest.vng import choose_accel
+from harness.options import Accel, RunOptions
 from harness.repro import spec as specs
 from harness.repro.run import build_variant, run_repro
 from harness.repro.spec import VariantSpec
@@ -31,7 +32,7 @@ def _accel(kernel) -> str:
 
 def _run(spec, variant: VariantSpec, tmp_path: Path):
     kernel = build_variant(variant)
-    summary = run_repro(spec, kernel, runs=1, accel=_accel(kernel), cmdline=variant.cmdline, results_root=tmp_path)
+    summary = run_repro(spec, kernel, RunOptions(runs=1, cmdline=variant.cmdline, results=tmp_path), accel=Accel(_accel(kernel)))
     (run,) = summary.runs
     guest_log = (run.folder / "guest.log").read_text(errors="replace")
     return summary, run, guest_log

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.options import Accel, RunOptions
 from harness.repro import spec as specs
 
 pytestmark = pytest.mark.vm
@@ -100,7 +101,7 @@ def test_debug_build_still_reproduces_and_says_kasan(vm, tmp_path):
     kernel = runner.build_variant(spec.variant("debug"))
     assert kernel.config_value("KASAN") == "y" and kernel.config_value("PROVE_LOCKING") == "y"
     accel, why = choose_accel("auto", kernel)
-    summary = runner.run_repro(spec, kernel, runs=1, accel=accel, accel_reason=why, results_root=tmp_path)
+    summary = runner.run_repro(spec, kernel, RunOptions(runs=1, results=tmp_path), accel=Accel(accel, why))
     (run,) = summary.runs
     assert run.outcome.value == "REPRODUCED", run.verdict
     assert run.verdict.title in spec.expect.titles and summary.met is True
@@ -117,7 +118,7 @@ def test_convert_at_mmap_trades_the_bug_for_lockdep(vm, tmp_path):
     spec = specs.load("ext4_inline/debug")
     kernel = runner.build_variant(spec.variant("debug-mmap-convert"))
     accel, why = choose_accel("auto", kernel)
-    summary = runner.run_repro(spec, kernel, runs=1, accel=accel, accel_reason=why, results_root=tmp_path)
+    summary = runner.run_repro(spec, kernel, RunOptions(runs=1, results=tmp_path), accel=Accel(accel, why))
     (run,) = summary.runs
     assert run.outcome.value == "OTHER_CRASH", run.verdict
     assert run.verdict.title.startswith("possible deadlock in") and summary.met is True

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.guest.vng import choose_accel
+from harness.options import Accel, RunOptions
 from harness.repro import faults
 from harness.repro import run as runner
 from harness.repro import spec as specs
@@ -48,7 +49,7 @@ def test_xfs_mkwrite_delalloc(vm, kernels, tmp_path, method, variant, expected):
     kernel = kernels[variant]
     faults.check_kernel(spec.faults, kernel)
     accel, why = choose_accel("auto", kernel)
-    summary = runner.run_repro(spec, kernel, runs=2, accel=accel, accel_reason=why, results_root=tmp_path)
+    summary = runner.run_repro(spec, kernel, RunOptions(runs=2, results=tmp_path), accel=Accel(accel, why))
     result = summary.to_dict()
     outcomes = [r.outcome for r in summary.runs]
     assert outcomes == [expected, expected], json.dumps(result, indent=1)[-4000:]

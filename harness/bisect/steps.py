@@ -15,6 +15,8 @@ from pathlib import Path
 from harness.bisect.driver import Progress, StepSkip
 from harness.bisect.judge import FAIL, RunObs, classify
 from harness.errors import GuestError, KernelError
+from harness.options import Accel
+from harness.options import RunOptions as BaseOptions
 from harness.results import slug
 
 
@@ -66,18 +68,10 @@ class KernelTarget:
         try:
             accel, why = self._choose_accel()
             root = self.options.results_root / slug(self.kernel) if self.options.results_root else None
-            summary = run_repro(
-                self.spec,
-                self.kernel_record,
-                runs=1,
-                accel=accel,
-                accel_reason=why,
-                backend=self.options.backend,
-                compile_cache=self.options.compile_cache,
-                cmdline=self.options.cmdline,
-                results_root=root,
-                progress=self.options.progress,
-            )
+            options = BaseOptions(accel=self.options.accel, backend=self.options.backend, runs=1, results=root,
+                                  fresh_compile=not self.options.compile_cache, cmdline=self.options.cmdline)
+            summary = run_repro(self.spec, self.kernel_record, options, accel=Accel(accel, why),
+                                progress=self.options.progress)
         except GuestError as e:  # the guest could not even start: says nothing about the bug
             return RunObs(FAIL, "INFRA_ERROR", None, 0.0, None, e.one_line())
         (r,) = summary.runs

@@ -722,7 +722,9 @@ def _measure(spec, kernel, accel: str, runs: int, backend: str, root: Path):
     from harness.repro.run import run_repro
 
     start = time.monotonic()
-    summary = run_repro(spec, kernel, runs=runs, accel=accel, backend=backend, results_root=root)
+    from harness.options import Accel, RunOptions
+
+    summary = run_repro(spec, kernel, RunOptions(backend=backend, runs=runs, results=root), accel=Accel(accel))
     seconds = time.monotonic() - start
     if backend == "vng":
         boots = runs

@@ -23,6 +23,7 @@ from harness.guest import Backend, Disk, GuestRequest, GuestRun, select
 from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_steps, script
 from harness.images import FILESYSTEMS
 from harness.kernels import Kernel
+from harness.options import Accel, RunOptions
 from harness.paths import cache_dir
 from harness.repro import faults
 from harness.repro.spec import Spec, VariantSpec
@@ -302,18 +303,15 @@ def stillborn(result: RunResult) -> bool:
 def run_repro(
     spec: Spec,
     kernel: Kernel,
+    options: RunOptions,
     *,
-    runs: int | None = None,
-    accel: str,
-    accel_reason: str = "",
-    backend: str = "vng",
-    compile_cache: bool = True,
-    cmdline: tuple[str, ...] = (),
-    results_root: Path | None = None,
+    accel: Accel,
     progress: Progress | None = None,
     on_run: Callable[[RunResult], None] | None = None,
 ) -> Summary:
-    runs = runs or spec.runs
+    runs = options.runs or spec.runs
+    backend, compile_cache, cmdline, results_root = options.backend, options.compile_cache, options.cmdline, options.results
+    accel_reason, accel = accel.reason, accel.name
     faults.check_kernel(spec.faults, kernel)  # a kernel without the fault knobs: one clear line
     folder = new_run_folder(spec.name, kernel.name, results_root)
     expectation = spec.expect.for_kernel(kernel.name)
