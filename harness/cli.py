@@ -23,13 +23,19 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from harness import kernels
-from harness.errors import HarnessError, KernelError
+from harness.errors import HarnessError, KernelError, UnknownName
+from harness.matrix import ci as export
+from harness.matrix.run import exit_code, run_matrix, summary_line
+from harness.matrix.spec import DEFAULT_SPEC, load_matrix
 from harness.options import Accel, RunOptions
+from harness.results.db import History, db_path
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
 
@@ -202,6 +208,118 @@ def cmd_accel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- matrix and results ----------------------------------------------------------------------------------------
+
+
+def cmd_matrix_run(args: argparse.Namespace) -> int:
+    options = RunOptions(accel=args.accel, backend=args.backend, runs=args.runs,
+                         results=Path(args.results) if args.results else None, fresh_compile=args.fresh_compile)
+    index = run_matrix(args.spec, options, only=args.only, jobs=args.jobs, resume=args.resume)
+    print(summary_line(index))
+    return exit_code(index)
+
+
+def cmd_matrix_export(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.spec)
+    spec = args.spec or "matrix.yaml"
+    text = export.gitlab(matrix.cells, spec) if args.gitlab else export.github_actions(matrix.cells, spec)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        print(f"{len(matrix.cells)} cells -> {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_matrix_merge(args: argparse.Namespace) -> int:
+    index = export.merge([Path(d) for d in args.dirs], results_root=Path(args.results) if args.results else None,
+                         spec=args.spec)
+    print(summary_line(index))
+    return exit_code(index)
+
+
+def _history(args: argparse.Namespace) -> History:
+    path = db_path(Path(args.results) if args.results else None)
+    if not path.exists():
+        raise UnknownName(f"no matrix history at {path} (run `harness matrix run` first, or pass --results ROOT)")
+    return History(path)
+
+
+def _emit(args: argparse.Namespace, rows: list, columns: Callable[[Any], Sequence[Any]]) -> int:
+    if args.json:
+        print(json.dumps([vars(r) for r in rows], default=str))
+    for r in rows if not args.json else ():
+        print("\t".join("-" if v is None else str(v) for v in columns(r)))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    h = _history(args)
+    if args.results_command == "list":
+        return _emit(args, h.recent(args.limit),
+                     lambda r: (r.id, r.time, r.status, f"{r.cells} cells", f"{r.met} met", f"{r.unmet} not met",
+                                f"{r.errors} errors", r.folder))
+    if args.results_command == "flaky":
+        return _emit(args, h.flaky(),
+                     lambda r: (r.cell, " / ".join(r.verdicts), f"{r.rows} runs", f"{r.partial} partial"))
+    if args.results_command == "history":
+        rows = h.cells(args.cell) if args.all else h.changes(args.cell)
+        if args.all and not rows:
+            h.changes(args.cell)  # raises the "Unknown cell" error
+        return _emit(args, rows, lambda r: (r.time, r.matrix, r.verdict, f"{r.hits}/{r.runs}", r.title, r.folder))
+    return _emit(args, h.compare(args.a, args.b), lambda r: (r.cell, f"{r.before or '(absent)'} -> {r.after or '(absent)'}"))
+
+
+def matrix_parsers(sub: argparse._SubParsersAction) -> None:
+    """``harness matrix run|export|merge`` and ``harness results list|flaky|history|compare``."""
+    m = sub.add_parser("matrix", help="run kernels × reproducers; export it to a CI engine; merge its cells")
+    msub = m.add_subparsers(dest="matrix_command", required=True)
+
+    r = msub.add_parser("run", help="run the matrix (bounded parallel guests); resumable")
+    r.add_argument("spec", nargs="?", help=f"matrix file (default {DEFAULT_SPEC.name} in the project)")
+    r.add_argument("--only", action="append", default=[], metavar="KERNEL:REPRO",
+                   help="only these cells (globs over KERNEL:REPRO, a kernel or a reproducer); repeatable")
+    r.add_argument("-j", "--jobs", type=int, help="guests at a time (default and cap: host CPUs/2 and free memory)")
+    r.add_argument("-n", "--runs", type=int, help="runs per cell (default: matrix.yaml's, else the spec's)")
+    r.add_argument("--results", help="results root (default ./results or $HARNESS_RESULTS)")
+    r.add_argument("--resume", metavar="FOLDER", help="a matrix folder: run only its unfinished cells")
+    r.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
+    r.add_argument("--backend", default="vng")
+    r.add_argument("--fresh-compile", action="store_true", help="compile the reproducer in every guest")
+    r.set_defaults(func=cmd_matrix_run)
+
+    e = msub.add_parser("export", help="write the matrix as a CI engine's parallel job definition")
+    e.add_argument("spec", nargs="?", help="matrix file (default matrix.yaml)")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--github-actions", action="store_true", help="a GitHub Actions workflow (strategy.matrix)")
+    which.add_argument("--gitlab", action="store_true", help="a GitLab CI pipeline (parallel: matrix:)")
+    e.add_argument("-o", "--output", help="write here instead of stdout")
+    e.set_defaults(func=cmd_matrix_export)
+
+    g = msub.add_parser("merge", help="merge cell folders (CI artifacts) into one matrix folder")
+    g.add_argument("dirs", nargs="+", metavar="DIR", help="folders holding cell folders (searched recursively)")
+    g.add_argument("--spec", help="matrix file: its cells without a folder show as missing")
+    g.add_argument("--results", help="results root for the merged folder and the DB")
+    g.set_defaults(func=cmd_matrix_merge)
+
+    res = sub.add_parser("results", help="matrix history: recent runs, flaky cells, changes, comparisons")
+    rsub = res.add_subparsers(dest="results_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--results", help="results root holding history.sqlite3")
+    common.add_argument("--json", action="store_true")
+    lst = rsub.add_parser("list", parents=[common], help="recent matrix runs")
+    lst.add_argument("-n", "--limit", type=int, default=20)
+    rsub.add_parser("flaky", parents=[common], help="cells whose verdict differs across runs, or 0 < hits < runs")
+    hist = rsub.add_parser("history", parents=[common], help="when a cell's verdict changed")
+    hist.add_argument("cell", metavar="KERNEL:REPRO")
+    hist.add_argument("--all", action="store_true", help="every run of the cell, not only the changes")
+    cmp_ = rsub.add_parser("compare", parents=[common], help="cells whose verdict differs between two matrix runs")
+    cmp_.add_argument("a", help="matrix run id (or unique prefix, latest, previous)")
+    cmp_.add_argument("b")
+    res.set_defaults(func=cmd_results)
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -257,7 +375,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from harness.bisect import add_parsers as bisect_parsers
     from harness.kernels.cli import add_parsers as kernel_parsers
-    from harness.matrix import add_parsers as matrix_parsers
 
     kernel_parsers(sub)
 

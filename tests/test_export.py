@@ -12,9 +12,12 @@ import pytest
 import yaml
 from test_matrix import SMALL, available, fabricate_cell, fake_kernel, fake_runner, write_matrix
 
-from harness import matrix as mx
-from harness.errors import HarnessError
-from harness.results import export
+from harness.cli import matrix_parsers as add_matrix_parsers
+from harness.errors import ExitCode, HarnessError
+from harness.matrix import ci as export
+from harness.matrix.run import exit_code, run_matrix
+from harness.matrix.spec import load_matrix
+from harness.options import RunOptions
 from harness.results.db import History, MatrixIndex
 from harness.verdict import Outcome
 
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def github_jobs(spec: Path) -> dict:
-    cells = mx.load_matrix(spec, available=available).cells
+    cells = load_matrix(spec, available=available).cells
     return yaml.safe_load(export.github_actions(cells, "matrix.yaml"))
 
 
@@ -49,7 +52,7 @@ def test_github_actions_workflow_shape(tmp_path):
 
 
 def test_gitlab_pipeline_shape(tmp_path):
-    cells = mx.load_matrix(write_matrix(tmp_path, SMALL), available=available).cells
+    cells = load_matrix(write_matrix(tmp_path, SMALL), available=available).cells
     ci = yaml.safe_load(export.gitlab(cells))
     job = ci["matrix-cell"]
     assert job["parallel"]["matrix"] == [{"CELL": [c.id for c in cells]}]
@@ -60,7 +63,7 @@ def test_gitlab_pipeline_shape(tmp_path):
 
 
 def test_shipped_workflow_is_the_export_of_the_shipped_matrix():
-    cells = mx.load_matrix(ROOT / "matrix.yaml", available=lambda kind: []).cells
+    cells = load_matrix(ROOT / "matrix.yaml", available=lambda kind: []).cells
     shipped = (ROOT / ".github" / "workflows" / "matrix.yml").read_text()
     assert shipped == export.github_actions(cells, "matrix.yaml"), (
         "regenerate: harness matrix export --github-actions -o .github/workflows/matrix.yml"
@@ -74,8 +77,8 @@ def test_export_then_merge_round_trip(tmp_path):
     downloads = tmp_path / "cells"
     for entry in include[:2]:  # the third job died before it could upload anything
         out = tmp_path / "jobs" / entry["artifact"] / "out"
-        mx.run_matrix(spec, only=[entry["cell"]], results_root=out, accel="tcg", available=available,
-                      resolver=fake_kernel, runner=fake_runner())
+        run_matrix(spec, RunOptions(accel="tcg", results=out), only=[entry["cell"]], available=available,
+                   resolver=fake_kernel, runner=fake_runner())
         shutil.copytree(out, downloads / entry["artifact"])  # actions/download-artifact: cells/<name>/
     assert len(list(downloads.glob("*/*-matrix-small/matrix.json"))) == 2
 
@@ -103,7 +106,7 @@ def test_export_then_merge_round_trip(tmp_path):
     rows = History(merged_root / "history.sqlite3").cells(matrix=index.id)
     assert [(r.cell, r.verdict) for r in rows] == [("debian:6.1.0-47:ext4_inline", "REPRODUCED"),
                                                     ("debian:6.1.0-56:ext4_inline", "CLEAN")]
-    assert mx.exit_code(index) == mx.EXIT_UNMET
+    assert exit_code(index) == ExitCode.UNMET
 
 
 def test_merge_prefers_a_finished_cell_and_takes_bare_folders(tmp_path):
@@ -119,13 +122,13 @@ def test_merge_prefers_a_finished_cell_and_takes_bare_folders(tmp_path):
     assert [(c.cell, c.verdict, c.met) for c in index.cells] == [
         ("debian:6.1.0-47:ext4_inline", "REPRODUCED", True), ("debian:6.1.0-56:ext4_inline", "REPRODUCED", True)
     ]
-    assert mx.exit_code(index) == mx.EXIT_OK
+    assert exit_code(index) == ExitCode.OK
 
 
 def test_merge_cli(tmp_path, capsys):
     fabricate_cell(tmp_path / "in", "debian:6.1.0-47", "ext4_inline", [Outcome.REPRODUCED])
     p = argparse.ArgumentParser()
-    mx.add_parsers(p.add_subparsers(dest="command"))
+    add_matrix_parsers(p.add_subparsers(dest="command"))
     args = p.parse_args(["matrix", "merge", str(tmp_path / "in"), "--results", str(tmp_path / "out")])
     assert args.func(args) == 0
     assert capsys.readouterr().out.startswith("1 met, 0 not met, 0 errors, 0 not run of 1 cells · ")

@@ -8,7 +8,8 @@ import junitparser
 import pytest
 from test_matrix import fabricate_cell
 
-from harness.matrix import Cell, error_cell
+from harness.matrix.run import error_cell
+from harness.matrix.spec import Cell
 from harness.results import junit, new_run_folder
 from harness.results.db import CellResult, MatrixIndex
 from harness.verdict import Outcome

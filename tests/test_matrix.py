@@ -20,9 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import matrix as mx
-from harness.errors import HarnessError, KernelError, SpecError, UnknownName
+from harness import cli as matrix_cli
+from harness.cli import matrix_parsers as add_matrix_parsers
+from harness.errors import ExitCode, HarnessError, KernelError, SpecError, UnknownName
 from harness.kernels import SOURCES, Kernel
+from harness.matrix import pool
+from harness.matrix.run import CellJob, exit_code, run_matrix
+from harness.matrix.spec import Cell, _sources_available, load_matrix
+from harness.options import RunOptions
 from harness.repro import spec as specs
 from harness.repro.run import RunResult, Summary
 from harness.results import new_run_folder, write_json
@@ -46,7 +51,7 @@ def kernel_record(name: str) -> Kernel:
     return Kernel(name=name, release="6.1.0-47-amd64", version="6.1.170", image=Path("/nonexistent/vmlinuz"), kind="debian")
 
 
-def fake_kernel(cell: mx.Cell, spec, *, progress=None) -> Kernel:
+def fake_kernel(cell: Cell, spec, *, progress=None) -> Kernel:
     """The resolver hook's signature, without apt or make."""
     return kernel_record(cell.kernel_id)
 
@@ -91,7 +96,7 @@ OUTCOMES = {
 
 
 def fake_runner(calls: list | None = None, interrupt_on: str | None = None):
-    def runner(job: mx.CellJob, folder: Path, progress) -> Path:
+    def runner(job: CellJob, folder: Path, progress) -> Path:
         if calls is not None:
             calls.append(job.cell.id)
         if job.cell.id == interrupt_on:  # like run_repro on Ctrl-C: the partial record, then the exception
@@ -117,14 +122,14 @@ reproducers: [ext4_inline]
 
 def run(spec: Path, tmp_path: Path, **kw) -> MatrixIndex:
     kw = {"runner": fake_runner(), "resolver": fake_kernel, **kw}
-    return mx.run_matrix(spec, results_root=tmp_path / "results", accel="tcg", available=available, **kw)
+    return run_matrix(spec, RunOptions(accel="tcg", results=tmp_path / "results"), available=available, **kw)
 
 
 # --- matrix.yaml -------------------------------------------------------------------------------
 
 
 def test_shipped_matrix_cells_and_expectations():
-    m = mx.load_matrix(available=lambda kind: [])
+    m = load_matrix(available=lambda kind: [])
     ids = [c.id for c in m.cells]
     assert {"debian:6.1.0-47:ext4_inline", "debian:6.1.0-56:ext4_inline", "debian:6.12.117:ext4_inline"} <= set(ids)
     assert all(c.expectation == "reproduce" for c in m.cells if c.kernel.startswith("debian:6.1.0-"))
@@ -132,14 +137,14 @@ def test_shipped_matrix_cells_and_expectations():
 
 
 def test_shipped_matrix_names_exist_in_the_apt_sources():
-    names = mx._sources_available("debian")
+    names = _sources_available("debian")
     if not names:
         pytest.skip("apt-cache lists no Debian kernel images here")
-    assert mx.load_matrix().cells  # every name validated against `harness kernels`
+    assert load_matrix().cells  # every name validated against `harness kernels`
 
 
 def test_globs_expand_and_expectations_come_from_the_spec(tmp_path):
-    m = mx.load_matrix(write_matrix(tmp_path, "kernels: ['debian:6.1.0-*', debian:6.12.117]\nreproducers: [ext4_inline]\n"),
+    m = load_matrix(write_matrix(tmp_path, "kernels: ['debian:6.1.0-*', debian:6.12.117]\nreproducers: [ext4_inline]\n"),
                        available=available)
     assert [c.kernel for c in m.cells] == ["debian:6.1.0-47", "debian:6.1.0-48", "debian:6.1.0-56", "debian:6.12.117"]
     assert [c.expectation for c in m.cells] == ["reproduce"] * 3 + [None]
@@ -162,7 +167,7 @@ def test_globs_expand_and_expectations_come_from_the_spec(tmp_path):
 )
 def test_bad_matrix_one_line_errors(tmp_path, body, error, message):
     with pytest.raises(error) as exc:
-        mx.load_matrix(write_matrix(tmp_path, body), available=available)
+        load_matrix(write_matrix(tmp_path, body), available=available)
     assert message in exc.value.one_line() and "\n" not in exc.value.one_line()
 
 
@@ -184,7 +189,7 @@ expect: {data_loss: true, reproduce: ['*/unfixed'], clean: ['*/fixed']}
 
 
 def test_variants_and_per_reproducer_kernels(tmp_path, with_variants):
-    m = mx.load_matrix(write_matrix(tmp_path, """
+    m = load_matrix(write_matrix(tmp_path, """
 kernels: [debian:6.1.0-47]
 reproducers:
   - ext4_inline
@@ -201,14 +206,14 @@ reproducers:
     with pytest.raises(UnknownName, match="Unknown cell 'debian:6.12.1:ext4_inline' in matrix.yaml. Available: debian:6.1.0-47"):
         m.select(["debian:6.12.1:ext4_inline"])
 
-    one = mx.load_matrix(write_matrix(tmp_path, "reproducers: [{name: xfs_fake, variants: [fixed]}]\n"), available=available)
+    one = load_matrix(write_matrix(tmp_path, "reproducers: [{name: xfs_fake, variants: [fixed]}]\n"), available=available)
     assert [c.id for c in one.cells] == ["debian-src:6.1.192/fixed:xfs_fake"]
     mapping = "kernels: [{name: debian-src:6.1.192, variant: unfixed}]\nreproducers: [{name: xfs_fake, kernels: [{name: debian-src:6.1.192, variant: unfixed}]}]\n"
-    assert [c.id for c in mx.load_matrix(write_matrix(tmp_path, mapping), available=available).cells] == [m.cells[1].id]
+    assert [c.id for c in load_matrix(write_matrix(tmp_path, mapping), available=available).cells] == [m.cells[1].id]
     with pytest.raises(UnknownName, match="Unknown variant 'patched' of xfs_fake. Available: unfixed, fixed"):
-        mx.load_matrix(write_matrix(tmp_path, "reproducers: [{name: xfs_fake, variants: [patched]}]\n"), available=available)
+        load_matrix(write_matrix(tmp_path, "reproducers: [{name: xfs_fake, variants: [patched]}]\n"), available=available)
     with pytest.raises(SpecError, match="variant fixed of xfs_fake builds debian-src:6.1.192, not debian-src:6.12.117"):
-        mx.load_matrix(write_matrix(tmp_path, "reproducers: [{name: xfs_fake, kernels: [{name: 'debian-src:6.12.117', variant: fixed}]}]\n"),
+        load_matrix(write_matrix(tmp_path, "reproducers: [{name: xfs_fake, kernels: [{name: 'debian-src:6.12.117', variant: fixed}]}]\n"),
                        available=lambda kind: [])
 
 
@@ -222,7 +227,7 @@ def test_variant_cells_build_once_each_and_a_failed_build_is_a_build_error_cell(
         return kernel_record(cell.kernel_id)
 
     def runner(job, folder, progress):
-        jobs.append((job.cell.id, job.cmdline))
+        jobs.append((job.cell.id, job.options.cmdline))
         return fabricate_cell(folder, job.cell.kernel_id, job.cell.repro, [Outcome.CLEAN])
 
     spec = write_matrix(tmp_path, "reproducers: [xfs_fake]\n")
@@ -232,22 +237,22 @@ def test_variant_cells_build_once_each_and_a_failed_build_is_a_build_error_cell(
     bad = index.cell("debian-src:6.1.192/unfixed:xfs_fake")
     assert (bad.verdict, bad.status, bad.expectation) == ("BUILD_ERROR", "done", "reproduce")
     assert "does not apply" in bad.error and (index.folder / bad.folder / "run-01" / "build-error.txt").exists()
-    assert mx.exit_code(index) == mx.EXIT_ERRORS  # an error, not a contradiction
+    assert exit_code(index) == ExitCode.INFRA  # an error, not a contradiction
     assert "build-error.txt:\npatch 0001-x.patch does not apply" in (index.folder / "junit.xml").read_text()
 
 
 def test_plan_jobs_cpu_and_memory_caps(tmp_path):
-    assert mx.plan_jobs(None, cpu_count=2, available_memory=20 << 30)[0] == 1
-    assert mx.plan_jobs(None, cpu_count=16, available_memory=3 << 30)[0] == 2  # 1 GiB + QEMU overhead a guest
-    jobs, why = mx.plan_jobs(4, cpu_count=2, available_memory=20 << 30)
+    assert pool.plan_jobs(None, cpu_count=2, available_memory=20 << 30)[0] == 1
+    assert pool.plan_jobs(None, cpu_count=16, available_memory=3 << 30)[0] == 2  # 1 GiB + QEMU overhead a guest
+    jobs, why = pool.plan_jobs(4, cpu_count=2, available_memory=20 << 30)
     assert jobs == 1 and why.startswith("--jobs 4 capped to 1")
-    assert mx.plan_jobs(2, cpu_count=16, available_memory=64 << 30)[0] == 2
+    assert pool.plan_jobs(2, cpu_count=16, available_memory=64 << 30)[0] == 2
     with pytest.raises(HarnessError, match="--jobs must be positive"):
-        mx.plan_jobs(0)
+        pool.plan_jobs(0)
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  4000000 kB\nMemAvailable:    2097152 kB\n")
-    assert mx.mem_available(meminfo) == 2 << 30
-    assert mx.memory_bytes("1G") == 1 << 30 and mx.memory_bytes("512M") == 512 << 20 and mx.memory_bytes(2048) == 2 << 30
+    assert pool.mem_available(meminfo) == 2 << 30
+    assert pool.memory_bytes("1G") == 1 << 30 and pool.memory_bytes("512M") == 512 << 20 and pool.memory_bytes(2048) == 2 << 30
 
 
 # --- run_matrix ---------------------------------------------------------------------------------
@@ -268,14 +273,14 @@ def test_run_matrix_index_reports_and_history(tmp_path, capsys):
     assert (index.folder / "junit.xml").exists() and (index.folder / "index.html").exists()
     rows = sqlite3.connect(tmp_path / "results" / "history.sqlite3").execute("SELECT cell, verdict FROM cells").fetchall()
     assert len(rows) == 3
-    assert mx.exit_code(index) == mx.EXIT_UNMET
+    assert exit_code(index) == ExitCode.UNMET
     err = capsys.readouterr().err
     assert "[1/3] debian:6.1.0-47 × ext4_inline: REPRODUCED ✓" in err and "[3/3] debian:6.12.117" in err
 
 
 def test_only_selects_cells_and_exit_code_ok(tmp_path):
     index = run(write_matrix(tmp_path, SMALL), tmp_path, only=["debian:6.1.0-47:ext4_inline"])
-    assert [c.cell for c in index.cells] == ["debian:6.1.0-47:ext4_inline"] and mx.exit_code(index) == mx.EXIT_OK
+    assert [c.cell for c in index.cells] == ["debian:6.1.0-47:ext4_inline"] and exit_code(index) == ExitCode.OK
 
 
 def test_kernel_that_fails_to_build_is_a_build_error_cell(tmp_path):
@@ -288,7 +293,7 @@ def test_kernel_that_fails_to_build_is_a_build_error_cell(tmp_path):
     bad = index.cell("debian:6.1.0-56:ext4_inline")
     assert bad.verdict == "BUILD_ERROR" and "404 Not Found" in bad.error and bad.status == "done"
     assert index.cell("debian:6.1.0-47:ext4_inline").verdict == "REPRODUCED"
-    assert mx.exit_code(index) == mx.EXIT_ERRORS
+    assert exit_code(index) == ExitCode.INFRA
 
 
 def test_a_cell_that_raises_a_harness_error_is_recorded_and_the_matrix_goes_on(tmp_path):
@@ -361,7 +366,7 @@ def _work(task):
 def test_in_processes_is_parallel_and_reports_failures():
     started = time.monotonic()
     tasks = [("sleep", 1.0), ("sleep", 1.0), ("die", 3), ("fail", "mkfs.xfs not found")]
-    out = dict(mx.in_processes(tasks, 2, _work))
+    out = dict(pool.in_processes(tasks, 2, _work))
     assert time.monotonic() - started < 3.0  # two 1 s sleeps side by side
     assert out[("sleep", 1.0)] == 1.0
     assert out[("die", 3)] == "worker died (exit code 3)"
@@ -380,7 +385,7 @@ def test_in_processes_ctrl_c_stops_every_worker_cleanly(tmp_path):
     timer.start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        list(mx.in_processes([0, 1, 2], 2, work))
+        list(pool.in_processes([0, 1, 2], 2, work))
     assert time.monotonic() - started < 30
     assert sorted(p.name for p in tmp_path.glob("stopped-*")) == ["stopped-0", "stopped-1"]
 
@@ -390,15 +395,15 @@ def test_in_processes_ctrl_c_stops_every_worker_cleanly(tmp_path):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness")
-    mx.add_parsers(p.add_subparsers(dest="command", required=True))
+    add_matrix_parsers(p.add_subparsers(dest="command", required=True))
     return p
 
 
 def test_cli_parsers_and_results_commands(tmp_path, capsys):
     a = parser().parse_args(["matrix", "run", "--only", "debian:6.1.0-47:ext4_inline", "--jobs", "2", "--runs", "3"])
-    assert a.func is mx.cmd_matrix_run and a.spec is None and a.only == ["debian:6.1.0-47:ext4_inline"] and a.jobs == 2
+    assert a.func is matrix_cli.cmd_matrix_run and a.spec is None and a.only == ["debian:6.1.0-47:ext4_inline"] and a.jobs == 2
     a = parser().parse_args(["matrix", "export", "--gitlab", "-o", "x.yml"])
-    assert a.func is mx.cmd_matrix_export and a.gitlab and not a.github_actions
+    assert a.func is matrix_cli.cmd_matrix_export and a.gitlab and not a.github_actions
     with pytest.raises(SystemExit):
         parser().parse_args(["matrix", "export", "--gitlab", "--github-actions"])
 
@@ -437,7 +442,7 @@ def test_one_cell_matrix_boots_for_real(vm, tmp_path):
     import junitparser
 
     cell = "debian:6.1.0-47:ext4_inline"
-    index = mx.run_matrix(only=[cell], runs=1, results_root=tmp_path)
+    index = run_matrix(None, RunOptions(runs=1, results=tmp_path), only=[cell])
     (result,) = index.cells
     assert (result.cell, result.status, result.verdict, result.met) == (cell, "done", "REPRODUCED", True), result
     assert result.title in specs.load("ext4_inline").expect.titles
@@ -450,5 +455,5 @@ def test_one_cell_matrix_boots_for_real(vm, tmp_path):
     assert "REPRODUCED" in page and f'{result.folder}/run-01/console.log' in page
     rows = History(tmp_path / "history.sqlite3").cells(cell)
     assert [(r.matrix, r.verdict, r.hits, r.runs, r.met) for r in rows] == [(index.id, "REPRODUCED", 1, 1, True)]
-    assert mx.exit_code(index) == 0
+    assert exit_code(index) == 0
     assert isinstance(CellResult.from_folder(cell, "debian:6.1.0-47", index.folder / result.folder, index.folder), CellResult)

@@ -18,10 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.matrix import Cell, load_matrix, publish
+from harness.matrix.spec import Available, Cell, load_matrix
 from harness.paths import results_dir
 from harness.results import new_run_folder, slug
 from harness.results.db import INDEX, CellResult, History, MatrixIndex, db_path
+from harness.results.publish import publish
 
 CONTAINER = "debian:bookworm"  # Debian's kernel images come from its apt sources
 APT = "apt-get update && apt-get install -y --no-install-recommends ca-certificates git python3 python3-venv"
@@ -36,6 +37,7 @@ def _header(engine: str, flag: str, spec: str) -> str:
 
 
 def github_actions(cells: Sequence[Cell], spec: str = "matrix.yaml") -> str:
+    # Longer than 60 lines: one workflow template, read top to bottom; cut up, the YAML would not read as one file.
     include = "\n".join(
         "          - " + json.dumps({"cell": c.id, "kernel": c.kernel_id, "repro": c.repro,
                                     "artifact": f"cell-{slug(c.id)}"})
@@ -190,7 +192,7 @@ def merge(
     *,
     results_root: Path | None = None,
     spec: Path | str | None = None,
-    available=None,
+    available: Available | None = None,
 ) -> MatrixIndex:
     """Copy the cell folders under ``dirs`` into one new matrix folder and publish it.
 
