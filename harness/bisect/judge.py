@@ -20,12 +20,18 @@ hit rate measured on the steps that reproduce (the known-bad end first),
 Laplace-smoothed (``(hits + 1) / (runs + 2)``) so that 2 hits in 2 runs gives
 p = 0.75, not a certainty.  A clean step stops early once that confidence
 reaches the target: the answer is then already as certain as asked.
+
+The binomial formulas are ``harness.stats``'s (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+
+# the binomial math lives in harness.stats (shared with prove); these names stay importable from here
+from harness.stats import clean_confidence, laplace, miss_probability
+from harness.stats import runs_for as runs_for
 
 HIT, CLEAN, OTHER, FAIL = "hit", "clean", "other", "fail"
 REPRODUCES, NO_REPRO, SKIP = "reproduces", "clean", "skip"
@@ -128,28 +134,10 @@ class Rate:
         """Laplace-smoothed hit rate, or the prior when nothing reproduced yet."""
         if self.runs == 0:
             return self.prior
-        return (self.hits + 1) / (self.runs + 2)
+        return laplace(self.hits, self.runs)
 
     def to_dict(self) -> dict:
         return {"hits": self.hits, "runs": self.runs, "estimate": _round(self.estimate)}
-
-
-def miss_probability(rate: float, clean_runs: int) -> float:
-    """P(no hit in ``clean_runs`` runs | the bug is there with hit rate ``rate``)."""
-    return (1.0 - rate) ** clean_runs
-
-
-def clean_confidence(rate: float | None, clean_runs: int) -> float | None:
-    if rate is None:
-        return None
-    return 1.0 - miss_probability(rate, clean_runs)
-
-
-def runs_for(rate: float, target: float) -> int:
-    """Clean runs needed before a clean verdict reaches ``target`` confidence."""
-    if rate >= 1.0:
-        return 1
-    return max(1, math.ceil(math.log(1.0 - target) / math.log(1.0 - rate)))
 
 
 def _round(x: float | None) -> float | None:
