@@ -582,3 +582,32 @@ def _vng_kconfig_build(tree, layout: Layout, progress: Progress) -> tuple[float,
         if not done.ok:
             raise BuildFailed("vng --kconfig build", watcher.errors, log_path)
         return round(time.monotonic() - start, 1), watcher.objects
+
+
+# --- kernels by the name given at build time --------------------------------------------
+
+
+def find_named(name: str, layout: Layout | None = None) -> Kernel | None:
+    """The cached build ``harness kernel list`` shows as ``name`` (``debian-src:6.1.192/mine``), or None.
+
+    ``name`` is the ``meta.json`` "name" of a cache entry: ``SOURCE`` or
+    ``SOURCE/NAME`` for a build made with ``--name NAME`` (or a spec's
+    variant).  When several entries carry it (the same name rebuilt with
+    other patches), the newest build wins.
+    """
+    layout = layout or Layout.default()
+    newest: tuple[tuple[str, float], Path, dict] | None = None
+    for marker in layout.built.glob("*/.complete"):
+        entry = marker.parent
+        try:
+            meta = json.loads((entry / "meta.json").read_text())
+            stamp = (str(meta.get("built_at", "")), marker.stat().st_mtime)
+        except (OSError, ValueError):
+            continue  # an entry being evicted, or a damaged one: not a candidate
+        if meta.get("name") == name and (newest is None or stamp > newest[0]):
+            newest = (stamp, entry, meta)
+    if newest is None:
+        return None
+    _, entry, meta = newest
+    variant = Variant(source=meta["source"], name=meta.get("variant") or "default")
+    return _record(variant, entry, None, cached=True)

@@ -1,5 +1,12 @@
 """Patch stacks: apply (or revert) patches in order on a kernel tree.
 
+``load_patches`` turns a command-line argument into a stack: a patch file, a
+quilt-style ``series`` file (what ``git format-patch`` output plus a list
+makes), an mbox holding several patches (as ``b4 am`` writes them; each piece
+is stored content-addressed under the cache's ``patches/``), or ``revert:P``.
+Paths that leave the tree (absolute, or with a ``..`` component) are refused
+before anything is applied.
+
 Patches go through GNU ``patch -p1``.  Each one is first checked with
 ``--dry-run``, so a patch that does not apply leaves the tree as it was and
 raises ``PatchFailed`` carrying the failing hunk's text.  ``patch`` writes
@@ -10,16 +17,20 @@ than their objects.
 
 from __future__ import annotations
 
+import contextlib
+import email.header
 import hashlib
 import json
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from harness import proc
 from harness.errors import KernelError, SpecError
+from harness.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,16 @@ class PatchOp:
 
     def describe(self) -> str:
         return f"{'revert' if self.revert else 'apply'} {self.path.name}"
+
+    @property
+    def subject(self) -> str:
+        """The patch's ``Subject:`` without its ``[PATCH n/m]`` tag, else the file name."""
+        return subject(_read(self)) or self.path.name
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the patch file's bytes (what a mailing-list reply cites)."""
+        return hashlib.sha256(_read_bytes(self)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -129,11 +150,15 @@ def digest(ops: tuple[PatchOp, ...] | list[PatchOp]) -> str:
     return h.hexdigest()
 
 
-def _read(op: PatchOp) -> str:
+def _read_bytes(op: PatchOp) -> bytes:
     try:
-        return op.path.read_text(errors="replace")
+        return op.path.read_bytes()
     except OSError as e:
         raise SpecError(f"cannot read patch {op.path}: {e.strerror}") from None
+
+
+def _read(op: PatchOp) -> str:
+    return _read_bytes(op).decode(errors="replace")
 
 
 def _argv(op: PatchOp, tree: Path, dry_run: bool) -> list[str]:
@@ -176,9 +201,13 @@ def _hunk(op: PatchOp, file: str, number: int) -> str:
 
 
 def apply_stack(tree: Path, ops: tuple[PatchOp, ...] | list[PatchOp], *, log_path: Path | None = None) -> None:
-    """Apply ``ops`` in order; the first one that fails raises ``PatchFailed``."""
+    """Apply ``ops`` in order; the first one that fails raises ``PatchFailed``.
+
+    Every patch is read and its paths checked before the first one is applied.
+    """
     for op in ops:
-        _read(op)
+        check_paths(op)
+    for op in ops:
         check = proc.run(_argv(op, tree, True), log_path=log_path, check=False, capture=True, what="patch")
         if not check.ok:
             file, hunk = failing_hunk(op, check.output)
@@ -243,3 +272,169 @@ def sync(
     apply_stack(tree, ops, log_path=log_path)
     StackState(want, files).save(state_path)
     return True
+
+
+# --- patches named on the command line ----------------------------------------------------
+
+# an mbox's "From " separator: "From <sha> Mon Sep 17 00:00:00 2001" (git format-patch),
+# "From git@z Thu Jan  1 00:00:00 1970" (b4 am)
+_FROM_RE = re.compile(
+    rb"^From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) +[A-Z][a-z]{2} +\d{1,2} +\d\d:\d\d:\d\d +\d{4}[ \t]*\r?$", re.M
+)
+_TAG_RE = re.compile(r"^(?:\s*\[[^\]]*\])+\s*")  # "[PATCH v2 3/7] " and friends
+_DIFF_GIT_RE = re.compile(r"^diff --git (\S+) (\S+)$")
+_GIT_PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
+
+
+def load_patches(arg: str) -> list[PatchOp]:
+    """``--patch P``'s stack: a patch file, a ``series`` file (or a folder holding one), an mbox, or ``revert:P``.
+
+    An mbox with several patches is split on its ``From <sha> <date>`` lines
+    and each piece stored under the cache's ``patches/`` by its content (a
+    cover letter, a piece without a diff, is left out).  ``revert:`` of a
+    series or an mbox reverts its patches last first.  Every patch's paths
+    are checked here, before anything is applied.
+    """
+    revert = arg.startswith("revert:")
+    path = Path(arg.removeprefix("revert:")).expanduser()
+    ops = [PatchOp(p.resolve(), revert) for p in _expand(path, arg)]
+    for op in ops:
+        check_paths(op)
+    return ops[::-1] if revert else ops
+
+
+def _expand(path: Path, arg: str, *, in_series: bool = False) -> list[Path]:
+    if path.is_dir():
+        if (path / "series").is_file() and not in_series:
+            return _series(path / "series", arg)
+        raise SpecError(f"{_what(path, arg)} is a folder without a series file")
+    data = _read_arg(path, arg)
+    text = data.decode(errors="replace")
+    if not in_series and (path.name == "series" or _looks_like_series(text, path.parent)):
+        return _series(path, arg)
+    pieces = split_mbox(data)
+    if len(pieces) > 1:
+        stored = [store_piece(p) for p in pieces if _has_diff(p.decode(errors="replace"))]
+        if stored:
+            return stored
+    if not _has_diff(text):
+        raise SpecError(f"{_what(path, arg)} holds no diff (no file headers with hunks, no git rename or mode change)")
+    return [path]
+
+
+def _what(path: Path, arg: str) -> str:
+    """How an error names the patch: the argument, and the file when it is another one (a series entry)."""
+    return f"patch {arg}" if arg.removeprefix("revert:") == str(path) else f"patch {arg}: {path}"
+
+
+def _has_diff(text: str) -> bool:
+    return bool(parse(text)) or any(line.startswith("diff --git ") for line in text.splitlines())
+
+
+def _read_arg(path: Path, arg: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{_what(path, arg)} does not exist") from None
+    except OSError as e:
+        raise SpecError(f"{_what(path, arg)} cannot be read: {e.strerror}") from None
+
+
+def _series_entries(text: str) -> list[tuple[int, str, list[str]]]:
+    """(line number, patch name, options) of a quilt ``series`` file; ``#`` starts a comment."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), 1):
+        tokens = line.split("#", 1)[0].split()
+        if tokens:
+            entries.append((number, tokens[0], tokens[1:]))
+    return entries
+
+
+def _looks_like_series(text: str, folder: Path) -> bool:
+    """No diff in it, and every entry names a file beside it."""
+    if any(line.startswith(("--- ", "+++ ", "diff ", "@@ ")) for line in text.splitlines()):
+        return False
+    entries = _series_entries(text)
+    return bool(entries) and all((folder / name).is_file() for _, name, _ in entries)
+
+
+def _series(series: Path, arg: str) -> list[Path]:
+    text = _read_arg(series, arg).decode(errors="replace")
+    out: list[Path] = []
+    for number, name, options in _series_entries(text):
+        if options and options != ["-p1"]:
+            raise SpecError(f"patch {arg}: {series} line {number}: only -p1 patches are supported, not {' '.join(options)}")
+        out += _expand(series.parent / name, f"{arg} (series line {number})", in_series=True)
+    if not out:
+        raise SpecError(f"patch {arg}: the series file {series} lists no patch")
+    return out
+
+
+def split_mbox(data: bytes) -> list[bytes]:
+    """An mbox's messages, each from its ``From `` line; text with fewer than two such lines stays whole."""
+    starts = [m.start() for m in _FROM_RE.finditer(data)]
+    if len(starts) < 2:
+        return [data]
+    if data[: starts[0]].strip():  # text before the first separator belongs to no message: keep it with the first
+        starts[0] = 0
+    return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)])]
+
+
+def store_piece(data: bytes) -> Path:
+    """Write one patch of an mbox under the cache's ``patches/``, named by its sha256 (and subject)."""
+    sha = hashlib.sha256(data).hexdigest()
+    slug = re.sub(r"[^a-z0-9]+", "-", subject(data.decode(errors="replace")).lower()).strip("-")[:60]
+    dest = cache_dir("patches") / f"{sha[:16]}-{slug or 'patch'}.patch"
+    if not dest.exists():
+        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".piece-", delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, dest)
+    return dest
+
+
+def subject(text: str) -> str:
+    """The ``Subject:`` of a mail-formatted patch, without ``[PATCH ...]`` tags ("" when there is none)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip() and i:  # the headers end at the first blank line
+            break
+        if line.lower().startswith("subject:"):
+            raw = line.split(":", 1)[1]
+            for more in lines[i + 1 :]:
+                if not more[:1].isspace() or not more.strip():
+                    break
+                raw += " " + more.strip()
+            with contextlib.suppress(ValueError, LookupError):  # a malformed encoded word stays as written
+                raw = str(email.header.make_header(email.header.decode_header(raw)))
+            return _TAG_RE.sub("", " ".join(raw.split()))
+    return ""
+
+
+def _header_paths(text: str) -> list[str]:
+    """Every path a patch's file headers name (---/+++, git's diff/rename/copy lines), hunks skipped."""
+    lines = text.splitlines(keepends=True)
+    found: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip("\r\n")
+        if _HUNK_RE.match(line):
+            i = _hunk_end(lines, i)
+            continue
+        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            found += [line[4:], lines[i + 1].rstrip("\r\n")[4:]]
+            i += 1
+        elif m := _DIFF_GIT_RE.match(line):
+            found += [m.group(1), m.group(2)]
+        elif line.startswith(_GIT_PATH_HEADERS):
+            found.append(line.split(" ", 2)[2])
+        i += 1
+    return [p.split("\t", 1)[0].strip().strip('"') for p in found]
+
+
+def check_paths(op: PatchOp) -> None:
+    """Refuse (SpecError) a patch naming an absolute path or one with a ``..`` component."""
+    for path in _header_paths(_read(op)):
+        if path == "/dev/null" or not path:
+            continue
+        if path.startswith("/") or ".." in PurePosixPath(path).parts:
+            raise SpecError(f"patch {op.path}: {path!r} leaves the kernel tree (absolute, or with a '..' component)")
