@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect import cli as bcli
 from harness.bisect import driver, judge
 from harness.bisect.driver import Evaluator, GitBisection, ListBisection, StepLog, StepSkip, Terms
 from harness.bisect.judge import CLEAN, FAIL, HIT, NO_REPRO, OTHER, REPRODUCES, SKIP, Policy, RunObs, decide
+from harness.cli import bisect as bcli
 from harness.verdict import Outcome
 
 TITLE = "kernel BUG in ext4_write_inline_data"
@@ -495,7 +495,7 @@ def test_real_git_bisect_run_with_bisect_step(tmp_path, repo):
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from harness.bisect import cli
+        from harness.cli import bisect as cli
         from harness.bisect.driver import Terms
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_bisect import FakeStep

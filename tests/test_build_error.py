@@ -27,7 +27,7 @@ def test_build_error_is_recorded(tmp_path):
 
 
 def test_cli_exit_code_for_build_error(tmp_path):
-    from harness.cli import _exit_code
+    from harness.cli.repro import exit_code as _exit_code
 
     spec = specs.load("ext4_inline")
     assert _exit_code(build_error(spec, "x/y", FakePatchFailed(), tmp_path)) == 6

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from test_matrix import SMALL, available, fabricate_cell, fake_kernel, fake_runner, write_matrix
 
-from harness.cli import matrix_parsers as add_matrix_parsers
+from harness.cli import matrix as matrix_cli
 from harness.errors import ExitCode, HarnessError
 from harness.matrix import ci as export
 from harness.matrix.run import exit_code, run_matrix
@@ -128,7 +128,7 @@ def test_merge_prefers_a_finished_cell_and_takes_bare_folders(tmp_path):
 def test_merge_cli(tmp_path, capsys):
     fabricate_cell(tmp_path / "in", "debian:6.1.0-47", "ext4_inline", [Outcome.REPRODUCED])
     p = argparse.ArgumentParser()
-    add_matrix_parsers(p.add_subparsers(dest="command"))
+    matrix_cli.add_parsers(p.add_subparsers(dest="command"))
     args = p.parse_args(["matrix", "merge", str(tmp_path / "in"), "--results", str(tmp_path / "out")])
     assert args.func(args) == 0
     assert capsys.readouterr().out.startswith("1 met, 0 not met, 0 errors, 0 not run of 1 cells · ")

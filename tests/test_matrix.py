@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli as matrix_cli
-from harness.cli import matrix_parsers as add_matrix_parsers
+from harness.cli import matrix as matrix_cli
+from harness.cli import results as results_cli
 from harness.errors import ExitCode, HarnessError, KernelError, SpecError, UnknownName
 from harness.kernels import SOURCES, Kernel
 from harness.matrix import pool
@@ -395,7 +395,9 @@ def test_in_processes_ctrl_c_stops_every_worker_cleanly(tmp_path):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness")
-    add_matrix_parsers(p.add_subparsers(dest="command", required=True))
+    sub = p.add_subparsers(dest="command", required=True)
+    matrix_cli.add_parsers(sub)
+    results_cli.add_parsers(sub)
     return p
 
 

@@ -9,8 +9,8 @@ Three parts, each replaceable:
 - ``steps``: the real step functions (fetch a Debian image, or build a commit
   through the build cache; then boot and run with ``run_repro``).
 
-The CLI (``bisect``, ``bisect-step``) is in ``harness.bisect.cli``;
-``add_parsers(sub)`` wires it into ``harness``.
+The commands (``harness bisect``, ``harness bisect-step``, and
+``python -m harness.bisect``) are in ``harness.cli.bisect``.
 """
 
 from harness.bisect.driver import (
@@ -25,14 +25,6 @@ from harness.bisect.driver import (
 )
 from harness.bisect.judge import Judgement, Policy, Rate, RunObs, classify, decide
 
-
-def add_parsers(sub) -> None:
-    """Add ``bisect`` and ``bisect-step`` to ``harness``'s subparsers."""
-    from harness.bisect.cli import add_parsers as add
-
-    add(sub)
-
-
 __all__ = [
     "BisectResult",
     "Evaluator",
@@ -46,7 +38,6 @@ __all__ = [
     "StepRecord",
     "StepSkip",
     "Terms",
-    "add_parsers",
     "classify",
     "decide",
 ]

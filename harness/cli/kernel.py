@@ -13,22 +13,20 @@ import json
 import sys
 import time
 
-from harness.errors import SpecError
+from harness.errors import ExitCode, SpecError
+from harness.kernels import build as kbuild
+from harness.repro import spec as specs
+from harness.repro.run import variant_build
 
 
 def _progress(msg: str) -> None:
     print(f"  {msg}", file=sys.stderr, flush=True)
 
 
-def _variants(args: argparse.Namespace):
-    """(Variant, ...) for SPEC: a kernel source name (with -f/-p) or a reproducer (its variants)."""
-    from harness.kernels import build as kbuild
-
+def _variants(args: argparse.Namespace) -> list[kbuild.Variant]:
+    """The builds SPEC asks for: a kernel source name (with -f/-p) or a reproducer (its variants)."""
     if ":" in args.spec:
         return [kbuild.source_variant(args.spec, fragments=args.fragment, patches=args.patch, name=args.name)]
-    from harness.repro import spec as specs
-    from harness.repro.run import variant_build
-
     if args.fragment or args.patch or args.name:
         raise SpecError(f"{args.spec} is a reproducer: its variants name their own patches and fragments "
                         "(drop -f/-p/--name, or give a kernel source such as debian-src:6.1.192)")
@@ -39,44 +37,43 @@ def _variants(args: argparse.Namespace):
     return [variant_build(v) for v in chosen]
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from harness.kernels import build as kbuild
+def _built(variant: kbuild.Variant) -> dict:
+    start = time.monotonic()
+    kernel = kbuild.build(variant, progress=_progress)
+    meta = kernel.extra
+    return {
+        "name": kernel.name,
+        "key": meta["key"],
+        "cached": meta["cached"],
+        "seconds": round(time.monotonic() - start, 1),
+        "release": kernel.release,
+        "bzImage": str(kernel.image),
+        "build_seconds": meta.get("build_seconds"),
+        "objects": meta.get("objects"),
+        "config_mismatches": meta.get("config_mismatches", []),
+    }
 
+
+def cmd_build(args: argparse.Namespace) -> int:
     rows = []
     for variant in _variants(args):
-        start = time.monotonic()
-        kernel = kbuild.build(variant, progress=_progress)
-        took = time.monotonic() - start
-        meta = kernel.extra
-        row = {
-            "name": kernel.name,
-            "key": meta["key"],
-            "cached": meta["cached"],
-            "seconds": round(took, 1),
-            "release": kernel.release,
-            "bzImage": str(kernel.image),
-            "build_seconds": meta.get("build_seconds"),
-            "objects": meta.get("objects"),
-            "config_mismatches": meta.get("config_mismatches", []),
-        }
+        row = _built(variant)
         rows.append(row)
         if not args.json:
             how = "cache hit" if row["cached"] else f"built, {row['objects']} objects"
-            print(f"{kernel.name}\t{row['key']}\t{how} in {took:.1f} s\t{kernel.image}")
+            print(f"{row['name']}\t{row['key']}\t{how} in {row['seconds']:.1f} s\t{row['bzImage']}")
             for m in row["config_mismatches"]:
                 print(f"  kconfig: {m}")
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0]))
-    return 0
+    return ExitCode.OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.kernels import build as kbuild
-
     rows = kbuild.list_cached()
     if args.json:
         print(json.dumps(rows))
-        return 0
+        return ExitCode.OK
     total = sum(r["bytes"] for r in rows)
     print(f"{len(rows)} kernels, {kbuild.human_size(total)} of {kbuild.human_size(kbuild.cache_limit())} "
           "($HARNESS_KERNEL_CACHE_MAX); most recently used first")
@@ -85,20 +82,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         frags = "+".join(r.get("fragments", []))
         print(f"{r['key']}  {r['name']:<40} {r.get('release', '?'):<12} {frags:<28} "
               f"{kbuild.human_size(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_evict(args: argparse.Namespace) -> int:
-    from harness.kernels import build as kbuild
-
     limit = kbuild.parse_size(args.max_size) if args.max_size else kbuild.cache_limit()
     gone = kbuild.evict(limit)
     print(f"evicted {len(gone)} kernels" + (f": {' '.join(gone)}" if gone else "")
           + f"; cache now {kbuild.human_size(kbuild.cache_size())}")
-    return 0
+    return ExitCode.OK
 
 
-def add_parsers(sub) -> None:
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("kernel", help="build source kernels into the cache, list and evict them")
     ks = k.add_subparsers(dest="kernel_command", required=True)
     b = ks.add_parser("build", help="build (or find cached) a kernel: a source name or a reproducer's variants")

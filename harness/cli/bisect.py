@@ -29,27 +29,32 @@ usual codes for errors.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bisect import driver
-from harness.bisect.judge import Policy
-from harness.errors import HarnessError, SpecError, UnknownName
+from rich.console import Console
 
-GIT_ABORT = 128  # git bisect run: > 127 aborts the bisection
-EXIT_NOT_FOUND = 1
+from harness import kernels
+from harness.bisect import driver, steps
+from harness.bisect.judge import Policy
+from harness.cli.options import abort_on_usage_error, add_run_options, at_least, fraction, positive, run_options
+from harness.errors import ExitCode, HarnessError, SpecError, UnknownName
+from harness.kernels.build import DEFAULT_FRAGMENTS
+from harness.kernels.debian import version_key
+from harness.kernels.patches import PatchOp
+from harness.kernels.sources import GitSource
+from harness.paths import results_dir
+from harness.repro import spec as specs
+
+GIT_ABORT = ExitCode.GIT_ABORT  # git bisect run: > 127 aborts the bisection
 RESUME_HINT = "finished steps are in the folder's steps.jsonl (run again to resume)"
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
-
-
-def _progress_printer(console):
+def _progress_printer(console: Console) -> driver.Progress:
     def progress(msg: str) -> None:
         if msg.startswith("step ") or msg.startswith("  "):
             console.print(msg)
@@ -59,10 +64,14 @@ def _progress_printer(console):
     return progress
 
 
+def _console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one line stays one line in logs
+
+
 # --- shared setup ----------------------------------------------------------------------------------
 
 
-def _policy(args, spec) -> Policy:
+def _policy(args: argparse.Namespace, spec: specs.Spec) -> Policy:
     return Policy(
         runs=args.runs or spec.runs,
         min_hits=args.min_hits or spec.expect.min_hits,
@@ -73,50 +82,67 @@ def _policy(args, spec) -> Policy:
     )
 
 
-def _build_inputs(args, spec) -> tuple[tuple[str, ...], tuple, tuple[str, ...]]:
-    """(kconfig fragments, patch ops, extra boot options) for source builds."""
-    from harness.kernels.build import DEFAULT_FRAGMENTS
+@dataclass(frozen=True)
+class Inputs:
+    """What every candidate is built and run with: commits of ``repo`` built with these fragments and
+    patches, or (``repo`` None) prebuilt kernels."""
 
-    patches: tuple = ()
-    cmdline: tuple[str, ...] = ()
-    fragments: tuple[str, ...] = DEFAULT_FRAGMENTS
-    if args.variant:
-        from harness.kernels.patches import PatchOp
+    repo: Path | None = None
+    fragments: tuple[str, ...] = ()
+    patches: tuple[PatchOp, ...] = ()
+    cmdline: tuple[str, ...] = ()  # extra boot options (a variant's)
 
-        v = spec.variant(args.variant)
-        fragments, cmdline = v.kconfig, v.cmdline
-        patches = tuple(PatchOp(p, rev) for p, rev in v.patches)
-    elif spec.variants:
-        fragments, cmdline = spec.variants[0].kconfig, spec.variants[0].cmdline
-    if args.kconfig:
-        fragments = tuple(f for item in args.kconfig for f in item.split(",") if f)
-    return fragments, patches, cmdline
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, spec: specs.Spec, repo: Path | None) -> Inputs:
+        if repo is None:
+            return cls()
+        fragments, patches, cmdline = DEFAULT_FRAGMENTS, (), ()
+        if args.variant:
+            v = spec.variant(args.variant)
+            fragments, cmdline = v.kconfig, v.cmdline
+            patches = tuple(PatchOp(p, rev) for p, rev in v.patches)
+        elif spec.variants:
+            fragments, cmdline = spec.variants[0].kconfig, spec.variants[0].cmdline
+        if args.kconfig:
+            fragments = tuple(f for item in args.kconfig for f in item.split(",") if f)
+        return cls(repo, fragments, patches, cmdline)
+
+    def setup(self, spec: specs.Spec) -> dict:
+        """What a candidate's result depends on besides the candidate (the step log's reuse key)."""
+        if self.repo is None:
+            return steps.setup_for(spec, kind="prebuilt")
+        return steps.setup_for(spec, kind="git", fragments=self.fragments, patches=self.patches, cmdline=self.cmdline)
+
+    def step(self, spec: specs.Spec, options: steps.RunOptions) -> driver.StepFn:
+        if self.repo is None:
+            return steps.PrebuiltStep(spec, options)
+        return steps.GitBuildStep(spec, self.repo, options, fragments=self.fragments, patches=self.patches)
 
 
 def _git_source(value: str) -> Path:
     if not value.startswith("git:"):
         raise SpecError(f"--kernel-source {value!r}: bisecting needs a git: source (git:/path/to/linux)")
-    from harness.kernels.sources import GitSource
-
     repo, _ = GitSource.split(value.removeprefix("git:"))
     if not (repo / ".git").exists() and driver.git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
         raise UnknownName(f"--kernel-source {value}: {repo} is not a git repository")
     return driver.main_worktree(repo)
 
 
-def _prebuilt_list(good: str, bad: str) -> list[str]:
-    from harness import kernels
+def _rev_parse(repo: Path, rev: str) -> str:
+    try:
+        return driver.rev_parse(repo, rev)
+    except driver.GitError as e:
+        raise UnknownName(str(e), hint=f"give a revision of {repo}: a commit id, tag or branch") from None
 
+
+def _prebuilt_list(good: str, bad: str) -> list[str]:
     kind = kernels.split_name(good)[0]
     if kernels.split_name(bad)[0] != kind:
         raise SpecError(f"--good {good} and --bad {bad} are kernels of different kinds")
     source = kernels.SOURCES.select(kind)
     if hasattr(source, "checkout"):
         raise SpecError(f"{kind}: kernels are built from source: bisect them with --kernel-source git:PATH and revisions")
-    names = source.available()
-    from harness.kernels.debian import version_key
-
-    names = sorted(names, key=version_key)
+    names = sorted(source.available(), key=version_key)
     missing = [n for n in (good, bad) if n not in names]
     if missing:
         raise UnknownName(f"{', '.join(missing)} not in the {kind} kernels on offer: {', '.join(names) or '(none)'}",
@@ -124,18 +150,20 @@ def _prebuilt_list(good: str, bad: str) -> list[str]:
     return names
 
 
-def _default_folder(spec_name: str, fix: bool) -> Path:
-    from harness.paths import results_dir
+def _step_options(args: argparse.Namespace, folder: Path, inputs: Inputs, progress) -> steps.RunOptions:
+    """bisect.steps' options record, from the shared run options (runs: one per call; the policy counts them)."""
+    o = run_options(args, cmdline=inputs.cmdline, results=folder / "runs")
+    return steps.RunOptions(accel=o.accel, backend=o.backend, compile_cache=o.compile_cache, cmdline=o.cmdline,
+                            results_root=o.results, progress=progress)
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return results_dir() / f"bisect-{stamp}-{spec_name}{'-fix' if fix else ''}"
 
-
-def _options(args, folder: Path, cmdline: tuple[str, ...], progress):
-    from harness.bisect.steps import RunOptions
-
-    return RunOptions(accel=args.accel, backend=args.backend, compile_cache=not args.fresh_compile, cmdline=cmdline,
-                      results_root=folder / "runs", progress=progress)
+def _evaluator(step: driver.StepFn, policy: Policy, log: driver.StepLog, terms: driver.Terms, repo: Path | None,
+               progress) -> driver.Evaluator:
+    if repo is None:
+        return driver.Evaluator(step, policy, log, terms, progress=progress)
+    info = functools.cache(lambda sha: driver.commit_info(repo, sha))
+    return driver.Evaluator(step, policy, log, terms, describe=info, progress=progress,
+                            label=lambda sha: f"{sha[:12]} {info(sha).get('subject', '')}".strip())
 
 
 # --- bisect ------------------------------------------------------------------------------------------
@@ -143,25 +171,18 @@ def _options(args, folder: Path, cmdline: tuple[str, ...], progress):
 
 def bisect(args: argparse.Namespace, *, step: driver.StepFn | None = None, progress=None) -> driver.BisectResult:
     """The library entry point behind ``harness bisect`` (``step`` replaces the real one in tests)."""
-    from harness.bisect import steps as real
-    from harness.repro import spec as specs
-
     spec = specs.load(args.reproducer)
-    policy = _policy(args, spec)
-    terms = driver.Terms.for_mode(args.fix)
-    folder = Path(args.folder) if args.folder else _default_folder(spec.name, args.fix)
+    policy, terms = _policy(args, spec), driver.Terms.for_mode(args.fix)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = Path(args.folder) if args.folder else results_dir() / f"bisect-{stamp}-{spec.name}{'-fix' if args.fix else ''}"
     progress = progress or (lambda m: None)
-    if args.kernel_source:
-        repo = _git_source(args.kernel_source)
-        fragments, patches, cmdline = _build_inputs(args, spec)
-        setup = real.setup_for(spec, kind="git", fragments=fragments, patches=patches, cmdline=cmdline)
-        old, new = driver.rev_parse(repo, args.good), driver.rev_parse(repo, args.bad)
-        source = f"git:{repo}"
+    repo = _git_source(args.kernel_source) if args.kernel_source else None
+    inputs = Inputs.from_args(args, spec, repo)
+    if repo is not None:
+        names, old, new, source = [], _rev_parse(repo, args.good), _rev_parse(repo, args.bad), f"git:{repo}"
     else:
-        names = _prebuilt_list(args.good, args.bad)
-        fragments, patches, cmdline = (), (), ()
-        setup = real.setup_for(spec, kind="prebuilt")
-        old, new, source = args.good, args.bad, args.good.split(":")[0]
+        names, old, new, source = _prebuilt_list(args.good, args.bad), args.good, args.bad, args.good.split(":")[0]
+    setup = inputs.setup(spec)
     digest = driver.setup_digest(setup)
     driver.open_folder(folder, {
         "repro": spec.name, "mode": "fix" if args.fix else "regression", "old": old, "new": new, "source": source,
@@ -171,25 +192,14 @@ def bisect(args: argparse.Namespace, *, step: driver.StepFn | None = None, progr
     log = driver.StepLog(folder, digest, reuse_skips=args.reuse_skips)
     if log.matching():
         progress(f"resuming: {len(log.matching())} finished steps in {log.path}")
-    options = _options(args, folder, cmdline, progress)
-    if args.kernel_source:
-        step = step or real.GitBuildStep(spec, repo, options, fragments=fragments, patches=patches)
-
-        def describe(sha: str) -> dict:
-            return driver.commit_info(repo, sha)
-
-        def label(sha: str) -> str:
-            info = driver.commit_info(repo, sha)
-            return f"{sha[:12]} {info.get('subject', '')}".strip()
-
-        ev = driver.Evaluator(step, policy, log, terms, describe=describe, label=label, progress=progress)
-        run = driver.GitBisection(repo, old, new, ev, folder, verify_ends=not args.trust_ends,
-                                  keep_worktree=args.keep_worktree)
-    else:
-        step = step or real.PrebuiltStep(spec, options)
-        ev = driver.Evaluator(step, policy, log, terms, progress=progress)
-        run = driver.ListBisection(names, old, new, ev, verify_ends=not args.trust_ends)
-    try:
+    ev = _evaluator(step or inputs.step(spec, _step_options(args, folder, inputs, progress)), policy, log, terms,
+                    repo, progress)
+    try:  # git's refusals (old not an ancestor of new, a bisect command that failed): one line, not a traceback
+        if repo is not None:
+            run = driver.GitBisection(repo, old, new, ev, folder, verify_ends=not args.trust_ends,
+                                      keep_worktree=args.keep_worktree)
+        else:
+            run = driver.ListBisection(names, old, new, ev, verify_ends=not args.trust_ends)
         result = run.run()
     except driver.GitError as e:
         raise HarnessError(str(e)) from None
@@ -211,21 +221,18 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     else:
         print(result.report_text(), end="")
     console.print(f"{result.headline()} · {result.folder}")
-    return 0 if result.found else EXIT_NOT_FOUND
+    return ExitCode.OK if result.found else ExitCode.UNMET
 
 
 # --- bisect-step ----------------------------------------------------------------------------------------
 
 
-def _step_candidate(args) -> tuple[str, Path | None]:
+def _step_candidate(args: argparse.Namespace) -> tuple[str, Path | None]:
     """(candidate, repo or None): a prebuilt kernel name, or a commit id."""
     if args.kernel:
         return args.kernel, None
     here = Path.cwd()
-    if args.kernel_source:
-        repo = _git_source(args.kernel_source)
-    else:
-        repo = driver.main_worktree(here)
+    repo = _git_source(args.kernel_source) if args.kernel_source else driver.main_worktree(here)
     if args.rev:
         return driver.rev_parse(repo, args.rev), repo
     for where in (here, repo):  # git bisect run: BISECT_HEAD (--no-checkout) or HEAD, in the bisecting tree
@@ -236,41 +243,23 @@ def _step_candidate(args) -> tuple[str, Path | None]:
     return driver.rev_parse(here if inside else repo, "HEAD"), repo
 
 
-def _step_folder(args, spec_name: str) -> Path:
-    from harness.paths import results_dir
-
+def _step_folder(args: argparse.Namespace, spec_name: str) -> Path:
     return Path(args.folder) if args.folder else results_dir() / f"bisect-steps-{spec_name}"
 
 
 def bisect_step(args: argparse.Namespace, *, step: driver.StepFn | None = None, progress=None) -> driver.StepRecord:
-    from harness.bisect import steps as real
-    from harness.repro import spec as specs
-
     spec = specs.load(args.reproducer)
-    policy = _policy(args, spec)
-    terms = driver.Terms.for_mode(args.fix)
     candidate, repo = _step_candidate(args)
     folder = _step_folder(args, spec.name)
-    if repo is not None:
-        fragments, patches, cmdline = _build_inputs(args, spec)
-        setup = real.setup_for(spec, kind="git", fragments=fragments, patches=patches, cmdline=cmdline)
-    else:
-        fragments, patches, cmdline = (), (), ()
-        setup = real.setup_for(spec, kind="prebuilt")
-    log = driver.StepLog(folder, driver.setup_digest(setup), reuse_skips=args.reuse_skips)
-    options = _options(args, folder, cmdline, progress)
-    if repo is not None:
-        step = step or real.GitBuildStep(spec, repo, options, fragments=fragments, patches=patches)
-        info = driver.commit_info(repo, candidate)
-        ev = driver.Evaluator(step, policy, log, terms, describe=lambda c: info,
-                              label=lambda c: f"{c[:12]} {info.get('subject', '')}".strip(), progress=progress)
-    else:
-        step = step or real.PrebuiltStep(spec, options)
-        ev = driver.Evaluator(step, policy, log, terms, progress=progress)
+    inputs = Inputs.from_args(args, spec, repo)
+    log = driver.StepLog(folder, driver.setup_digest(inputs.setup(spec)), reuse_skips=args.reuse_skips)
+    step = step or inputs.step(spec, _step_options(args, folder, inputs, progress))
+    ev = _evaluator(step, _policy(args, spec), log, driver.Terms.for_mode(args.fix), repo, progress)
     return ev.evaluate(candidate)
 
 
 def cmd_bisect_step(args: argparse.Namespace) -> int:
+    """Every error exits GIT_ABORT: `git bisect run` would take the harness's usual codes for "bad"."""
     console = _console()
     try:
         rec = bisect_step(args, progress=_progress_printer(console))
@@ -298,47 +287,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel-source", metavar="git:PATH", help="bisect commits of this repository (built per step)")
     p.add_argument("--fix", action="store_true",
                    help="find the first commit/kernel that no longer reproduces (terms broken/fixed)")
-    p.add_argument("-n", "--runs", type=int, help="runs per step (default: the spec's)")
-    p.add_argument("--min-hits", type=int, help="hits that make a step reproduce (default: the spec's min_hits)")
-    p.add_argument("--min-ok", type=int,
+    # bisect.steps' options record has no timeout or host compile yet: those two stay off here
+    add_run_options(p, results=False, timeout=False, host_compile=False, runs_help="runs per step (default: the spec's)")
+    p.add_argument("--min-hits", type=positive, help="hits that make a step reproduce (default: the spec's min_hits)")
+    p.add_argument("--min-ok", type=at_least(0),
                    help="successful runs a clean verdict needs when runs fail (default: half of --runs)")
-    p.add_argument("--confidence", type=float, default=0.95,
+    p.add_argument("--confidence", type=fraction(), default=0.95,
                    help="a clean step stops early once P(seen | bug there) reaches this (default 0.95)")
-    p.add_argument("--rate", type=float, help="hit rate to assume before any step reproduced (e.g. with --trust-ends)")
-    p.add_argument("--max-fail", type=int, default=2, help="failed runs (boot/infra) before a step is judged (default 2)")
+    p.add_argument("--rate", type=fraction(closed=True),
+                   help="hit rate to assume before any step reproduced (e.g. with --trust-ends)")
+    p.add_argument("--max-fail", type=positive, default=2,
+                   help="failed runs (boot/infra) before a step is judged (default 2)")
     p.add_argument("--variant", help="a variant of the spec: its kconfig fragments, patches and boot options")
     p.add_argument("--kconfig", action="append", help="kconfig fragments (comma-separated; default lean,filesystems)")
     p.add_argument("--folder", help="bisection folder: its steps.jsonl is reused to resume")
     p.add_argument("--reuse-skips", action="store_true",
                    help="on resume, reuse skipped steps too (default: test them again: skips are often transient)")
-    p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
-    p.add_argument("--backend", default="vng")
-    p.add_argument("--fresh-compile", action="store_true", help="compile the reproducer in every guest")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
 
-def _abort_on_usage_error(parser: argparse.ArgumentParser) -> None:
-    """argparse exits 2 on a usage error: git bisect run would take that for "bad"."""
-
-    def error(message: str):
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        sys.exit(GIT_ABORT)
-
-    parser.error = error  # type: ignore[method-assign]
-    parse_known = parser.parse_known_args
-
-    def strict(args=None, namespace=None):  # unknown options would reach the main parser: exit 2 too
-        ns, extras = parse_known(args, namespace)
-        if extras:
-            error(f"unrecognized arguments: {' '.join(extras)}")
-        return ns, extras
-
-    parser.parse_known_args = strict  # type: ignore[method-assign]
-
-
-def add_parsers(sub) -> None:
-    """Add ``bisect`` and ``bisect-step`` to the CLI's subparsers."""
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """``bisect`` and ``bisect-step``."""
     b = sub.add_parser("bisect", help="find the commit or kernel where a reproducer starts (or, --fix, stops) reproducing",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(b)
@@ -354,14 +323,4 @@ def add_parsers(sub) -> None:
     s.add_argument("--rev", help="commit to judge (default: BISECT_HEAD, else HEAD, of the current directory)")
     s.add_argument("-k", "--kernel", help="judge this prebuilt kernel instead of a commit")
     s.set_defaults(func=cmd_bisect_step, interrupted_hint=RESUME_HINT)
-    _abort_on_usage_error(s)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.bisect bisect|bisect-step ...``: the same commands without the main CLI."""
-    parser = argparse.ArgumentParser(prog="python -m harness.bisect")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    from harness.cli import _dispatch
-
-    return _dispatch(parser.parse_args(argv))  # the same error, interrupt and logging handling as `harness`
+    abort_on_usage_error(s, GIT_ABORT)

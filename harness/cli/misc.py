@@ -1,0 +1,86 @@
+"""``harness kernels``, ``report``, ``setup``, ``image`` and ``accel``: one-shot commands over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness import images, kernels, report, setup
+from harness.cli.options import ACCELS, accel_for
+from harness.cli.output import progress
+from harness.errors import ExitCode, HarnessError
+from harness.options import RunOptions
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    offered = {kind: kernels.SOURCES.select(kind).available() for kind in kernels.SOURCES.names()}
+    if args.json:
+        print(json.dumps(offered))
+        return ExitCode.OK
+    for kind, names in offered.items():
+        print(f"# {kind}: {kernels.SOURCES.select(kind).help}")
+        for name in names:
+            print(name)
+    return ExitCode.OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read: {exc.strerror}") from None
+    reports = report.parse(text)
+    if args.json:
+        print(json.dumps(report.summary(reports)))
+    elif not reports:
+        print("no crash")
+    else:
+        first = reports[0]
+        print(f"{first.title}\t{first.type}{'  (corrupted)' if first.corrupted else ''}")
+    return ExitCode.OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    installed = setup.ensure(build=args.build, install=not args.check, test=args.test)
+    print(f"installed: {' '.join(installed)}" if installed else "host prerequisites present")
+    return ExitCode.OK
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    print(images.build(images.load_recipe(args.recipe), progress=progress))
+    return ExitCode.OK
+
+
+def cmd_accel(args: argparse.Namespace) -> int:
+    kernel = kernels.resolve(args.kernel, progress=progress)
+    accel = accel_for(RunOptions(accel=args.accel), kernel)
+    print(f"{accel.name}\t{accel.reason}")
+    return ExitCode.OK
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    k = sub.add_parser("kernels", help="list the kernels the configured sources offer")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_kernels)
+
+    rep = sub.add_parser("report", help="parse a console log: first crash title and type")
+    rep.add_argument("file")
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("setup", help="install missing host packages (apt, as root)")
+    s.add_argument("--build", action="store_true", help="also what kernel builds need")
+    s.add_argument("--check", action="store_true", help="only check; fail with the command to run")
+    s.add_argument("--test", action="store_true", help="also what the test suite needs (chromium)")
+    s.set_defaults(func=cmd_setup)
+
+    i = sub.add_parser("image", help="build (or find cached) an image from a recipe; print its path")
+    i.add_argument("recipe")
+    i.set_defaults(func=cmd_image)
+
+    a = sub.add_parser("accel", help="say which accelerator a kernel would run with")
+    a.add_argument("kernel")
+    a.add_argument("--accel", default="auto", choices=ACCELS)
+    a.set_defaults(func=cmd_accel)

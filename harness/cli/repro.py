@@ -1,0 +1,115 @@
+"""``harness repro`` (run a reproducer on its kernels or one) and ``harness patches`` (its variants' stacks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from harness import kernels
+from harness.cli.options import accel_for, add_run_options, run_options
+from harness.cli.output import console, progress
+from harness.errors import ExitCode, KernelError
+from harness.repro import spec as specs
+from harness.repro.run import RunResult, Summary, build_error, build_variant, run_repro
+from harness.verdict import Outcome
+
+
+def _targets(args: argparse.Namespace, spec: specs.Spec) -> list[tuple[str, specs.VariantSpec | None]]:
+    """(label, variant or None) for each kernel this invocation runs on."""
+    if args.kernel:
+        return [(args.kernel, None)]
+    if args.variant:
+        return [(spec.variant(v).kernel_name, spec.variant(v)) for v in args.variant]
+    if spec.variants:
+        return [(v.kernel_name, v) for v in spec.variants]
+    return [(spec.kernel, None)]
+
+
+def _print_run(r: RunResult) -> None:
+    v = r.verdict
+    bits = [f"run {r.index}: [bold]{v.outcome.value}[/bold]"]
+    if v.title:
+        bits.append(v.title)
+    if v.time_to_hit is not None:
+        bits.append(f"hit after {v.time_to_hit:.2f} s")
+    if v.detail:
+        bits.append(v.detail)
+    bits.append(f"{r.wall_seconds:.0f} s wall")
+    console.print(" · ".join(bits))
+
+
+def exit_code(summary: Summary) -> ExitCode:
+    """A reproducer run's exit code: the expectation met or not, or why it could not be judged."""
+    if summary.hits == 0 and summary.verdict is Outcome.BOOT_FAILURE:
+        return ExitCode.BOOT
+    if summary.hits == 0 and summary.verdict is Outcome.INFRA_ERROR:
+        return ExitCode.INFRA
+    if summary.verdict is Outcome.BUILD_ERROR:
+        return ExitCode.KERNEL
+    return ExitCode.UNMET if summary.met is False else ExitCode.OK
+
+
+def _report(args: argparse.Namespace, summary: Summary, kernel_name: str, accel: str) -> None:
+    line = (
+        f"{summary.verdict.value}: {summary.title or '-'} · {summary.hits}/{len(summary.runs)} hits"
+        f" · {kernel_name} · {accel} · {summary.folder}"
+    )
+    if args.json:
+        print(json.dumps({**summary.to_dict(), "folder": str(summary.folder)}))
+        console.print(line)
+    else:
+        print(line)
+
+
+def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, variant: specs.VariantSpec | None) -> ExitCode:
+    """One kernel: build (a variant) or fetch it, pick the accelerator, run, report."""
+    options = run_options(args, cmdline=variant.cmdline if variant is not None else ())
+    if variant is not None:
+        console.print(f"[bold]{spec.name}[/bold] variant {variant.name}: {variant.source} · "
+                      f"{' · '.join(variant.describe())} · kconfig {'+'.join(variant.kconfig)}")
+        try:
+            kernel = build_variant(variant, progress=progress)
+        except KernelError as exc:  # a patch that does not apply, a failed build: a result
+            summary = build_error(spec, label, exc, options.results)
+            _report(args, summary, label, "-")
+            return exit_code(summary)
+    else:
+        kernel = kernels.resolve(label, progress=progress)
+    accel = accel_for(options, kernel)
+    console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), "
+                  f"accel {accel.name}: {accel.reason}")
+    summary = run_repro(spec, kernel, options, accel=accel, progress=progress, on_run=_print_run)
+    _report(args, summary, kernel.name, accel.name)
+    return exit_code(summary)
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    spec = specs.load(args.reproducer)
+    codes = [_run_on(args, spec, label, variant) for label, variant in _targets(args, spec)]
+    return max(codes, key=lambda c: (c != 0, c)) if codes else ExitCode.OK
+
+
+def cmd_patches(args: argparse.Namespace) -> int:
+    """Print each variant's patch stack."""
+    spec = specs.load(args.reproducer)
+    for name in args.variant or [v.name for v in spec.variants]:
+        v = spec.variant(name)
+        print(f"{v.kernel_name}  kconfig={'+'.join(v.kconfig)}")
+        for line in v.describe():
+            print(f"  {line}")
+    return ExitCode.OK
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("repro", help="run a reproducer on a kernel")
+    r.add_argument("reproducer", help="name in reproducers/ (or a folder)")
+    r.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47 (default: the spec's variants or kernel)")
+    r.add_argument("--variant", action="append", help="a variant of the spec (repeatable; default: all of them)")
+    add_run_options(r)
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    r.set_defaults(func=cmd_repro)
+
+    pa = sub.add_parser("patches", help="print the patch stack of a reproducer's variants")
+    pa.add_argument("reproducer")
+    pa.add_argument("--variant", action="append")
+    pa.set_defaults(func=cmd_patches)
