@@ -256,6 +256,7 @@ class ProofInfo:
     patches: tuple[PatchInfo, ...] = ()
     policy: Policy = field(default_factory=Policy)
     started: str = ""
+    context: dict = field(default_factory=dict)  # what the caller needs to rebuild the sides on resume (argv...)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -271,6 +272,7 @@ class ProofInfo:
             patches=tuple(PatchInfo(**p) for p in data.get("patches", ())),
             policy=Policy(**data.get("policy", {})),
             started=data.get("started", ""),
+            context=dict(data.get("context") or {}),
         )
 
 

@@ -90,6 +90,7 @@ def info(policy: Policy | None = None, **kw) -> ProofInfo:
                            "0001-ext4-convert-inline-data-at-mmap-time.patch"),),
         policy=policy or Policy(),
         started="2026-12-03T22:00:00",
+        context={"argv": ["prove", "ext4_inline/debug", "--variant", "debug", "--patch", "fix.patch"]},
     )
 
 
