@@ -428,7 +428,7 @@ class ProofLog:
     def read(self) -> tuple[ProofInfo, list[dict]]:
         """The header and the records after it; lines cut by a crash are skipped."""
         try:
-            lines = self.path.read_text().splitlines()
+            lines = self.path.read_text(errors="replace").splitlines()  # a kill may cut a character too
         except OSError as e:
             raise SpecError(f"no proof to resume in {self.folder}: {e.strerror}") from None
         records = []
