@@ -1,8 +1,9 @@
 """A guest's QEMU (or vng) running in the background, never left behind.
 
 The long-lived backends start their guest and go on: the process runs
-through ``proc.run`` (logged, in its own process group) in a daemon thread,
-and ``kill`` or the interpreter's exit stops it through proc.run's watchdog.
+through ``proc.run`` (logged, in its own process group, on a leash: it dies
+with the harness even on kill -9) in a daemon thread, and ``kill`` or the
+interpreter's exit stops it through proc.run's watchdog.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Background:
 
     def _run(self, run_kwargs: dict) -> None:
         try:
-            self.done = proc.run(self.argv, check=False, watchdog=lambda: self._stop, **run_kwargs)
+            self.done = proc.run(self.argv, check=False, watchdog=lambda: self._stop, leash=True, **run_kwargs)
         except BaseException as exc:  # noqa: BLE001 (reported by gone())
             self.error = exc
         finally:

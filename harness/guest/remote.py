@@ -1,227 +1,196 @@
-"""Guest-side pieces shared by the SSH backends, and the decisions made from them.
+"""The one per-run protocol over SSH: stage -> run -> settle -> console window -> collect -> signals.
 
-- ``with_block_device``: the generated guest steps (steps.script) expect the
-  image as a virtio disk attached at boot.  A long-lived guest or a remote
-  machine cannot get a new virtio disk per run, so the script's
-  ``find_device`` is overridden: the run's private image copy is attached to
-  a loop device (or written to a spare disk the target's config names), and
-  an EXIT trap unmounts and detaches whatever the run left behind.
-- ``wrapper``: what one run executes over SSH: taint before/after, kmsg
-  markers ``harness: run TOKEN begin|end`` that slice the console per run,
-  and the steps in their own session so a host-side timeout can kill them all.
-- ``slice_console`` / ``dmesg_new``: one run's window of a long console log,
-  or of a remote machine's kernel log.
-- ``reboot_reason``: whether a guest is still fit for the next run.
+vng-ssh (a long-lived guest), snapshot (a guest restored for each run) and
+ssh:NAME (a machine of the user's) differ in how their guest comes to be and
+where its console is; one run on any of them is this module's ``run_over``:
+
+1. stage: the run's steps script (harness.guest.protocol.script, with the
+   device the backend attaches) and the wrapper are written into the run
+   folder (exactly what ran), then copied to the guest with the run's inputs
+   (source, prebuilt binary, image) unless the guest reads the host's files
+   where they are (``Staging.shared``: vng-ssh's read-only 9p root);
+2. run: the wrapper over SSH, its output streamed into the run's guest.log
+   under the run's watchdog;
+3. settle: on a host-side timeout the guest is probed (an answer: the
+   reproducer is slow or stuck, its processes are killed; none: the kernel
+   hung); a guest that went down gets time to finish dying; a live one's
+   console gets time to show the run's end mark;
+4. console window: the backend's ``Console`` says where the run's console
+   is (a slice of a serial log, or a machine's new dmesg lines);
+5. collect: what the guest compiled, and the image when it is the evidence
+   (data loss, a failed check), come home into the run folder; the guest's
+   copy of the run is removed;
+6. signals: taint before/after, the run step's status, the reports in the
+   window, a lost connection, a kill: the driver decides from them whether
+   the guest may take another run (harness.guest.machine.unfit_reason).
+
+Guests write nothing on the host: everything comes back over SSH.
 """
 
 from __future__ import annotations
 
-import re
+import posixpath
 import shlex
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
 
-from harness.errors import GuestError
-from harness.guest.steps import MARK, MOUNT_POINT
+from harness import report
+from harness.guest.machine import GuestRequest, GuestRun, RunSignals, taint_letters
+from harness.guest.protocol import (
+    Device,
+    GuestOutput,
+    GuestPlan,
+    console_has_end,
+    kill_command,
+    line_stamp,
+    script,
+    wrapper,
+)
+from harness.guest.ssh import Connection
 
-RUN_MARK = "harness: run"  # kmsg text; the console shows "[ stamp] harness: run TOKEN begin"
-_ANCHOR = '\nmark "guest up '
-
-
-STAGE_MAX = 256 << 20  # images up to this size are copied into the guest's RAM first
-
-
-def with_block_device(steps_text: str, image: str, disk: str | None = None, stage: str | None = None) -> str:
-    """The steps script with its device step taken from ``image``: a loop device, or
-    ``disk`` when given (the image is first written onto that block device, which
-    the caller has checked against the target's allow-list).
-
-    ``stage``: a folder in the guest's RAM (tmpfs).  The image is copied there
-    and the loop device set up on the copy, so the filesystem under test sits
-    on RAM as a virtio disk's cache=unsafe image does, not on 9p round trips.
-    The copy stays there after the run: the caller copies it back when it is
-    evidence (data loss, a failed check) and removes the folder.
-    """
-    at = steps_text.find(_ANCHOR)
-    if at < 0:
-        raise GuestError("the guest steps script has no 'guest up' mark: harness.guest.steps changed its layout")
-    mnt = shlex.quote(MOUNT_POINT)
-    img = shlex.quote(image)
-    if disk is None:
-        staging = ""
-        if stage:
-            st = shlex.quote(stage)
-            staging = f"""  if [ "$(stat -c %s {img})" -le {STAGE_MAX} ] && mkdir -p {st} && cp --sparse=always {img} {st}/disk.img; then
-    img={st}/disk.img; HARNESS_STAGED=$img
-  fi
-"""
-        attach = f"""  local img={img}
-  modprobe loop 2>/dev/null
-{staging}  DEV=$(losetup --find --show "$img") || {{ echo "losetup $img failed"; return 1; }}
-  HARNESS_LOOP=$DEV"""
-    else:
-        attach = f"""  DEV={shlex.quote(disk)}
-  [ -b "$DEV" ] || {{ echo "$DEV is not a block device"; return 1; }}
-  if grep -q "^$(readlink -f "$DEV")[p0-9]* " /proc/mounts; then echo "$DEV is mounted: refusing to overwrite it"; return 1; fi
-  dd if={img} of="$DEV" bs=1M conv=fsync status=none || {{ echo "writing the image to $DEV failed"; return 1; }}"""
-    override = f"""
-# --- device: {'a loop device' if disk is None else 'a spare disk'} instead of a virtio disk (harness.guest.remote) ---
-HARNESS_LOOP=
-HARNESS_STAGED=
-find_device() {{
-{attach}
-}}
-harness_cleanup() {{
-  cd /
-  mountpoint -q {mnt} && umount -l {mnt}
-  [ -n "$HARNESS_LOOP" ] && losetup -d "$HARNESS_LOOP"
-}}
-trap harness_cleanup EXIT"""
-    return steps_text[:at] + override + steps_text[at:]
+PROBE_TIMEOUT = 15.0  # a trivial command's answer on a host-side timeout: does the kernel still schedule?
+PANIC_WAIT = 30.0  # a panic with panic=-1 powers the guest off; give QEMU this long
+CONSOLE_SETTLE = 10.0  # for the run's end mark to reach the console (serial is real time)
 
 
-def wrapper(token: str, steps: str, sid_file: str, *, cwd: str | None = None, console_level: bool = True) -> str:
-    """The per-run script run over SSH (guest paths)."""
-    level = "echo 8 > /proc/sys/kernel/printk 2>/dev/null\n" if console_level else ""
-    cd = f"cd {shlex.quote(cwd)} || exit 1\n" if cwd else ""
-    return f"""#!/bin/bash
-# one run over SSH, token {token} (generated by harness; do not edit)
-exec 2>&1 </dev/null
-{level}{cd}echo "{MARK} taint before $(cat /proc/sys/kernel/tainted)"
-echo "{RUN_MARK} {token} begin" > /dev/kmsg 2>/dev/null
-setsid bash {shlex.quote(steps)} &
-pid=$!
-echo $pid > {shlex.quote(sid_file)}
-wait $pid
-rc=$?
-echo "{MARK} taint after $(cat /proc/sys/kernel/tainted)"
-echo "{RUN_MARK} {token} end $rc" > /dev/kmsg 2>/dev/null
-rm -f {shlex.quote(sid_file)}
-exit $rc
-"""
+class Guest(Protocol):
+    """The running guest (or machine) a run is made on."""
+
+    def gone(self) -> str | None: ...
+
+    def wait_gone(self, timeout: float) -> bool: ...
 
 
-def kill_command(sid_file: str) -> str:
-    """Kill every process of a run's session (the steps, timeout(1), the reproducer)."""
-    f = shlex.quote(sid_file)
-    return f'[ -s {f} ] && pkill -KILL -s "$(cat {f})"; rm -f {f}; true'
+class Console(Protocol):
+    """Where a run's console is: ``mark`` before the run, ``window`` after it (``text``: the live log, for settling)."""
 
+    def mark(self, conn: Connection) -> object: ...
 
-# --- taint ---------------------------------------------------------------------------------------
+    def window(self, mark: object, token: str, conn: Connection, run_dir: Path) -> str: ...
 
-TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"  # bit i -> letter (Documentation/admin-guide/tainted-kernels.rst)
-# Bits that loading a module can set: no sign the kernel went wrong.
-BENIGN_TAINT = (1 << 0) | (1 << 10) | (1 << 12) | (1 << 13) | (1 << 15) | (1 << 16) | (1 << 17)
-
-_TAINT_RE = re.compile(rf"^{MARK} taint (before|after) (\d+)\s*$", re.M)
-
-
-def taint_letters(mask: int | None) -> str:
-    if mask is None:
-        return "?"
-    if mask == 0:
-        return "-"
-    return "".join(TAINT_LETTERS[i] if i < len(TAINT_LETTERS) else f"<{i}>" for i in range(mask.bit_length())
-                   if mask >> i & 1)
-
-
-def parse_taint(output: str) -> tuple[int | None, int | None]:
-    """(before, after) from a wrapper's output; None where it never printed."""
-    found: dict[str, int] = {}
-    for m in _TAINT_RE.finditer(output):
-        found[m.group(1)] = int(m.group(2))
-    return found.get("before"), found.get("after")
-
-
-def new_taint(before: int | None, after: int | None) -> int:
-    """Bits set after but not before, that say something about the kernel's health."""
-    if before is None or after is None:
-        return 0
-    return after & ~before & ~BENIGN_TAINT
+    def text(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
-class RunSignals:
-    """What a finished run tells about the guest it ran on."""
+class Staging:
+    """Where one run lives in the guest, and how the run's files get there."""
 
-    taint_before: int | None
-    taint_after: int | None
-    lost: bool = False  # the connection dropped / the guest went away
-    killed: str | None = None  # the host stopped waiting (watchdog, timeout)
-    reports: tuple[str, ...] = ()  # crash titles in the run's console window
-    run_rc: int | None = 0  # the run step's exit status (124/137: the in-guest timeout hit)
+    guest_run: str  # the run's folder in the guest (scripts when copied, the compiled binary, sids)
+    device: Device  # how the steps find the run's image
+    shared: bool = False  # the guest reads the run folder's files at their host paths (no copies)
+    image_to: str | None = None  # copy the run's image here first (a remote machine)
+    prepare: str = ""  # shell run before the run (fresh randomness, dropped caches)
+    prefix: str = ""  # "sudo -n " for a target that wants it
+    console_level: bool = True  # raise printk's level (not on a user's machine)
+    stage: str | None = None  # the guest folder holding the image's RAM copy (evidence comes from there)
 
-
-def reboot_reason(s: RunSignals) -> str | None:
-    """Why the guest must be rebooted before another run, or None if it is fit."""
-    why = []
-    if s.lost:
-        why.append("the guest went down (SSH connection lost)")
-    if s.killed:
-        why.append(f"the run made no progress ({s.killed})")
-    bits = new_taint(s.taint_before, s.taint_after)
-    if bits:
-        why.append(f"kernel taint changed {taint_letters(s.taint_before)} -> {taint_letters(s.taint_after)}"
-                   f" (new: {taint_letters(bits)})")
-    elif s.taint_after is None and not s.lost and not s.killed:
-        why.append("the run ended without reporting the kernel's taint")
-    if s.reports:
-        why.append(f"the console shows {s.reports[0]}")
-    if s.run_rc in (124, 137):
-        why.append("the reproducer hit its timeout in the guest (it may be stuck in the kernel)")
-    return "; ".join(why) or None
+    def path(self, host: Path) -> str:
+        return str(host) if self.shared else posixpath.join(self.guest_run, host.name)
 
 
-def settle_run(done, conn, guest, info: dict, console: Callable[[], str], token: str, start: int = 0, *,
-               probe_timeout: float = 15.0, panic_wait: float = 30.0, settle: float = 10.0) -> str | None:
-    """After a run's SSH command (``done``, an ssh.Exec): the run's detail, or None when it simply ended.
+def guest_plan(plan: GuestPlan, staging: Staging) -> GuestPlan:
+    """The plan with its host paths replaced by where the guest finds them."""
 
-    On a host-side timeout the guest is probed (an answer: the reproducer is
-    slow or stuck; none: the kernel hung; ``info["probe"]`` says which).  A
-    guest that went down is given ``panic_wait`` to finish dying (QEMU exits
-    on a panic); a live one ``settle`` for the run's end mark to reach the
-    console, which is real-time serial.  ``guest`` has gone() and wait_gone().
-    """
+    def mapped(value: str | None) -> str | None:
+        return None if value is None else staging.path(Path(value))
+
+    return replace(plan, source=mapped(plan.source) or plan.source, prebuilt=mapped(plan.prebuilt),
+                   binary_out=posixpath.join(staging.guest_run, "repro.bin") if plan.binary_out else None)
+
+
+def _stage(req: GuestRequest, conn: Connection, staging: Staging, token: str) -> str:
+    """Write and copy the run's scripts and inputs; the guest path of the wrapper."""
+    run_dir = req.run_dir
+    steps = run_dir / "guest.sh"
+    steps.write_text(script(guest_plan(req.plan, staging), staging.device))
+    outer = run_dir / "ssh-run.sh"
+    outer.write_text(wrapper(token, staging.path(steps), posixpath.join(staging.guest_run, "steps.sid"),
+                             cwd=staging.guest_run, console_level=staging.console_level))
+    q, pre = shlex.quote, staging.prefix
+    conn.check(f"{pre}mkdir -p {q(staging.guest_run)}" + (f" && {staging.prepare}" if staging.prepare else ""),
+               what="preparing the run's folder in the guest", timeout=60)
+    if not staging.shared:
+        for f in (steps, outer, *(p for p in req.inputs if p.exists())):
+            conn.put(f, staging.path(f), prefix=pre)
+    if staging.image_to and req.disks:
+        conn.put(req.disks[0].path, staging.image_to, prefix=pre)
+    return staging.path(outer)
+
+
+def settle(done, conn: Connection, guest: Guest, console: Console, info: dict, token: str, kill: str) -> str | None:
+    """After the run's command: the run's detail, or None when it simply ended."""
     detail = None
     if done.killed:
         if guest.gone() is None and conn.active:
-            ok, said = conn.probe(probe_timeout)
+            ok, said = conn.probe(PROBE_TIMEOUT)
         else:
             ok, said = False, guest.gone() or "connection down"
         info["probe"] = {"responsive": ok, "said": said}
-        verdict = ("guest responsive: the reproducer is slow or stuck, the kernel still schedules" if ok
-                   else "guest unresponsive: the kernel hung")
+        if ok:
+            conn.run(kill, timeout=30)
+        verdict = ("guest responsive: the reproducer is slow or stuck, the kernel still schedules; its processes "
+                   "were killed" if ok else "guest unresponsive: the kernel hung")
         detail = f"{done.killed}; probe: {verdict} ({said})"
     if done.lost or guest.gone():
-        guest.wait_gone(panic_wait)
+        guest.wait_gone(PANIC_WAIT)
         return detail or f"the guest went down during the run ({guest.gone() or 'SSH connection lost'})"
-    deadline = time.monotonic() + settle
-    while time.monotonic() < deadline and not console_has_end(console(), token, start):
+    deadline = time.monotonic() + CONSOLE_SETTLE
+    while console.text() is not None and time.monotonic() < deadline and not console_has_end(console.text(), token):
         time.sleep(0.1)
     return detail
 
 
+def _collect(req: GuestRequest, conn: Connection, staging: Staging, out: GuestOutput, info: dict) -> None:
+    """Bring home what the guest compiled and the image when it is the evidence; drop the guest's copy."""
+    if not conn.active:
+        return
+    pre, q = staging.prefix, shlex.quote
+    if req.plan.binary_out and out.binary == "compiled":
+        try:
+            conn.get(posixpath.join(staging.guest_run, "repro.bin"), Path(req.plan.binary_out), prefix=pre)
+        except Exception as exc:  # noqa: BLE001 (the run stands; only the cache misses this binary)
+            info["binary_copy_failed"] = str(exc)
+    check = out.step("check")
+    evidence = bool(out.lost) or (check is not None and check.rc not in (0, None))
+    remote_image = staging.image_to or (posixpath.join(staging.stage, "disk.img") if staging.stage else None)
+    if evidence and remote_image and req.disks:
+        conn.get(remote_image, req.disks[0].path, prefix=pre)  # the image is the evidence: bring it home
+    gone = [staging.guest_run, *([staging.image_to] if staging.image_to else []), *([staging.stage] if staging.stage else [])]
+    conn.run(f"{pre}rm -rf {' '.join(q(g) for g in gone)}", timeout=120)
+
+
+def run_over(req: GuestRequest, conn: Connection, guest: Guest, console: Console, staging: Staging, *,
+             watchdog=None, timeout: float | None = None, info: dict | None = None) -> GuestRun:
+    """One run on a guest reachable over ``conn`` (see the module doc)."""
+    started = time.monotonic()
+    info = dict(info or {})
+    run_dir = req.run_dir
+    out_log, console_log = run_dir / "guest.log", run_dir / "console.log"
+    token = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
+    outer = _stage(req, conn, staging, token)
+    mark = console.mark(conn)
+    done, text = conn.run(f"{staging.prefix}bash {shlex.quote(outer)}", output=out_log, timeout=timeout,
+                          watchdog=watchdog, alive=guest.gone)
+    kill = staging.prefix + f"bash -c {shlex.quote(kill_command(posixpath.join(staging.guest_run, 'steps.sid')))}"
+    detail = settle(done, conn, guest, console, info, token, kill)
+    window = console.window(mark, token, conn, run_dir)
+    console_log.write_text(window)
+    out = GuestOutput.parse(text)
+    if not (done.lost or done.killed):
+        _collect(req, conn, staging, out, info)
+    run = out.step("run")
+    signals = RunSignals(out.taint_before, out.taint_after, lost=bool(done.lost or guest.gone()), killed=done.killed,
+                         reports=tuple(r.title for r in report.parse(window)), run_rc=run.rc if run else 0)
+    info.update(taint_before=taint_letters(out.taint_before), taint_after=taint_letters(out.taint_after),
+                returncode=done.returncode, ssh_seconds=round(done.seconds, 2))
+    return GuestRun(done.returncode, time.monotonic() - started, console_log, out_log, detail=detail, info=info,
+                    signals=signals)
+
+
 # --- console windows -------------------------------------------------------------------------------
-
-
-def slice_console(console: str, token: str, start: int = 0) -> tuple[str, int]:
-    """(the run's window, where the next window starts).
-
-    The window opens at the line holding ``harness: run TOKEN begin`` (or at
-    ``start`` when that line never reached the console: the guest died first)
-    and runs to the end of what the console holds now: a late report of this
-    run (after its end mark) stays with it.
-    """
-    at = console.find(f"{RUN_MARK} {token} begin", start)
-    begin = start if at < 0 else console.rfind("\n", start, at) + 1
-    if at >= 0 and begin < start:
-        begin = start
-    return console[begin:], len(console)
-
-
-def console_has_end(console: str, token: str, start: int = 0) -> bool:
-    return console.find(f"{RUN_MARK} {token} end", start) >= 0
 
 
 def dmesg_new(before: str, after: str, tail: int = 5) -> str:
@@ -239,15 +208,8 @@ def dmesg_new(before: str, after: str, tail: int = 5) -> str:
     for i in range(len(a) - k, -1, -1):
         if a[i : i + k] == block:
             return "\n".join(a[i + k :]) + ("\n" if a[i + k :] else "")
-    last = _stamp(b[-1])
+    last = line_stamp(b[-1])
     if last is None:
         return after
-    return "".join(ln + "\n" for ln in a if (_stamp(ln) or -1.0) > last)
+    return "".join(ln + "\n" for ln in a if (line_stamp(ln) or -1.0) > last)
 
-
-_STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]")
-
-
-def _stamp(line: str) -> float | None:
-    m = _STAMP.match(line)
-    return float(m.group(1)) if m else None

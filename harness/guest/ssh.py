@@ -422,3 +422,57 @@ def ssh_command(ep: Endpoint, known_hosts: Path) -> str:
         "ssh", "-i", str(ep.key_file), "-p", str(ep.port), "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", f"{ep.user}@{ep.host}",
     ])
+
+
+# --- a harness guest's sshd (vng-ssh, snapshot) -------------------------------------------------------
+
+GUEST_IP = "10.0.2.15"  # QEMU user networking's first guest address
+GUEST_DIR = "/run/harness-ssh"  # guest tmpfs: sshd's config, keys, the runs' folders
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Throwaway keys of one session: the guest's host key (pinned by the client) and the client's."""
+
+    folder: Path
+    client: Path  # private; the guest authorizes client.pub
+    host: Path  # the guest's private host key; host.pub is pinned
+
+    @property
+    def client_pub(self) -> Path:
+        return self.client.with_name(self.client.name + ".pub")
+
+    @property
+    def host_pub(self) -> Path:
+        return self.host.with_name(self.host.name + ".pub")
+
+
+def make_keys(folder: Path) -> Keys:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys = Keys(folder, folder / "client", folder / "guest_host_key")
+    generate_key(keys.client, "harness-client")
+    generate_key(keys.host, "harness-guest")
+    return keys
+
+
+def sshd_config(sftp: bool = True) -> str:
+    """The guest's sshd_config: the pinned host key, the client key only, no passwords, no PAM."""
+    text = f"""# sshd of a harness guest (generated; /run is a tmpfs of the guest)
+Port 22
+ListenAddress 0.0.0.0
+HostKey {GUEST_DIR}/ssh_host_ed25519_key
+AuthorizedKeysFile {GUEST_DIR}/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+PidFile {GUEST_DIR}/sshd.pid
+MaxSessions 64
+MaxStartups 64
+"""
+    return text + ("Subsystem sftp internal-sftp\n" if sftp else "")

@@ -21,12 +21,13 @@ named); ``ssh:lab1:/dev/sdb`` picks one of the named disks, and any other
 is refused before anything is written.  A disk must also be a block device
 that nothing has mounted or swaps on.
 
-Per run: the run folder's inputs (source, guest steps) are copied to
-``workdir`` with the harness's paths rewritten to theirs, the image copy to
-``loop_dir`` (or onto the disk); the same steps run (compile on the target
-with its own compiler, binary kept in ``workdir/binaries``); the kernel log
-is read before and after (``dmesg-before.txt``, ``dmesg-after.txt``) and the
-new lines are the run's console.log for the parser.  A machine whose kernel
+Per run (harness.guest.remote.run_over): the run's inputs (source, guest
+steps, wrapper) are copied to ``workdir/runs/<run>``, the image copy to
+``loop_dir`` (or written onto the disk); the same steps run (compiled on the
+target with its own compiler; the binary comes home to the run folder); the
+kernel log is read before and after (``dmesg-before.txt``,
+``dmesg-after.txt``) and the new lines are the run's console.log for the
+parser.  A machine whose kernel
 got tainted cannot be rebooted from here: the run records it and the next
 runs say they ran on a tainted kernel.
 """
@@ -37,31 +38,17 @@ import os
 import posixpath
 import shlex
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
-from harness import report
 from harness.errors import GuestError, SpecError, UnknownName
-from harness.guest import PARAMETRIC, GuestRequest, GuestRun, Persistent
-from harness.guest.remote import (
-    RunSignals,
-    dmesg_new,
-    kill_command,
-    parse_taint,
-    reboot_reason,
-    taint_letters,
-    with_block_device,
-    wrapper,
-)
+from harness.guest.machine import BACKENDS, Backend, GuestRequest, GuestRun
+from harness.guest.protocol import LoopImage, SpareDisk
+from harness.guest.remote import Staging, dmesg_new, run_over
 from harness.guest.ssh import Connection, Endpoint
-from harness.guest.steps import parse_steps
 from harness.yamlio import Fields, load_mapping
-
-PROBE_TIMEOUT = 15.0
-UPLOAD_SKIP = ("disk.img", "result.json", "result.json.tmp", "guest.log", "console.log")
 
 
 def config_path() -> Path:
@@ -153,45 +140,89 @@ def load_target(name: str, path: Path | None = None) -> Target:
     return targets[name]
 
 
-def rewrite_paths(text: str, mapping: dict[str, str]) -> str:
-    """Replace local folder paths by their remote counterparts (longest first)."""
-    for local in sorted(mapping, key=len, reverse=True):
-        text = text.replace(local, mapping[local])
-    return text
+class DmesgConsole:
+    """A machine's kernel log: the run's console is the lines dmesg gained (harness.guest.remote.Console)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def _dmesg(self, conn: Connection) -> str:
+        if not conn.active:
+            return ""
+        done, text = conn.run(f"{self.prefix}dmesg", timeout=60)
+        return text if done.ok else ""
+
+    def mark(self, conn: Connection) -> str:
+        return self._dmesg(conn)
+
+    def window(self, mark: str, token: str, conn: Connection, run_dir: Path) -> str:
+        after = self._dmesg(conn)
+        (run_dir / "dmesg-before.txt").write_text(mark)
+        (run_dir / "dmesg-after.txt").write_text(after)
+        return dmesg_new(mark, after) if after else ""
+
+    def text(self) -> None:
+        return None  # no live console: nothing to wait for
 
 
-class SshTarget(Persistent):
+class Connected:
+    """The machine as harness.guest.remote.Guest sees it: gone when the connection is."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def gone(self) -> str | None:
+        return None if self.conn.active else "the SSH connection is down"
+
+    def wait_gone(self, timeout: float) -> bool:
+        return not self.conn.active
+
+
+class SshTarget(Backend):
     """The ssh:NAME backend."""
 
     name = "ssh"
+    usage = "ssh:NAME[:DISK]"
+    help = "a machine named in targets.yaml ($HARNESS_TARGETS), running its own kernel; it is never rebooted"
+    persistent = True
 
-    def __init__(self, arg: str):
-        name, _, disk = arg.partition(":")
-        if not name:
-            raise GuestError("backend ssh needs a target name: --backend ssh:NAME")
-        self.target = load_target(name)
-        self.disk = self.target.device(disk or None)
-        self.name = f"ssh:{name}"
+    def __init__(self, target: Target, disk: str | None):
+        super().__init__()
+        self.target = target
+        self.disk = disk
+        self.name = f"ssh:{target.name}"
         self.conn: Connection | None = None
-        self.folder: Path | None = None
-        self.progress = None
         self.tainted: str | None = None  # set once a run left the kernel unfit
         self.release = ""  # the target's `uname -r`: the kernel the runs really ran on
         self._disk_checked = False
 
+    @classmethod
+    def parse(cls, arg: str) -> SshTarget:
+        name, _, disk = arg.partition(":")
+        if not name:
+            raise GuestError("backend ssh needs a target name: --backend ssh:NAME")
+        target = load_target(name)
+        return cls(target, target.device(disk or None))
+
     # --- session ------------------------------------------------------------------------
 
-    def open(self, folder: Path, progress=None) -> None:
-        self.folder, self.progress = folder, progress
+    def open(self, folder: Path, *, progress=None) -> None:
+        super().open(folder, progress=progress)
         conn = self._connect()
         self.release = conn.check("uname -r", what="uname", timeout=60).strip()
-        self._event(f"connected to {self.target.user}@{self.target.host}:{self.target.port}, kernel {self.release}")
+        self.event(f"connected to {self.target.user}@{self.target.host}:{self.target.port}, kernel {self.release}")
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        self.folder = None
+        super().close()
+
+    def replace(self, reason: str) -> None:
+        """A machine this backend cannot reboot: the later runs say they ran on an unfit kernel."""
+        if not self.tainted:
+            self.tainted = reason
+            self.event(f"the last run left the kernel unfit ({reason}); this backend cannot reboot {self.target.host}")
 
     def _connect(self) -> Connection:
         if self.conn is None or not self.conn.active:
@@ -203,9 +234,6 @@ class SshTarget(Persistent):
     @property
     def _prefix(self) -> str:
         return "sudo -n " if self.target.sudo else ""
-
-    def _sudo(self, command: str) -> str:
-        return self._prefix + command
 
     def check_disk(self, conn: Connection) -> str:
         """The disk, resolved on the target, after the allow-list and safety checks."""
@@ -221,7 +249,7 @@ if grep -q "^$dev[p0-9]* " /proc/mounts; then echo "$dev (or a partition) is mou
 if grep -q "^$dev[p0-9]* " /proc/swaps; then echo "$dev (or a partition) is swap"; exit 3; fi
 echo "$dev"
 """
-        done, text = conn.run(self._sudo(f"bash -c {q(script)}"), timeout=60)
+        done, text = conn.run(self._prefix + f"bash -c {q(script)}", timeout=60)
         if not done.ok:
             said = text.strip().splitlines()[-1] if text.strip() else f"exit {done.returncode}"
             raise GuestError(f"target {self.target.name}: disk {self.disk}: {said}: refusing to touch it")
@@ -229,104 +257,49 @@ echo "$dev"
 
     # --- one run -------------------------------------------------------------------------
 
-    def _run(self, req: GuestRequest, run_dir: Path, *, timeout: float | None, watchdog) -> GuestRun:
-        started = time.monotonic()
+    def _staging(self, req: GuestRequest) -> Staging:
         t = self.target
-        out, console = run_dir / "guest.log", run_dir / "console.log"
-        conn = self._connect()
-        if self.disk and not self._disk_checked:
-            resolved = self.check_disk(conn)
-            self._disk_checked = True
-            self._event(f"disk {self.disk} ({resolved}) passed the allow-list and is not in use")
-        if not self.release:
-            self.release = conn.check("uname -r", what="uname", timeout=60).strip()
-        info: dict = {"backend": self.name, "host": t.host, "device": self.disk or "loop", "kernel_release": self.release}
-        if self.tainted:
-            info["kernel_unfit_before"] = self.tainted
-            self._event(f"{run_dir.name} runs on a kernel an earlier run left unfit: {self.tainted}", out)
-
-        tag = f"{(self.folder or run_dir.parent).name}-{run_dir.name}"
+        tag = f"{(self.folder or req.run_dir.parent).name}-{req.run_dir.name}"
         remote_run = posixpath.join(t.workdir, "runs", tag)
-        mapping = {str(run_dir): remote_run}
-        for d in req.rwdirs:
-            if d != run_dir:
-                mapping[str(d)] = posixpath.join(t.workdir, d.name)
-        q = shlex.quote
-        conn.check(self._sudo(f"mkdir -p {' '.join(q(v) for v in mapping.values())}"
-                              + (f" {q(t.loop_dir)}" if t.loop_dir and not self.disk else "")),
-                   what="mkdir", timeout=60)
-
-        # inputs: the run folder's files (paths rewritten in the scripts), the image
-        for f in sorted(run_dir.iterdir()):
-            if f.is_file() and f.name not in UPLOAD_SKIP:
-                conn.put(f, posixpath.join(remote_run, f.name), prefix=self._prefix)
         image = None
         if req.disks:
-            local_img = req.disks[0].path
             image = (posixpath.join(t.loop_dir, f"{tag}.img") if not self.disk and t.loop_dir
                      else posixpath.join(remote_run, "disk.img"))
-            conn.put(local_img, image, prefix=self._prefix)
-        cmd = list(req.command)
-        if len(cmd) == 2 and cmd[0] == "bash":
-            steps_text = rewrite_paths(Path(cmd[1]).read_text(), mapping)
-            if image is not None:
-                steps_text = with_block_device(steps_text, image=image, disk=self.disk)
-            local_steps = run_dir / "guest-target.sh"
-            local_steps.write_text(steps_text)
-            remote_steps = posixpath.join(remote_run, local_steps.name)
-            conn.put(local_steps, remote_steps, prefix=self._prefix)
-        else:
-            raise GuestError(f"{self.name} runs the guest steps script only (got {shlex.join(cmd)})")
-        token = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
-        sid = posixpath.join(remote_run, "steps.sid")
-        local_wrapper = run_dir / "ssh-run.sh"
-        local_wrapper.write_text(wrapper(token, remote_steps, sid, cwd=remote_run, console_level=False))
-        conn.put(local_wrapper, posixpath.join(remote_run, local_wrapper.name), prefix=self._prefix)
+        device = None if image is None else (SpareDisk(self.disk, image) if self.disk else LoopImage(image))
+        mkdir = f"{self._prefix}mkdir -p {shlex.quote(t.loop_dir)}" if t.loop_dir and not self.disk else ""
+        return Staging(guest_run=remote_run, device=device, image_to=image, prefix=self._prefix,
+                       console_level=False, prepare=mkdir)
 
-        before = conn.check(self._sudo("dmesg"), what="dmesg", timeout=60)
-        (run_dir / "dmesg-before.txt").write_text(before)
-        self._event(f"{run_dir.name} on {t.user}@{t.host} ({self.disk or 'loop image in ' + str(t.loop_dir)})", out)
-        done, text = conn.run(self._sudo(f"bash {q(posixpath.join(remote_run, local_wrapper.name))}"),
-                              output=out, timeout=timeout, watchdog=watchdog)
-        detail = None
-        if done.killed:
-            ok, said = conn.probe(PROBE_TIMEOUT) if conn.active else (False, "connection down")
-            info["probe"] = {"responsive": ok, "said": said}
-            if ok:
-                conn.run(self._sudo(f"bash -c {q(kill_command(sid))}"), timeout=30)
-            detail = (f"{done.killed}; probe: "
-                      + ("machine responsive: the reproducer is slow or stuck; its processes were killed" if ok
-                         else "machine unresponsive: the kernel hung") + f" ({said})")
-        if done.lost:
-            detail = detail or (f"lost the SSH connection to {t.host} during the run (the machine may have crashed:"
-                                " its console is not visible over SSH)")
-        after = ""
-        if conn.active:
-            after_done, after = conn.run(self._sudo("dmesg"), timeout=60)
-            if not after_done.ok:
-                after = ""
-        (run_dir / "dmesg-after.txt").write_text(after)
-        console.write_text(dmesg_new(before, after) if after else "")
-
-        t_before, t_after = parse_taint(text)
-        run_step = next((s for s in parse_steps(text) if s.name == "run"), None)
-        titles = tuple(r.title for r in report.parse(console.read_text(errors="replace")))
-        unfit = reboot_reason(RunSignals(t_before, t_after, lost=done.lost, killed=done.killed, reports=titles,
-                                         run_rc=run_step.rc if run_step else 0))
-        if unfit and not self.tainted:
-            self.tainted = unfit
-            self._event(f"{run_dir.name} left the kernel unfit ({unfit}); this backend cannot reboot {t.host}", out)
-        info.update(taint_before=taint_letters(t_before), taint_after=taint_letters(t_after),
-                    returncode=done.returncode, unfit_after=unfit, ssh_seconds=round(done.seconds, 2))
-
-        if conn.active:
-            evidence = "@@lost " in text or any(s.name == "check" and s.rc not in (0, None) for s in parse_steps(text))
-            if evidence and image is not None and not self.disk:
-                conn.get(image, run_dir / "disk.img", prefix=self._prefix)  # the image is the evidence: bring it home
-            cleanup = f"rm -rf {q(remote_run)}" + (f" {q(image)}" if image else "")
-            conn.run(self._sudo(cleanup), timeout=60)
-        return GuestRun(done.returncode, time.monotonic() - started, console, out,
-                        ("ssh", f"{t.user}@{t.host}", "-p", str(t.port)), detail=detail, info=info)
+    def run(self, req: GuestRequest, *, watchdog=None, timeout: float | None = None) -> GuestRun:
+        started = time.monotonic()
+        t = self.target
+        out = req.run_dir / "guest.log"
+        try:
+            conn = self._connect()
+            if self.disk and not self._disk_checked:
+                resolved = self.check_disk(conn)
+                self._disk_checked = True
+                self.event(f"disk {self.disk} ({resolved}) passed the allow-list and is not in use")
+            if not self.release:
+                self.release = conn.check("uname -r", what="uname", timeout=60).strip()
+            info: dict = {"backend": self.name, "host": t.host, "device": self.disk or "loop",
+                          "kernel_release": self.release}
+            if self.tainted:
+                info["kernel_unfit_before"] = self.tainted
+                self.event(f"{req.run_dir.name} runs on a kernel an earlier run left unfit: {self.tainted}", out)
+            self.event(f"{req.run_dir.name} on {t.user}@{t.host} ({self.disk or 'loop image in ' + str(t.loop_dir)})",
+                       out)
+            run = run_over(req, conn, Connected(conn), DmesgConsole(self._prefix), self._staging(req),
+                           watchdog=watchdog, timeout=timeout, info=info)
+        finally:
+            self.ran()
+        detail = run.detail
+        if detail and "went down" in detail:
+            detail = (f"lost the SSH connection to {t.host} during the run (the machine may have crashed: its "
+                      "console is not visible over SSH)")
+        return GuestRun(run.returncode, time.monotonic() - started, run.console_log, run.output_log,
+                        ("ssh", f"{t.user}@{t.host}", "-p", str(t.port)), detail=detail, info=run.info,
+                        signals=run.signals)
 
 
-PARAMETRIC["ssh"] = SshTarget
+BACKENDS.add("ssh", SshTarget)

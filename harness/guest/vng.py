@@ -1,32 +1,27 @@
-"""virtme-ng backend: `vng -r KERNEL -- CMD` with the console in its own file.
+"""vng: one boot per run (``vng -r KERNEL -- bash guest.sh``) with the console in its own file.
 
 With ``--verbose`` vng sends the kernel console (ttyS0) to its stderr and the
 command's output to its stdout; both go straight into files in the run folder.
 The guest steps send their own stderr to stdout, so console.log holds only the
-kernel (and vng's own few lines).
+kernel (and vng's own few lines).  The guest sees the host's root read-only
+(9p) and may write its own run folder only (``--rwdir``): the binary it
+compiles is left there and the harness caches it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-
-from filelock import FileLock
 
 from harness import proc
 from harness.errors import GuestError, MissingTool
-from harness.guest import BACKENDS, GuestRequest, GuestRun
+from harness.guest.machine import BACKENDS, Backend, Disk, GuestRequest, GuestRun
+from harness.guest.protocol import GuestOutput, VirtioDisk, script
 from harness.kernels import Kernel
-from harness.paths import cache_dir
 
-log = logging.getLogger(__name__)
-
-ACCELS = ("auto", "kvm", "tcg")
 # Boot quietly (console speed under TCG is real time); the guest steps raise
 # the console log level before the reproducer starts.
 BOOT_CMDLINE = ("loglevel=1",)
@@ -47,17 +42,44 @@ UNUSED_MODULES = (
 
 
 def vng_binary() -> str:
-    """vng from PATH, or beside the running interpreter (a venv's bin/)."""
+    """vng from PATH, or beside the running interpreter (a venv's bin/, not activated)."""
     found = shutil.which("vng") or shutil.which("vng", path=str(Path(sys.executable).parent))
     if not found:
         raise MissingTool("vng (virtme-ng) not found", hint="pip install virtme-ng, or run `harness setup`")
     return found
 
 
-def drive_opts(req: GuestRequest) -> list[str]:
+def vng_env(vng: str) -> dict[str, str]:
+    """The environment vng runs in: its own bin/ first on PATH (vng starts virtme-run by name, and a
+    virtualenv's harness may run without the venv activated); unbuffered Python output."""
+    bindir = str(Path(vng).parent)
+    if shutil.which("virtme-run", path=bindir) is None and shutil.which("virtme-run") is None:
+        raise MissingTool(f"virtme-run not found beside {vng} nor on PATH",
+                          hint="reinstall virtme-ng (pip install virtme-ng), or run `harness setup`")
+    return {"PYTHONUNBUFFERED": "1", "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+@dataclass(frozen=True)
+class VngBoot:
+    """One vng command: a kernel, a guest size, what to share and attach, the command to run."""
+
+    kernel: Kernel
+    command: tuple[str, ...]  # argv run inside the guest
+    accel: str  # "kvm" or "tcg"
+    cpus: int = 2
+    memory: str = "1G"
+    disks: tuple[Disk, ...] = ()
+    rwdirs: tuple[Path, ...] = ()
+    cmdline: tuple[str, ...] = ()  # extra kernel boot options
+    cwd: Path | None = None
+    lean: bool = True  # blacklist the modules no run needs
+    qemu_extra: tuple[str, ...] = ()  # more QEMU options (a NIC)
+
+
+def drive_opts(boot: VngBoot) -> list[str]:
     """QEMU arguments for the test disks: raw virtio-blk, serial as the name."""
     opts: list[str] = []
-    for i, disk in enumerate(req.disks):
+    for i, disk in enumerate(boot.disks):
         path = str(disk.path)
         if "," in path or "=" in path:
             raise GuestError(f"disk path {path!r} contains ',' or '=': QEMU cannot take it")
@@ -70,102 +92,56 @@ def drive_opts(req: GuestRequest) -> list[str]:
     return opts
 
 
-def vng_argv(req: GuestRequest, vng: str = "vng") -> list[str]:
-    """The full vng command line for ``req`` (pure: no probing, no I/O)."""
-    argv = [vng, "--run", str(req.kernel.boot_image or req.kernel.image), "--verbose", "--cpus", str(req.cpus), "--memory", req.memory]
+def vng_argv(boot: VngBoot, vng: str = "vng") -> list[str]:
+    """The full vng command line (pure: no probing, no I/O)."""
+    argv = [vng, "--run", str(boot.kernel.boot_image or boot.kernel.image), "--verbose", "--cpus", str(boot.cpus),
+            "--memory", boot.memory]
     # QEMU 7.2's C virtiofsd cannot serve vng here; trying it costs ~3 s a boot.
     argv.append("--force-9p")
-    if req.accel == "tcg":
+    if boot.accel == "tcg":
         argv.append("--disable-kvm")
-    elif req.accel != "kvm":
-        raise ValueError(f"accel must be kvm or tcg, not {req.accel!r}")
-    if req.cwd is not None:
-        argv += ["--cwd", str(req.cwd)]
-    for d in req.rwdirs:
+    elif boot.accel != "kvm":
+        raise ValueError(f"accel must be kvm or tcg, not {boot.accel!r}")
+    if boot.cwd is not None:
+        argv += ["--cwd", str(boot.cwd)]
+    for d in boot.rwdirs:
         argv += ["--rwdir", str(d)]
-    boot = (*BOOT_CMDLINE, "module_blacklist=" + ",".join(UNUSED_MODULES)) if req.lean else BOOT_CMDLINE
-    for opt in (*boot, *req.cmdline):
+    options = (*BOOT_CMDLINE, "module_blacklist=" + ",".join(UNUSED_MODULES)) if boot.lean else BOOT_CMDLINE
+    for opt in (*options, *boot.cmdline):
         argv += ["--append", opt]
-    qemu = drive_opts(req)
+    qemu = [*drive_opts(boot), *boot.qemu_extra]
     if qemu:
-        argv.append("--qemu-opts=" + " ".join(qemu))  # must stay last before --
-    argv += ["--", *req.command]
+        argv.append("--qemu-opts=" + " ".join(qemu))  # virtme-run's --qemu-opts is greedy: last before --
+    argv += ["--", *boot.command]
     return argv
 
 
-class Vng:
-    name = "vng"
+def boot_for(req: GuestRequest, command: tuple[str, ...]) -> VngBoot:
+    """A one-run vng boot for ``req``: its disks attached, its run folder the only writable share."""
+    return VngBoot(kernel=req.kernel, command=command, accel=req.accel, cpus=req.cpus, memory=req.memory,
+                   disks=req.disks, rwdirs=(req.run_dir,), cmdline=req.cmdline, cwd=req.run_dir, lean=req.lean)
 
-    def run(self, req: GuestRequest, run_dir: Path, *, timeout: float, watchdog=None) -> GuestRun:
-        argv = vng_argv(req, vng_binary())
-        console = run_dir / "console.log"
-        output = run_dir / "guest.log"
+
+class Vng(Backend):
+    name = "vng"
+    usage = "vng"
+    help = "one boot per run (virtme-ng); the guest shares the host's root read-only and compiles there"
+
+    def run(self, req: GuestRequest, *, watchdog=None, timeout: float | None = None) -> GuestRun:
+        run_dir = req.run_dir
+        steps = run_dir / "guest.sh"
+        serial = req.disks[0].serial if req.disks else "none"
+        steps.write_text(script(req.plan, VirtioDisk(serial) if req.disks else None))
+        vng = vng_binary()
+        argv = vng_argv(boot_for(req, ("bash", str(steps))), vng)
+        console, output = run_dir / "console.log", run_dir / "guest.log"
         (run_dir / "vng.cmd").write_text(" ".join(argv) + "\n")
-        done = proc.run(
-            argv,
-            stdout_path=output,
-            stderr_path=console,
-            timeout=timeout,
-            watchdog=watchdog,
-            check=False,
-            cwd=run_dir,
-            env={"PYTHONUNBUFFERED": "1"},
-        )
-        return GuestRun(done.returncode, done.seconds, console, output, tuple(argv))
+        done = proc.run(argv, stdout_path=output, stderr_path=console, timeout=timeout, watchdog=watchdog,
+                        check=False, cwd=run_dir, env=vng_env(vng), leash=True)
+        out = GuestOutput.parse(output.read_text(errors="replace") if output.exists() else "")
+        info = {"backend": self.name, "taint_before": out.taint_before, "taint_after": out.taint_after}
+        self.ran()
+        return GuestRun(done.returncode, done.seconds, console, output, tuple(argv), info=info)
 
 
 BACKENDS.add("vng", Vng)
-
-
-# --- accelerator choice -------------------------------------------------------------
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-def probe_kvm(kernel: Kernel, timeout: float = 45.0) -> tuple[bool, str]:
-    """Boot ``kernel`` under KVM running `true`; False if it hangs or fails."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return False, "/dev/kvm is not accessible"
-    req = GuestRequest(kernel=kernel, command=("true",), accel="kvm", cpus=1, memory="512M")
-    probe_dir = cache_dir("accel-probe")
-    done = proc.run(
-        vng_argv(req, vng_binary()),
-        log_path=probe_dir / "probe.log",
-        timeout=timeout,
-        check=False,
-        capture=True,
-        cwd=probe_dir,
-    )
-    if done.timed_out:
-        return False, f"a KVM boot did not finish in {timeout:.0f} s (paravirtual KVM hangs stock kernels)"
-    if not done.ok:
-        last = next((ln for ln in reversed(done.output.splitlines()) if "qemu" in ln or "error" in ln.lower()), "")
-        return False, f"a KVM boot failed (exit {done.returncode}{': ' + last.strip()[:160] if last else ''})"
-    return True, f"a KVM boot took {done.seconds:.1f} s"
-
-
-def choose_accel(requested: str, kernel: Kernel, *, timeout: float = 45.0) -> tuple[str, str]:
-    """(accel, reason). ``auto`` probes KVM once per host boot and kernel."""
-    if requested not in ACCELS:
-        raise GuestError(f"--accel must be one of {', '.join(ACCELS)}, not {requested!r}")
-    env = os.environ.get("HARNESS_ACCEL")
-    if requested == "auto" and env in ("kvm", "tcg"):
-        return env, "forced by HARNESS_ACCEL"
-    if requested != "auto":
-        return requested, "forced by --accel"
-    key = hashlib.sha256(f"{_boot_id()}|{kernel.image}|{kernel.release}".encode()).hexdigest()[:16]
-    cache = cache_dir("accel-probe") / f"{key}.json"
-    with FileLock(str(cache) + ".lock"):
-        if cache.exists():
-            saved = json.loads(cache.read_text())
-            return saved["accel"], saved["reason"] + " (probed earlier this host boot)"
-        ok, why = probe_kvm(kernel, timeout)
-        accel = "kvm" if ok else "tcg"
-        reason = f"auto: {why}"
-        cache.write_text(json.dumps({"accel": accel, "reason": reason}))
-    return accel, reason

@@ -1,0 +1,2 @@
+step umount 120 umount @MNT@
+@CHECK@
