@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 from harness import kernels, proc
-from harness.guest import GuestRequest
-from harness.guest.vng import choose_accel, vng_argv, vng_binary
+from harness.guest.accel import choose_accel
+from harness.guest.vng import VngBoot, vng_argv, vng_binary
 from harness.options import Accel, RunOptions
 from harness.paths import oops_corpus_dir
+from harness.repro import spec as specs
+from harness.repro.run import run_repro
 
 
 def _time(argv: list[str], cwd: Path) -> float:
@@ -31,14 +33,11 @@ def _time(argv: list[str], cwd: Path) -> float:
 
 
 def boot_figures(kernel_name: str, rounds: int, runs: int) -> list[tuple[str, float, str]]:
-    from harness.repro import spec as specs
-    from harness.repro.run import run_repro
-
     kernel = kernels.resolve(kernel_name)
     accel, _ = choose_accel("auto", kernel)
     vng = vng_binary()
     bare = [vng, "--run", str(kernel.image)] + (["--disable-kvm"] if accel == "tcg" else []) + ["--", "true"]
-    lean = vng_argv(GuestRequest(kernel=kernel, command=("true",), accel=accel), vng)
+    lean = vng_argv(VngBoot(kernel=kernel, command=("true",), accel=accel), vng)
     spec = specs.load("ext4_inline")
     t_bare, t_lean, t_one = [], [], []
     tth: list[float] = []
@@ -104,6 +103,99 @@ def build_figures(with_vng_kconfig: bool) -> list[tuple[str, float, str]]:
     return rows
 
 
+# --- backends: vng against the long-lived ones ------------------------------------------------------------------------------------
+
+TRIVIAL_C = r"""// harness bench: a run that never crashes (writes, fsyncs and reads back a file)
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	char path[4096], buf[64] = {0};
+	snprintf(path, sizeof(path), "%s/bench-file", argc > 1 ? argv[1] : ".");
+	int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, "harness bench\n", 14) != 14 || fsync(fd) || pread(fd, buf, 14, 0) != 14)
+		return perror(path), 1;
+	printf("read back: %s", buf);
+	return strcmp(buf, "harness bench\n") != 0;
+}
+"""
+
+
+def trivial_spec(folder: Path, image: str = "ext4-inline-fullbitmap") -> Path:
+    """A reproducer folder whose runs never crash (for the no-reboot figures)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "repro.c").write_text(TRIVIAL_C)
+    (folder / "repro.yaml").write_text(
+        "name: bench_trivial\nsummary: writes a file and reads it back (never crashes)\nsource: repro.c\n"
+        f'args: ["{{mnt}}"]\ntimeout: 60\nruns: 1\nimage: {image}\nkernel: debian:6.1\n'
+        "guest:\n  cpus: 2\n  memory: 1G\n  cmdline: [\"oops=panic\"]\nexpect:\n  titles: []\n")
+    return folder
+
+
+def _measure(spec, kernel, accel: str, runs: int, backend: str, root: Path):
+    start = time.monotonic()
+    summary = run_repro(spec, kernel, RunOptions(backend=backend, runs=runs, results=root), accel=Accel(accel))
+    seconds = time.monotonic() - start
+    if backend == "vng":
+        boots = runs
+    elif backend == "snapshot":  # one boot per saved snapshot; every run restores it
+        boots = len(list((summary.folder / "guest").glob("snapshot-*")))
+    else:
+        boots = len(list((summary.folder / "guest").glob("boot-*")))
+    return seconds, summary.hits, boots, summary
+
+
+def _outcomes(summary) -> str:
+    counts: dict[str, int] = {}
+    for r in summary.runs:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    return ", ".join(f"{n} {o}" for o, n in counts.items())
+
+
+def backend_figures(kernel_name: str = "debian:6.1", runs: int = 10, *, crash_repro: str | None = "ext4_inline",
+          clean_kernel: str | None = None, trivial: bool = True, results_root: Path | None = None,
+          progress=None, backends: tuple[str, ...] = ("vng-ssh", "snapshot")) -> list[tuple[str, float, str]]:
+    """Wall time of ``runs`` runs: one boot per run (vng) vs the long-lived backends
+    (vng-ssh: one guest, rebooted after an oops; snapshot: one boot, every run from its saved state).
+
+    Rows (label, seconds, ratio) measured side by side in this call:
+    ``crash_repro`` on ``kernel_name`` (ext4_inline: an oops every run, so
+    both backends boot every run), then, when ``trivial``, a reproducer that
+    never crashes (one boot in all for vng-ssh), and when ``clean_kernel``,
+    ``crash_repro`` on that kernel (where it stays CLEAN).
+    """
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="harness-bench-ssh-") as tmp:
+        root = results_root or Path(tmp)
+        cases = [(crash_repro, kernel_name)] if crash_repro else []
+        if clean_kernel:
+            cases.append((crash_repro or "ext4_inline", clean_kernel))
+        if trivial:
+            cases.append((str(trivial_spec(Path(tmp) / "bench_trivial")), kernel_name))
+        for repro, kname in cases:
+            spec = specs.load(repro)
+            kernel = kernels.resolve(kname)
+            accel, _ = choose_accel("auto", kernel)
+            figures = {}
+            # the long-lived backends first: any one-off cost (a first compile, a cold image cache) lands on
+            # them, not on vng
+            for backend in (*backends, "vng"):
+                if progress:
+                    progress(f"bench: {runs} x {spec.name} on {kernel.name}, backend {backend}")
+                figures[backend] = _measure(spec, kernel, accel, runs, backend, root / backend.replace(":", "-"))
+            base_s = figures["vng"][0]
+            for backend in ("vng", *backends):
+                s, hits, boots, summary = figures[backend]
+                restores = f" + {runs} restores" if backend == "snapshot" else ""
+                label = (f"{runs} x {spec.name} on {kernel.name}, {backend}: {hits}/{runs} hits ({_outcomes(summary)}),"
+                         f" {boots} boots{restores}")
+                ratio = "1.00 (reference)" if backend == "vng" else f"{s / base_s:.2f} x vng"
+                rows.append((label, s, ratio))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="harness.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="debian:6.1")
@@ -120,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_boots:
             rows += boot_figures(args.kernel, args.rounds, args.runs)
         if args.ssh_runs:
-            from harness.guest.session import bench as ssh_bench
-
-            rows += ssh_bench(args.kernel, args.ssh_runs)
+            rows += backend_figures(args.kernel, args.ssh_runs)
         if args.build:
             rows += build_figures(args.vng_kconfig)
     width = max(len(r[0]) for r in rows)

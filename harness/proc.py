@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +23,12 @@ from typing import IO
 from harness.errors import HarnessError, MissingTool
 
 log = logging.getLogger("harness.cmd")
+LEASH = Path(__file__).resolve().with_name("leash.py")
+
+
+def leashed(argv: Sequence[str]) -> list[str]:
+    """``argv`` run on a leash: it and everything it starts die with this process (harness/leash.py)."""
+    return [sys.executable, "-I", "-S", str(LEASH), *argv]
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ def run(
     stdin: int | IO | None = subprocess.DEVNULL,
     what: str | None = None,
     watchdog: Callable[[], str | None] | None = None,
+    leash: bool = False,
 ) -> Completed:
     """Run ``argv``; never leaves a child behind.
 
@@ -110,8 +119,12 @@ def run(
     - ``capture``/``on_line``: also keep the text / call back per line.
     - ``watchdog``: polled twice a second; a non-empty reason kills the child
       (reported like a timeout).
+    - ``leash``: the child and all it starts die with the harness, even on
+      kill -9 (guests, builds: harness/leash.py).
     """
     args = tuple(str(a) for a in argv)
+    if leash and shutil.which(args[0]) is None and not Path(args[0]).exists():
+        raise MissingTool(f"{args[0]} not found", hint="run `harness setup` to install the host packages")
     cmdline = shlex.join(args)
     log.info("$ %s", cmdline)
     opened: list[IO[bytes]] = []
@@ -131,7 +144,7 @@ def run(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            args,
+            leashed(args) if leash else args,
             cwd=cwd,
             env={**os.environ, **env} if env else None,
             stdin=stdin,

@@ -1,18 +1,28 @@
 """Verdicts: what one run's console, output and steps add up to.
 
 Rules are small functions tried in order; the first that speaks decides.
-Kernel outcomes are values here, never exceptions.
+Kernel outcomes are values here, never exceptions.  The guest's own output is
+read through harness.guest.protocol.GuestOutput, the console through the
+report parser (harness.report).
+
+A reproducer still running at its time limit with a healthy kernel (the
+in-guest timeout ended it and the steps went on to the end) is CLEAN: it ran
+its course without a report.  HANG is a guest that stopped making progress
+(the host's watchdog or timeout had to act), or a reproducer whose spec says
+``timeout_is: hang`` (it is meant to stop by itself) ran into its limit.  A
+hung-task or stall report is a crash report like any other, named by its
+title.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from harness import report
-from harness.guest.steps import INFRA_STEPS, MARK, StepResult, guest_done
+from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, tail
 
 
 class Outcome(StrEnum):
@@ -34,11 +44,21 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class Evidence:
     console: str
-    output: str
-    steps: tuple[StepResult, ...]
+    output: str  # the guest's stdout (guest.log)
+    steps: tuple[StepResult, ...] | None = None  # None: parsed from output
     expected_titles: tuple[str, ...] = ()
     killed: str | None = None  # why the host killed the guest, if it did
     guest_rc: int | None = 0
+    any_crash: bool = False  # no title expected: any crash report counts as the hit
+    timeout_is: str = "clean"  # what a reproducer stopped at its time limit is: clean | hang
+
+    @cached_property
+    def guest(self) -> GuestOutput:
+        return GuestOutput.parse(self.output)
+
+    @property
+    def all_steps(self) -> tuple[StepResult, ...]:
+        return self.steps if self.steps is not None else self.guest.steps
 
 
 @dataclass(frozen=True)
@@ -64,28 +84,12 @@ class Verdict:
         }
 
 
-_STAMP_RE = re.compile(r"^\[\s*(\d+\.\d+)\]")
-
-
-def stamp_at(console: str, offset: int) -> float | None:
-    """Kernel timestamp of the console line holding ``offset``."""
-    start = console.rfind("\n", 0, offset) + 1
-    m = _STAMP_RE.match(console[start : start + 40])
-    return float(m.group(1)) if m else None
-
-
-def run_started_at(console: str) -> float | None:
-    idx = console.find("harness: step run begin")
-    return None if idx < 0 else stamp_at(console, idx)
-
-
 def _step(ev: Evidence, name: str) -> StepResult | None:
-    return next((s for s in ev.steps if s.name == name), None)
+    return next((s for s in ev.all_steps if s.name == name), None)
 
 
 def _tail(text: str, n: int = 1) -> str:
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(MARK)]
-    return " | ".join(lines[-n:])
+    return tail(text, n)
 
 
 def _title_matches(rep: report.Report, expected: tuple[str, ...]) -> bool:
@@ -102,21 +106,23 @@ def crash_rule(ev: Evidence) -> Verdict | None:
     if not reports:
         return None
     titles = tuple(r.title for r in reports)
-    hit = next((r for r in reports if _title_matches(r, ev.expected_titles)), None)
+    hit = reports[0] if ev.any_crash else next((r for r in reports if _title_matches(r, ev.expected_titles)), None)
     chosen = hit or reports[0]
     started = run_started_at(ev.console)
     at = stamp_at(ev.console, chosen.start)
     tth = round(at - started, 3) if started is not None and at is not None and at >= started else None
     outcome = Outcome.REPRODUCED if hit else Outcome.OTHER_CRASH
     others = [t for t in titles if t != chosen.title]
-    detail = f"also: {'; '.join(dict.fromkeys(others))}" if others else ""
-    return Verdict(outcome, chosen.title, detail, chosen.type, tth, titles, report_text=chosen.text)
+    notes = ["no title was expected: any crash report counts"] if ev.any_crash else []
+    if others:
+        notes.append(f"also: {'; '.join(dict.fromkeys(others))}")
+    return Verdict(outcome, chosen.title, "; ".join(notes), chosen.type, tth, titles, report_text=chosen.text)
 
 
 def boot_rule(ev: Evidence) -> Verdict | None:
-    if f"{MARK} guest up" in ev.output:
+    if ev.guest.up:
         return None
-    why = ev.killed or f"vng exited {ev.guest_rc} before the guest steps started"
+    why = ev.killed or f"the guest command exited {ev.guest_rc} before the guest steps started"
     reports = report.parse(ev.console)
     if reports:  # a panic while booting is a boot failure, named by its title
         first = reports[0]
@@ -127,7 +133,7 @@ def boot_rule(ev: Evidence) -> Verdict | None:
 
 
 def infra_rule(ev: Evidence) -> Verdict | None:
-    for s in ev.steps:
+    for s in ev.all_steps:
         if s.name in INFRA_STEPS and s.rc not in (0, None):
             if s.name == "compile" and s.rc == 127:
                 said = _tail(ev.output) or "the compiler was not found in the guest"
@@ -148,29 +154,24 @@ def failed_run_rule(ev: Evidence) -> Verdict | None:
 
 def hang_rule(ev: Evidence) -> Verdict | None:
     run = _step(ev, "run")
-    if run is not None and run.timed_out:
+    if run is not None and run.timed_out and ev.timeout_is == "hang":
         return Verdict(Outcome.HANG, detail=f"the reproducer ran past its timeout ({run.seconds:.0f} s)")
-    open_steps = [s.name for s in ev.steps if s.rc is None]
-    if ev.killed or (open_steps and not guest_done(ev.output)):
+    open_steps = ev.guest.open_steps if ev.steps is None else tuple(s.name for s in ev.steps if s.rc is None)
+    if ev.killed or (open_steps and not ev.guest.done):
         where = f" in step {open_steps[-1]}" if open_steps else ""
         return Verdict(Outcome.HANG, detail=(ev.killed or "the guest stopped") + where)
     return None
 
 
-_LOST_RE = re.compile(r"^@@lost (.*)$", re.M)
-_ELAPSED_RE = re.compile(r"^@@first-loss-after ([\d.]+)", re.M)
-
-
 def data_rule(ev: Evidence) -> Verdict | None:
-    lost = tuple(m.group(1).strip() for m in _LOST_RE.finditer(ev.output))
+    lost = ev.guest.lost
     if not lost:
         return None
-    m = _ELAPSED_RE.search(ev.output)
     return Verdict(
         Outcome.DATA_LOSS,
         title="data loss",
         detail=f"{len(lost)} lost: {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}",
-        time_to_hit=float(m.group(1)) if m else None,
+        time_to_hit=ev.guest.first_loss_after,
         lost=lost,
     )
 
@@ -182,7 +183,17 @@ def fsck_rule(ev: Evidence) -> Verdict | None:
     return Verdict(Outcome.FS_CORRUPT, title="filesystem corrupt", detail=f"checker exit {check.rc}")
 
 
-RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, failed_run_rule, fsck_rule)
+def time_limit_rule(ev: Evidence) -> Verdict | None:
+    """A reproducer the in-guest timeout stopped while the kernel stayed healthy: CLEAN, said so."""
+    run = _step(ev, "run")
+    if run is None or not run.timed_out:
+        return None
+    return Verdict(Outcome.CLEAN, detail=f"ran {run.seconds or 0:.0f} s, its time limit, with no report; the kernel "
+                   "stayed healthy (the steps after it ran)")
+
+
+RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, failed_run_rule, fsck_rule,
+                           time_limit_rule)
 
 
 def judge(ev: Evidence, rules: tuple[Rule, ...] = RULES) -> Verdict:

@@ -123,7 +123,7 @@ def test_run_options_are_the_same_record_for_repro_matrix_and_bisect():
 
 
 def test_backend_help_names_the_registered_backends(capsys):
-    from harness.guest import BACKENDS
+    from harness.guest.backends import BACKENDS
 
     with pytest.raises(SystemExit):
         main(["repro", "--help"])

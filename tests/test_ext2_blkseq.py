@@ -24,7 +24,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from harness.guest.steps import StepResult
+from harness.guest.protocol import StepResult
 from harness.kernels import patches as patchlib
 from harness.kernels.patches import PatchFailed, PatchOp
 from harness.repro import spec as specs

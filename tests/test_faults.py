@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import SpecError
-from harness.guest.steps import GuestPlan, parse_steps, script
+from harness.guest.protocol import GuestOutput, GuestPlan, VirtioDisk, script
 from harness.kernels import Kernel
 from harness.repro import faults
 
@@ -112,8 +112,8 @@ def _fake_guest(tmp_path: Path, *, with_attr: bool = True) -> tuple[Path, Path]:
 
 def _helpers() -> str:
     """up(), mark() and step() from the real guest script."""
-    plan = GuestPlan("t", "s", "xfs", "", "/r.c", (), (), 10, None)
-    return script(plan).split("setup() {")[0]
+    plan = GuestPlan("t", "xfs", "", "/r.c", (), (), 10, None)
+    return script(plan, VirtioDisk("s")).split("setup() {")[0]
 
 
 def _run(tmp_path, fault, debugfs, proc, middle="sleep 0.4") -> subprocess.CompletedProcess:
@@ -135,7 +135,7 @@ def test_guest_lines_configure_mark_and_disarm(tmp_path):
     done = _run(tmp_path, fault, debugfs, proc, middle=f"sleep 0.4; echo \"armed=$(cat {attr}/probability)\"")
     out = done.stdout
     assert "END" in out, done.stderr
-    (step,) = [s for s in parse_steps(out) if s.name == faults.STEP]
+    (step,) = [s for s in GuestOutput.parse(out).steps if s.name == faults.STEP]
     assert step.rc == 0
     assert "armed=100" in out
     assert "harness-faults: fail_usercopy interval=1 times=-1 space=0 verbose=0 task-filter=Y probability=100" in out
@@ -166,7 +166,7 @@ def test_missing_attribute_fails_the_faults_step_and_stops(tmp_path):
     fault = faults.parse(GOOD, "w")
     debugfs, proc = _fake_guest(tmp_path, with_attr=False)
     out = _run(tmp_path, fault, debugfs, proc).stdout
-    (step,) = [s for s in parse_steps(out) if s.name == faults.STEP]
+    (step,) = [s for s in GuestOutput.parse(out).steps if s.name == faults.STEP]
     assert step.rc == 1
     assert "fail_usercopy missing: kernel without CONFIG_FAULT_INJECTION_USERCOPY" in out
     assert "END" not in out  # `|| exit 0`: the reproducer never runs half-configured
@@ -178,9 +178,9 @@ def test_no_faults_no_lines():
 
 def test_lines_fit_the_guest_script():
     fault = faults.parse(GOOD, "w")
-    plan = GuestPlan("t", "s", "xfs", "", "/r.c", (), ("{mnt}",), 60, ("xfs_repair", "-n", "{dev}"),
+    plan = GuestPlan("t", "xfs", "", "/r.c", (), ("{mnt}",), 60, ("xfs_repair", "-n", "{dev}"),
                      pre_run=faults.setup_lines(fault), post_run=faults.teardown_lines(fault))
-    text = script(plan)
+    text = script(plan, VirtioDisk("s"))
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)
     assert text.index("step faults 0 harness_faults_setup") < text.index("step run ") < text.index(
         "harness-faults: fail_usercopy off")

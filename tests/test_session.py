@@ -8,50 +8,57 @@ from pathlib import Path
 import pytest
 
 from harness.errors import GuestError
-from harness.guest import Disk, GuestRequest, select
-from harness.guest.remote import (
+from harness.guest.backends import select
+from harness.guest.machine import (
     BENIGN_TAINT,
+    Disk,
+    GuestRequest,
     RunSignals,
-    console_has_end,
-    dmesg_new,
-    kill_command,
     new_taint,
-    parse_taint,
-    reboot_reason,
-    slice_console,
     taint_letters,
-    with_block_device,
+    unfit_reason,
+)
+from harness.guest.protocol import (
+    SSH_READY,
+    GuestOutput,
+    GuestPlan,
+    LoopImage,
+    SpareDisk,
+    VirtioDisk,
+    console_has_end,
+    kill_command,
+    script,
+    slice_console,
     wrapper,
 )
-from harness.guest.session import (
-    GUEST_DIR,
-    READY,
-    Keys,
-    VngSsh,
-    boot_key,
-    boot_script,
-    net_opts,
-    session_argv,
-    shared_dirs,
-    sshd_config,
-    trivial_spec,
-)
-from harness.guest.steps import GuestPlan, script
+from harness.guest.remote import dmesg_new
+from harness.guest.ssh import GUEST_DIR, Keys, sshd_config
+from harness.guest.vng import vng_argv
+from harness.guest.vngssh import VngSsh, boot_key, boot_script, net_opts, session_boot
 from harness.kernels import Kernel
 
+READY = SSH_READY
 KERNEL = Kernel("debian:6.1.0-47", "6.1.0-47-amd64", "6.1.170", Path("/k/vmlinuz"))
 
 
+def _plan() -> GuestPlan:
+    return GuestPlan(title="t", fs_type="ext4", mount_options="", source="/r/f/run-01/repro.c",
+                     cflags=("-O2",), args=("{mnt}",), run_timeout=60, check_argv=("e2fsck", "-fn", "{dev}"))
+
+
 def _req(**kw) -> GuestRequest:
-    base = dict(kernel=KERNEL, command=("bash", "/r/f/run-01/guest.sh"), accel="tcg", cmdline=("oops=panic",),
-                disks=(Disk(Path("/r/f/run-01/disk.img"), "harness-img0"),),
-                rwdirs=(Path("/r/f/run-01"), Path("/cache/binaries")), cwd=Path("/r/f/run-01"))
+    base = dict(kernel=KERNEL, plan=_plan(), run_dir=Path("/r/f/run-01"), accel="tcg", cmdline=("oops=panic",),
+                disks=(Disk(Path("/r/f/run-01/disk.img"), "harness-img0"),))
     return GuestRequest(**{**base, **kw})
 
 
-def _plan() -> GuestPlan:
-    return GuestPlan(title="t", disk_serial="harness-img0", fs_type="ext4", mount_options="", source="/r/f/run-01/repro.c",
-                     cflags=("-O2",), args=("{mnt}",), run_timeout=60, check_argv=("e2fsck", "-fn", "{dev}"))
+def parse_taint(out: str) -> tuple[int | None, int | None]:
+    o = GuestOutput.parse(out)
+    return o.taint_before, o.taint_after
+
+
+def session_argv(req: GuestRequest, port: int) -> list[str]:
+    return vng_argv(session_boot(req, ("bash", "/boot.sh"), port, Path("/b")))
 
 
 def _bash_n(text: str, tmp_path: Path) -> None:
@@ -66,25 +73,25 @@ def _bash_n(text: str, tmp_path: Path) -> None:
 
 def test_session_argv_adds_a_loopback_only_nic_last():
     argv = session_argv(_req(disks=()), 40031)
-    assert argv[-3:] == [f"--qemu-opts={net_opts(40031)}", "--", "bash"] or argv[-4] == f"--qemu-opts={net_opts(40031)}"
+    assert argv[-4] == f"--qemu-opts={' '.join(net_opts(40031))}"
     opts = next(a for a in argv if a.startswith("--qemu-opts="))
     assert "hostfwd=tcp:127.0.0.1:40031-:22" in opts and "restrict=on" in opts and "virtio-net-pci" in opts
     assert argv.index(opts) == argv.index("--") - 1  # vng wants --qemu-opts last
 
 
-def test_session_argv_merges_with_disk_opts():
+def test_session_guest_gets_no_disk_and_no_writable_share():
+    """A run's disk reaches the guest as a file it reads (staged into RAM), never as a boot-time disk;
+    and the guest may write nothing of the host's (issue 18: only its own run folder, and a session
+    guest has none: what it makes comes home over SSH)."""
     argv = session_argv(_req(), 2222)
     opts = [a for a in argv if a.startswith("--qemu-opts=")]
-    assert len(opts) == 1 and "serial=harness-img0" in opts[0] and "hostfwd=tcp:127.0.0.1:2222-:22" in opts[0]
-
-
-def test_shared_dirs_share_the_results_folder_not_the_run():
-    assert shared_dirs(_req(), Path("/r/f/run-01")) == (Path("/r/f"), Path("/cache/binaries"))
+    assert len(opts) == 1 and "serial=harness-img0" not in opts[0] and "hostfwd=tcp:127.0.0.1:2222-:22" in opts[0]
+    assert "--rwdir" not in argv
 
 
 def test_boot_key_changes_with_what_a_boot_fixes():
     a = boot_key(_req())
-    assert a == boot_key(_req(command=("true",), disks=(), cwd=None))  # per-run parts do not count
+    assert a == boot_key(_req(run_dir=Path("/r/f/run-02"), disks=()))  # per-run parts do not count
     assert a != boot_key(_req(cmdline=()))
     assert a != boot_key(_req(cpus=1))
 
@@ -111,42 +118,36 @@ def test_vng_ssh_is_registered_and_takes_how_many_guests_boot_ahead():
     assert select("vng-ssh:0").ahead == 0 and select("vng-ssh:3").ahead == 3
     for bad in ("x", "9", "-1"):
         with pytest.raises(GuestError, match="how many guests boot ahead"):
-            VngSsh(bad)
+            VngSsh.parse(bad)
 
 
 # --- guest scripts ---------------------------------------------------------------------------
 
 
-def test_loop_override_replaces_the_virtio_lookup(tmp_path):
-    steps = script(_plan())
-    text = with_block_device(steps, image="/r/f/run-01/disk.img")
+def test_loop_device_replaces_the_virtio_lookup(tmp_path):
+    text = script(_plan(), LoopImage("/r/f/run-01/disk.img"))
     _bash_n(text, tmp_path)
     assert text.index("local img=/r/f/run-01/disk.img") < text.index('losetup --find --show "$img"') \
         < text.index('mark "guest up')
     assert "HARNESS_STAGED=$img" not in text  # no staging unless asked
-    # the override comes after the generated find_device, so bash uses it
-    assert text.rindex("find_device() {") > text.index("/sys/block/vd*")
+    assert "/sys/block/vd*" not in text  # no virtio lookup at all
     assert "trap harness_cleanup EXIT" in text and 'losetup -d "$HARNESS_LOOP"' in text
-    assert text.endswith(steps[steps.index('\nmark "guest up'):])
+    virtio = script(_plan(), VirtioDisk("harness-img0"))
+    assert text.endswith(virtio[virtio.index('\nmark "guest up'):])  # the steps themselves are the same
 
 
-def test_loop_override_stages_small_images_in_ram(tmp_path):
-    text = with_block_device(script(_plan()), image="/r/f/run-01/disk.img", stage="/run/harness-ssh/tok")
+def test_loop_device_stages_the_image_in_ram(tmp_path):
+    text = script(_plan(), LoopImage("/r/f/run-01/disk.img", stage="/run/harness-ssh/tok"))
     _bash_n(text, tmp_path)
     assert "cp --sparse=always /r/f/run-01/disk.img /run/harness-ssh/tok/disk.img" in text
     assert text.index("cp --sparse=always /r/f") < text.index('losetup --find --show "$img"')
 
 
-def test_disk_override_writes_the_image_first(tmp_path):
-    text = with_block_device(script(_plan()), image="/w/runs/t/disk.img", disk="/dev/vdc")
+def test_spare_disk_writes_the_image_first(tmp_path):
+    text = script(_plan(), SpareDisk("/dev/vdc", "/w/runs/t/disk.img"))
     _bash_n(text, tmp_path)
     assert "DEV=/dev/vdc" in text and "dd if=/w/runs/t/disk.img of=\"$DEV\"" in text
     assert "is mounted: refusing to overwrite it" in text and "losetup --find" not in text
-
-
-def test_override_needs_the_guest_up_mark():
-    with pytest.raises(GuestError, match="changed its layout"):
-        with_block_device("#!/bin/bash\necho hi\n", image="/x")
 
 
 def test_wrapper_marks_taint_and_session(tmp_path):
@@ -207,6 +208,7 @@ def test_benign_taint_is_module_loading_only():
 
 
 def test_reboot_decisions():
+    reboot_reason = unfit_reason
     fit = RunSignals(0, 0)
     assert reboot_reason(fit) is None
     assert reboot_reason(RunSignals(0, 1 << 12)) is None
@@ -274,6 +276,7 @@ def test_dmesg_new_repeated_lines():
 
 
 def test_trivial_spec_loads(tmp_path):
+    from harness.bench import trivial_spec
     from harness.repro import spec as specs
 
     spec = specs.load(str(trivial_spec(tmp_path / "t")))
@@ -284,7 +287,8 @@ def test_trivial_spec_loads(tmp_path):
 
 import re  # noqa: E402
 
-from harness.guest import session as session_mod  # noqa: E402
+from harness.guest import remote as remote_mod  # noqa: E402
+from harness.guest import vngssh as session_mod  # noqa: E402
 from harness.guest.ssh import Exec  # noqa: E402
 
 
@@ -296,7 +300,7 @@ class FakeConn:
         self.commands.append(command)
         if command == "cat /proc/sys/kernel/tainted":
             return Exec(0, 0.1), f"{self.guest.taint}\n"
-        if command.startswith(("rm -rf ", "[ -f ")):
+        if command.startswith(("rm -rf ", "[ -f ", "mkdir -p ", "bash -c ")):  # cleanup, staging, kill
             return Exec(0, 0.1), ""
         if command.startswith("echo o > /proc/sysrq-trigger"):
             self.guest.dead = "the guest stopped (vng exit 0)"
@@ -330,6 +334,14 @@ class FakeConn:
 
     def probe(self, timeout=15.0):
         return True, "answered in 0.2 s (uptime 300.00)"
+
+    def check(self, command, *, timeout=60.0, what=None):
+        done, text = self.run(command)
+        assert done.ok, command
+        return text
+
+    def get(self, remote, local, *, prefix=""):
+        self.commands.append(f"get {remote}")
 
     def close(self):
         self.active = False
@@ -375,7 +387,7 @@ class FakeGuest:
 def fake_session(tmp_path, monkeypatch):
     FakeGuest.boots = []
     monkeypatch.setattr(session_mod, "Guest", FakeGuest)
-    monkeypatch.setattr(session_mod, "CONSOLE_SETTLE", 0.5)
+    monkeypatch.setattr(remote_mod, "CONSOLE_SETTLE", 0.5)
     monkeypatch.setattr(session_mod, "make_keys", lambda d: Keys(d, d / "client", d / "host"))
     monkeypatch.setattr(session_mod, "lean_boot_available", lambda: (True, "test: udev hidden"))
     monkeypatch.setattr(session_mod, "skipped_paths", lambda: ("/usr/bin/udevadm",))
@@ -387,12 +399,16 @@ def fake_session(tmp_path, monkeypatch):
     backend.progress = events.append
 
     def run(i):
+        """One run as the run driver makes it: the backend runs, the driver decides about the guest."""
         run_dir = folder / f"run-{i:02d}"
         run_dir.mkdir()
-        (run_dir / "guest.sh").write_text(script(_plan()))
-        req = _req(command=("bash", str(run_dir / "guest.sh")), disks=(Disk(run_dir / "disk.img", "harness-img0"),),
-                   rwdirs=(run_dir,), cwd=run_dir)
-        return backend.run(req, run_dir, timeout=None)
+        req = _req(run_dir=run_dir, disks=(Disk(run_dir / "disk.img", "harness-img0"),))
+        result = backend.run(req)
+        why = unfit_reason(result.signals)
+        if why:
+            backend.replace(why)
+        result.info["reboot_after"] = why
+        return result
 
     yield backend, run, events, folder
     backend.close()
@@ -410,7 +426,7 @@ def test_session_reuses_the_guest_while_runs_stay_clean(fake_session):
         window = r.console_log.read_text()
         assert window.count("harness: run run-") == 2 and f"harness: run run-0{i}-" in window
         assert "Linux version" not in window  # the boot belongs to no run
-    assert "losetup" in (folder / "run-01" / "guest-loop.sh").read_text()
+    assert "losetup" in (folder / "run-01" / "guest.sh").read_text()
     conn = FakeGuest.boots[0].conn
     assert [c for c in conn.commands if c.startswith("rm -rf /run/harness-ssh/run-0")][:1]  # RAM copy freed
     assert not [c for c in conn.commands if "cp --sparse" in c]  # CLEAN: no evidence to bring home
@@ -465,7 +481,7 @@ def test_session_close_powers_the_guest_off(fake_session):
     guest = FakeGuest.boots[0]
     backend.close()
     assert guest.stopped == ("session closed", guest.conn)  # graceful: powered off through the connection
-    assert backend.keys is None and backend.guest is None
+    assert backend.keys is None and backend.current is None
 
 
 def test_session_boots_ahead_once_a_run_needed_a_reboot(fake_session):

@@ -7,22 +7,29 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness.errors import GuestError
-from harness.guest import Disk, GuestRequest, select
-from harness.guest import snapshot as snap
+from harness.guest.backends import select
+from harness.guest.machine import Disk, GuestRequest
+from harness.guest.protocol import SNAPSHOT_READY, GuestPlan
+from harness.guest.snapshot import initramfs, machine, qmp
 from harness.kernels import Kernel
+from harness.repro.binaries import BinaryCache, compile_on_host
+
+snap = SimpleNamespace(**{k: v for m in (initramfs, machine, qmp) for k, v in vars(m).items() if not k.startswith("__")},
+                       READY=SNAPSHOT_READY)
 
 KERNEL = Kernel(name="debian:6.1.0-56", release="6.1.0-56-amd64", version="6.1.192", image=Path("/k/vmlinuz"),
                 boot_image=Path("/k/vmlinux"))
 
 
 def _req(**kw) -> GuestRequest:
-    base = dict(kernel=KERNEL, command=("bash", "/r/f/run-01/guest.sh"), accel="tcg", cmdline=("oops=panic",),
-                disks=(Disk(Path("/r/f/run-01/disk.img"), "harness-img0"),), cwd=Path("/r/f/run-01"),
-                preload=("fs-ext4",))
+    plan = GuestPlan("t", "ext4", "", "/r/f/run-01/repro.c", (), ("{mnt}",), 60, None)
+    base = dict(kernel=KERNEL, plan=plan, run_dir=Path("/r/f/run-01"), accel="tcg", cmdline=("oops=panic",),
+                disks=(Disk(Path("/r/f/run-01/disk.img"), "harness-img0"),), preload=("fs-ext4",))
     return GuestRequest(**{**base, **kw})
 
 
@@ -86,7 +93,7 @@ def test_snapshot_backend_is_registered_and_refuses_a_kernel_without_virtio_net(
     config = tmp_path / "config"
     config.write_text("CONFIG_NET=y\n# CONFIG_VIRTIO_NET is not set\n")
     lean = Kernel(name="debian-src:6.1.192", release="6.1.192", version="6.1.192", image=Path("/b"), config=config)
-    assert "no virtio-net" in snap.Snapshot()._unusable(lean)
+    assert "no virtio-net" in snap.unusable(lean)
 
 
 def test_qmp_client_skips_events_and_raises_errors(tmp_path):
@@ -144,11 +151,16 @@ def test_stage_reproduces_the_symlinks_on_the_way(tmp_path):
 
 
 def test_host_compile_writes_the_cache_whole(tmp_path):
-    src, binary, out = tmp_path / "repro.c", tmp_path / "cache" / "repro-abc", tmp_path / "guest.log"
+    src, out = tmp_path / "repro.c", tmp_path / "host-compile.log"
     src.write_text("int main(void) { return 0; }\n")
-    binary.parent.mkdir()
-    req = _req(binary=binary, compile_argv=("gcc", "-O2", "-o", str(binary), str(src)))
-    snap.Snapshot()._compile(req, out)
-    assert binary.exists() and subprocess.run([str(binary)]).returncode == 0
-    assert not list(binary.parent.glob("*.host*"))  # built beside it, then renamed into place
-    assert "compiled on the host: gcc -O2 -o " in out.read_text() and ".host" in out.read_text()
+    spec = SimpleNamespace(name="repro", compiler="gcc", cflags=("-O2",), source=src)
+    cache = BinaryCache(tmp_path / "cache")
+    (tmp_path / "cache").mkdir()
+    cached = compile_on_host(spec, cache, "abc", out)
+    assert cached.path.exists() and subprocess.run([str(cached.path)]).returncode == 0
+    assert not [p for p in cached.path.parent.iterdir() if p.name.startswith(".")]  # built beside it, renamed in
+    assert cached.meta["compiled_in"] == "host" and cached.meta["command"].startswith("gcc -O2 -o ")
+    assert "gcc -O2 -o " in out.read_text()
+    assert cache.get("repro", "abc").meta["sha256"] == cached.meta["sha256"]
+    cached.path.write_bytes(b"truncated")  # a damaged entry is dropped, never run
+    assert cache.get("repro", "abc") is None and not cached.path.exists()

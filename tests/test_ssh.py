@@ -15,7 +15,9 @@ import paramiko
 import pytest
 
 from harness.errors import GuestError, SpecError, UnknownName
-from harness.guest import select
+from harness.guest.backends import select
+from harness.guest.protocol import GuestPlan, LoopImage
+from harness.guest.remote import Staging, guest_plan
 from harness.guest.ssh import (
     Connection,
     Endpoint,
@@ -26,7 +28,7 @@ from harness.guest.ssh import (
     known_hosts_line,
     load_known_hosts,
 )
-from harness.guest.target import Target, load_target, parse_targets, rewrite_paths
+from harness.guest.target import Target, load_target, parse_targets
 
 # --- a tiny SSH server ------------------------------------------------------------------------
 
@@ -324,10 +326,14 @@ def test_unknown_backend_names_the_ssh_form():
     assert "ssh:NAME" in exc.value.one_line()
 
 
-def test_rewrite_paths_longest_first():
-    text = "cp /r/f/run-01/repro.c /r/f/run-01x /cache/binaries/x"
-    out = rewrite_paths(text, {"/r/f/run-01": "/w/runs/t", "/r/f/run-01x": "/w/other", "/cache/binaries": "/w/binaries"})
-    assert out == "cp /w/runs/t/repro.c /w/other /w/binaries/x"
+def test_staging_maps_the_run_folders_files_to_the_remote_run():
+    plan = GuestPlan("t", "ext4", "", "/r/f/run-01/repro.c", (), ("{mnt}",), 60, None,
+                     prebuilt="/r/f/run-01/repro.bin", binary_out="/r/f/run-01/repro.bin")
+    copied = guest_plan(plan, Staging(guest_run="/w/runs/t", device=LoopImage("/w/t.img")))
+    assert (copied.source, copied.prebuilt, copied.binary_out) == (
+        "/w/runs/t/repro.c", "/w/runs/t/repro.bin", "/w/runs/t/repro.bin")
+    shared = guest_plan(plan, Staging(guest_run="/run/harness-ssh/x", device=None, shared=True))
+    assert shared.source == "/r/f/run-01/repro.c" and shared.binary_out == "/run/harness-ssh/x/repro.bin"
 
 
 def test_target_dataclass_defaults():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from harness.guest import GuestRun
+from harness.guest.machine import Backend, GuestRun
 from harness.kernels import Kernel
 from harness.options import Accel, RunOptions
 from harness.repro import run as runner
@@ -13,15 +12,19 @@ from harness.repro import spec as specs
 from harness.verdict import Outcome
 
 
-class Flaky:
+class Flaky(Backend):
     """First boot: exit 255 after no time and no output.  Later boots: a clean run's logs."""
 
+    name = "flaky"
+
     def __init__(self, dead: int = 1):
+        super().__init__()
         self.dead = dead
         self.calls = 0
 
-    def run(self, req, run_dir: Path, timeout=None, watchdog=None) -> GuestRun:
+    def run(self, req, *, timeout=None, watchdog=None) -> GuestRun:
         self.calls += 1
+        run_dir = req.run_dir
         console, output = run_dir / "console.log", run_dir / "guest.log"
         if self.calls <= self.dead:
             console.write_text("")
@@ -39,7 +42,9 @@ def _run(tmp_path, monkeypatch, backend):
     spec = specs.load("ext4_inline")
     monkeypatch.setattr(runner.images, "build", lambda recipe, progress=None: tmp_path / "base.img")
     (tmp_path / "base.img").write_bytes(b"\0" * 4096)
-    monkeypatch.setattr(runner, "select", lambda name: backend)
+    monkeypatch.setattr(runner, "choose_backend", lambda name, kernel, **kw: ("flaky", "test"))
+    monkeypatch.setattr(runner, "make_backend", lambda name: backend)
+    monkeypatch.setattr(runner, "binary_key", lambda spec, kernel: "k")
     kernel = Kernel(name="debian:6.1.0-56", release="6.1.0-56-amd64", version="6.1.192", image=tmp_path / "bz")
     seen: list[str] = []
     return runner.run_repro(spec, kernel, RunOptions(runs=2, results=tmp_path / "res"), accel=Accel("tcg"),

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from harness.guest.steps import StepResult, parse_steps
-from harness.verdict import Evidence, Outcome, judge, run_started_at, stamp_at
+from harness.guest.protocol import GuestOutput, StepResult, run_started_at, stamp_at
+from harness.verdict import Evidence, Outcome, judge
 
 DATA = Path(__file__).parent / "data"
 TITLES = ("kernel BUG in ext4_write_inline_data", "kernel BUG in ext4_write_inline_data_end")
@@ -23,7 +23,7 @@ TAIL_OK = "".join(f"@@harness step {s} begin 3.0\n@@harness step {s} end 0 4.0\n
 
 
 def ev(console="", output="", **kw) -> Evidence:
-    return Evidence(console=console, output=output, steps=tuple(parse_steps(output)), **kw)
+    return Evidence(console=console, output=output, steps=GuestOutput.parse(output).steps, **kw)
 
 
 def test_real_run_is_reproduced_with_time_to_hit():
@@ -86,10 +86,21 @@ def test_mount_failure_is_infra_error():
     assert v.outcome is Outcome.INFRA_ERROR and "mount" in v.detail and "wrong fs type" in v.detail
 
 
-def test_run_past_timeout_is_hang():
+def test_run_past_timeout_is_hang_where_the_spec_says_so():
     out = UP + INFRA_OK + "@@harness step run begin 3.0\n@@harness step run end 124 63.0\n@@harness done\n"
-    v = judge(ev("", out))
+    v = judge(ev("", out, timeout_is="hang"))
     assert v.outcome is Outcome.HANG and "60 s" in v.detail
+
+
+def test_a_timeout_is_not_a_hang():
+    """Stopped by its time limit, the steps after it ran: the kernel stayed healthy (issue 19)."""
+    out = UP + INFRA_OK + "@@harness step run begin 3.0\n@@harness step run end 124 63.0\n" + TAIL_OK[-80:]
+    v = judge(ev("", out + "@@harness done\n"))
+    assert v.outcome is Outcome.CLEAN and "ran 60 s, its time limit, with no report" in v.detail
+    # ... but a guest that never got past it (the host had to kill it) is a hang
+    v = judge(ev("", UP + INFRA_OK + "@@harness step run begin 3.0\n@@harness step run end 124 63.0\n",
+                 killed="step sync made no progress for 165 s", guest_rc=None))
+    assert v.outcome is Outcome.HANG
 
 
 def test_host_kill_in_run_is_hang():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest.vng import choose_accel
+from harness.guest.accel import choose_accel
 from harness.options import Accel, RunOptions
 from harness.repro import spec as specs
 from harness.repro.run import build_variant, run_repro

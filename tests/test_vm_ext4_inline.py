@@ -94,7 +94,7 @@ def test_interrupt_keeps_what_was_recorded(vm, tmp_path):
 @pytest.mark.build
 def test_debug_build_still_reproduces_and_says_kasan(vm, tmp_path):
     """6.1.192 built with lean+filesystems+debug: the same BUG, under an oops header that names KASAN."""
-    from harness.guest.vng import choose_accel
+    from harness.guest.accel import choose_accel
     from harness.repro import run as runner
 
     spec = specs.load("ext4_inline/debug")
@@ -112,7 +112,7 @@ def test_debug_build_still_reproduces_and_says_kasan(vm, tmp_path):
 @pytest.mark.build
 def test_convert_at_mmap_trades_the_bug_for_lockdep(vm, tmp_path):
     """The rejected fix: no BUG, but lockdep reports mmap_lock vs inode_lock (ext4_file_mmap) — OTHER_CRASH."""
-    from harness.guest.vng import choose_accel
+    from harness.guest.accel import choose_accel
     from harness.repro import run as runner
 
     spec = specs.load("ext4_inline/debug")

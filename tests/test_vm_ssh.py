@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest.session import trivial_spec
+from harness.bench import trivial_spec
 from harness.guest.ssh import free_port, generate_key, known_hosts_line
 
 pytestmark = pytest.mark.vm

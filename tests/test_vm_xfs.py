@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest.vng import choose_accel
+from harness.guest.accel import choose_accel
 from harness.options import Accel, RunOptions
 from harness.repro import faults
 from harness.repro import run as runner

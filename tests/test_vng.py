@@ -3,16 +3,19 @@ from pathlib import Path
 import pytest
 
 from harness.errors import GuestError, UnknownName
-from harness.guest import BACKENDS, Disk, GuestRequest, select
-from harness.guest.vng import UNUSED_MODULES, choose_accel, drive_opts, vng_argv
+from harness.guest import accel as accel_mod
+from harness.guest.accel import choose_accel
+from harness.guest.backends import BACKENDS, select
+from harness.guest.machine import Disk
+from harness.guest.vng import UNUSED_MODULES, VngBoot, drive_opts, vng_argv
 from harness.kernels import Kernel
 
 KERNEL = Kernel("debian:6.1.0-47", "6.1.0-47-amd64", "6.1.170", Path("/k/boot/vmlinuz-6.1.0-47-amd64"))
 
 
-def request(**kw) -> GuestRequest:
+def request(**kw) -> VngBoot:
     base = dict(kernel=KERNEL, command=("bash", "/run/guest.sh"), accel="tcg")
-    return GuestRequest(**{**base, **kw})
+    return VngBoot(**{**base, **kw})
 
 
 def test_tcg_argv_is_complete_and_ordered():
@@ -80,8 +83,6 @@ def test_accel_forced(monkeypatch):
 
 
 def test_accel_auto_probe_is_cached(monkeypatch):
-    from harness.guest import vng
-
     calls = []
 
     def fake_probe(kernel, timeout):
@@ -89,7 +90,7 @@ def test_accel_auto_probe_is_cached(monkeypatch):
         return False, "a KVM boot did not finish in 45 s"
 
     monkeypatch.delenv("HARNESS_ACCEL", raising=False)
-    monkeypatch.setattr(vng, "probe_kvm", fake_probe)
+    monkeypatch.setattr(accel_mod, "probe_kvm", fake_probe)
     assert choose_accel("auto", KERNEL)[0] == "tcg"
     accel, why = choose_accel("auto", KERNEL)
     assert accel == "tcg" and "earlier" in why
@@ -98,6 +99,6 @@ def test_accel_auto_probe_is_cached(monkeypatch):
 
 def test_backend_registry():
     assert select("vng").name == "vng"
-    with pytest.raises(UnknownName, match="Unknown guest backend 'qemu'. Available: snapshot, vng, vng-ssh"):
+    with pytest.raises(UnknownName, match="Unknown guest backend 'qemu'. Available: snapshot, ssh, vng, vng-ssh"):
         select("qemu")
     assert "vng" in BACKENDS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest.steps import StepResult
+from harness.guest.protocol import StepResult
 from harness.repro import spec as specs
 from harness.verdict import Evidence, Outcome, data_rule, judge
 

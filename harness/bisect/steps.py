@@ -56,7 +56,7 @@ class KernelTarget:
 
     def _choose_accel(self) -> tuple[str, str]:
         if self._accel is None:
-            from harness.guest.vng import choose_accel
+            from harness.guest.accel import choose_accel
 
             self._accel = choose_accel(self.options.accel, self.kernel_record)
             self.info["accel"], self.info["accel_reason"] = self._accel

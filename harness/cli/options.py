@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness.errors import ExitCode
-from harness.guest import BACKENDS
-from harness.guest.vng import choose_accel
+from harness.guest.accel import choose_accel
+from harness.guest.backends import usages as backend_usages
 from harness.kernels import Kernel
 from harness.options import Accel, RunOptions
 
@@ -69,9 +69,7 @@ def fraction(*, closed: bool = False) -> Callable[[str], float]:
 
 
 def backend_help() -> str:
-    names = ", ".join(BACKENDS.names())
-    return (f"where the runs happen: {names}, or ssh:NAME[:DISK] (a machine in targets.yaml); "
-            "vng-ssh:N boots N guests ahead after a crash (default vng; README 'More than one run' compares them)")
+    return "where the runs happen; " + "; ".join(backend_usages())
 
 
 def add_run_options(

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from harness import kernels
 from harness.errors import ExitCode, KernelError
-from harness.guest.vng import choose_accel
+from harness.guest.accel import choose_accel
 from harness.kernels import Kernel
 from harness.matrix.pool import INTERRUPTED, in_order, in_processes, memory_bytes, plan_jobs, sigterm_as_interrupt
 from harness.matrix.spec import Available, Cell, Matrix, load_matrix

@@ -1,38 +1,54 @@
-"""One reproducer on one kernel, N runs: boot, steps, judge, record.
+"""The run driver: one reproducer on one kernel, prepared once, run N times, every run recorded.
 
-Every run folder gets its result.json before the guest boots (status
-"running") and again as soon as the verdict is known, so a crash, a hang or
-Ctrl-C never loses what was done.
+``ReproSession`` (a context manager) prepares once: the results folder and
+its result.json, the image, the backend (``auto`` chosen per kernel, with its
+reason), the compiled reproducer (harness.repro.binaries).  ``run()`` executes
+one more run: a run folder whose result.json is written before the guest
+starts (status "running") and again as soon as the verdict is known, so a
+crash, a hang, Ctrl-C or kill -9 never loses what was done; then it takes the
+one decision about the guest (``unfit_reason`` -> ``backend.replace``).
+``run_repro`` is N runs of a session; prove keeps two sessions open at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import images, proc, report
-from harness.errors import KernelError
-from harness.guest import Backend, Disk, GuestRequest, GuestRun, select
-from harness.guest.steps import MARK, GuestPlan, StepResult, guest_done, parse_steps, script
+from harness import images, report
+from harness.errors import GuestError, KernelError
+from harness.guest.backends import backend as make_backend
+from harness.guest.backends import choose as choose_backend
+from harness.guest.machine import Backend, Disk, GuestRequest, GuestRun, unfit_reason
+from harness.guest.protocol import GuestOutput, GuestPlan, StepResult
 from harness.images import FILESYSTEMS
 from harness.kernels import Kernel
+from harness.kernels.build import Variant, build
+from harness.kernels.patches import PatchOp
 from harness.options import Accel, RunOptions
-from harness.paths import cache_dir
 from harness.repro import faults
-from harness.repro.spec import Spec, VariantSpec
+from harness.repro.binaries import (
+    BINARY_NAME,
+    BinaryCache,
+    Cached,
+    adopt_compiled,
+    binary_key,
+    compile_in_guest,
+    compile_on_host,
+)
+from harness.repro.spec import ExpectKind, Spec, VariantSpec
 from harness.results import new_run_folder, write_json
 from harness.verdict import Evidence, Outcome, Verdict, judge
 
 DISK_SERIAL = "harness-img0"
 STEP_GRACE = 45.0  # host seconds past a guest step's own timeout before we call it hung
-STEP_BUDGETS = {"faults": 30, "setup": 30, "device": 30, "mount": 60, "compile": 300, "sync": 120, "umount": 120, "check": 300}
+STEP_BUDGETS = {"faults": 30, "environment": 60, "setup": 30, "device": 30, "mount": 60, "compile": 300, "sync": 120,
+                "umount": 120, "check": 300}
+STILLBORN_SECONDS = 15.0
 
 Progress = Callable[[str], None]
 
@@ -45,6 +61,8 @@ class RunResult:
     steps: tuple[StepResult, ...]
     wall_seconds: float
     guest_up_at: float | None  # guest uptime when the steps began (boot cost)
+    guest: dict = field(default_factory=dict, compare=False)  # the backend's record of the run
+    binary: dict = field(default_factory=dict, compare=False)  # where the reproducer was compiled
 
     @property
     def outcome(self) -> Outcome:
@@ -57,9 +75,9 @@ class RunResult:
             **self.verdict.to_dict(),
             "wall_seconds": round(self.wall_seconds, 2),
             "guest_up_at": self.guest_up_at,
-            "steps": [
-                {"name": s.name, "rc": s.rc, "seconds": s.seconds} for s in self.steps
-            ],
+            "steps": [{"name": s.name, "rc": s.rc, "seconds": s.seconds} for s in self.steps],
+            **({"guest": self.guest} if self.guest else {}),
+            **({"binary": self.binary} if self.binary else {}),
         }
 
 
@@ -71,7 +89,7 @@ class Summary:
     accel_reason: str
     folder: Path
     runs: tuple[RunResult, ...]
-    expectation: str | None  # 'reproduce', 'clean', 'other_crash' or None
+    expectation: ExpectKind | None
     min_hits: int = 1
     hits: int = 0
     interrupted: bool = False
@@ -96,9 +114,9 @@ class Summary:
         """Whether the runs meet the spec's expectation for this kernel."""
         if self.expectation is None or not self.runs:
             return None
-        if self.expectation == "reproduce":
+        if self.expectation == ExpectKind.REPRODUCE:
             return self.hits >= self.min_hits
-        if self.expectation == "other_crash":  # the bug gone, another report in its place
+        if self.expectation == ExpectKind.OTHER_CRASH:  # the bug gone, another report in its place
             return self.hits == 0 and any(r.outcome is Outcome.OTHER_CRASH for r in self.runs)
         return all(r.outcome is Outcome.CLEAN for r in self.runs)
 
@@ -140,13 +158,7 @@ class StepWatchdog:
             text = self.output.read_text(errors="replace")
         except OSError:
             return "boot"
-        if guest_done(text):
-            return "done"
-        marks = [ln for ln in text.splitlines() if ln.startswith(f"{MARK} step ")]
-        if not marks:
-            return "boot" if f"{MARK} guest up" not in text else "steps"
-        name, what = marks[-1].split()[2:4]
-        return f"{name}:{what}"
+        return GuestOutput.parse(text).state
 
     def __call__(self) -> str | None:
         state = self._state()
@@ -167,122 +179,29 @@ class StepWatchdog:
         return self.reason
 
 
-def binary_key(spec: Spec) -> str:
-    """Cache key of a compiled reproducer: source, flags and the (shared) compiler."""
-    compiler = proc.run(["sh", "-c", f"{spec.compiler} --version"], capture=True, check=False).output.splitlines()[:1]
-    h = hashlib.sha256(spec.source_text)
-    h.update(json.dumps([spec.compiler, spec.cflags, compiler, platform.machine()]).encode())
-    return h.hexdigest()[:16]
-
-
-def guest_plan(spec: Spec, source_in_guest: Path, binary_cache: Path | None = None) -> GuestPlan:
+def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, timeout: int) -> GuestPlan:
+    """The guest steps of one run (host paths: a backend maps them to where its guest sees them)."""
     recipe = spec.image
-    fs = FILESYSTEMS.select(recipe.fs)
+    fs = FILESYSTEMS.select(recipe.fs) if recipe is not None else None
+    env = getattr(spec, "environment", None)
     return GuestPlan(
-        title=f"{spec.name}",
-        disk_serial=DISK_SERIAL,
-        fs_type=fs.mount_type,
-        mount_options=recipe.mount_options,
-        source=str(source_in_guest),
+        title=spec.name,
+        fs_type=fs.mount_type if fs else "none",
+        mount_options=recipe.mount_options if recipe else "",
+        source=str(source),
         cflags=spec.cflags,
         args=spec.args,
-        run_timeout=spec.timeout,
-        check_argv=tuple(fs.check_argv("{dev}")) if recipe.check else None,
+        run_timeout=timeout,
+        check_argv=tuple(fs.check_argv("{dev}")) if fs and recipe.check else None,
         sysctls=spec.guest.sysctls,
         compiler=spec.compiler,
-        binary_cache=str(binary_cache) if binary_cache else None,
-        pre_run=faults.setup_lines(spec.faults),
-        post_run=faults.teardown_lines(spec.faults),
+        prebuilt=str(prebuilt) if prebuilt else None,
+        binary_out=str(run_dir / BINARY_NAME),
+        pre_run=(*(env.setup_lines() if env else ()), *faults.setup_lines(spec.faults)),
+        post_run=(*faults.teardown_lines(spec.faults), *(env.teardown_lines() if env else ())),
+        workdir=env.workdir if env else None,
+        image=recipe is not None,
     )
-
-
-def _guest_up_at(output: str) -> float | None:
-    for line in output.splitlines():
-        if line.startswith(f"{MARK} guest up "):
-            try:
-                return float(line.split()[3])
-            except (IndexError, ValueError):
-                return None
-    return None
-
-
-def run_once(
-    spec: Spec,
-    kernel: Kernel,
-    index: int,
-    folder: Path,
-    image: Path,
-    accel: str,
-    backend: str | Backend = "vng",
-    compile_cache: bool = True,
-    cmdline: tuple[str, ...] = (),
-) -> RunResult:
-    run_dir = folder / f"run-{index:02d}"
-    run_dir.mkdir(parents=True)
-    record = run_dir / "result.json"
-    write_json(record, {"run": index, "status": "running", "kernel": kernel.name, "accel": accel})
-    started = time.monotonic()
-    source = run_dir / spec.source.name
-    source.write_bytes(spec.source_text)  # the source as loaded, even if the file changes meanwhile
-    guest_script = run_dir / "guest.sh"
-    binaries = cache_dir("binaries") if compile_cache else None
-    cached = binaries / f"{spec.name}-{binary_key(spec)}" if binaries else None
-    plan = guest_plan(spec, source, cached)
-    guest_script.write_text(script(plan))
-    disk = images.fresh_copy(image, run_dir / "disk.img")
-    req = GuestRequest(
-        kernel=kernel,
-        command=("bash", str(guest_script)),
-        accel=accel,
-        cpus=spec.guest.cpus,
-        memory=spec.guest.memory,
-        disks=(Disk(disk, DISK_SERIAL),),
-        rwdirs=(run_dir, *((binaries,) if binaries else ())),
-        cmdline=(*spec.guest.cmdline, *cmdline),
-        cwd=run_dir,
-        preload=(f"fs-{plan.fs_type}",),
-        binary=cached,
-        compile_argv=(spec.compiler, *spec.cflags, "-o", str(cached), str(source)) if cached else (),
-    )
-    watchdog = StepWatchdog(run_dir / "guest.log", spec.guest.boot_timeout, spec.timeout)
-    verdict: Verdict
-    steps: tuple[StepResult, ...] = ()
-    try:
-        runner = select(backend) if isinstance(backend, str) else backend
-        guest: GuestRun = runner.run(req, run_dir, timeout=None, watchdog=watchdog)
-        output = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
-        console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
-        steps = tuple(parse_steps(output))
-        verdict = judge(
-            Evidence(
-                console=console,
-                output=output,
-                steps=steps,
-                expected_titles=spec.expect.titles,
-                killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
-                guest_rc=guest.returncode,
-            )
-        )
-    except KeyboardInterrupt:
-        result = RunResult(index, run_dir, Verdict(Outcome.INFRA_ERROR, detail="interrupted (Ctrl-C)"), steps,
-                           time.monotonic() - started, None)
-        write_json(record, {**result.to_dict(), "status": "interrupted"})
-        raise
-    if verdict.report_text:
-        (run_dir / "report.txt").write_text(
-            report.symbolize(verdict.report_text, kernel.vmlinux, kernel.system_map, kernel.extra.get("source_dir"))
-        )
-    output_text = (run_dir / "guest.log").read_text(errors="replace") if (run_dir / "guest.log").exists() else ""
-    result = RunResult(index, run_dir, verdict, steps, time.monotonic() - started, _guest_up_at(output_text))
-    write_json(record, {**result.to_dict(), **({"guest": guest.info} if guest.info else {}), "status": "done"})
-    if verdict.outcome is Outcome.CLEAN or verdict.outcome.is_bug and verdict.outcome not in (
-        Outcome.DATA_LOSS, Outcome.FS_CORRUPT
-    ):
-        disk.unlink(missing_ok=True)  # keep the image only where its content is the evidence
-    return result
-
-
-STILLBORN_SECONDS = 15.0
 
 
 def stillborn(result: RunResult) -> bool:
@@ -300,71 +219,216 @@ def stillborn(result: RunResult) -> bool:
     return not console.exists() or console.stat().st_size == 0
 
 
-def run_repro(
-    spec: Spec,
-    kernel: Kernel,
-    options: RunOptions,
-    *,
-    accel: Accel,
-    progress: Progress | None = None,
-    on_run: Callable[[RunResult], None] | None = None,
-) -> Summary:
-    runs = options.runs or spec.runs
-    backend, compile_cache, cmdline, results_root = options.backend, options.compile_cache, options.cmdline, options.results
-    accel_reason, accel = accel.reason, accel.name
-    faults.check_kernel(spec.faults, kernel)  # a kernel without the fault knobs: one clear line
-    folder = new_run_folder(spec.name, kernel.name, results_root)
-    expectation = spec.expect.for_kernel(kernel.name)
-    image = images.build(spec.image, progress=progress)
+class ReproSession:
+    """One reproducer on one kernel: prepared once, then ``run()`` as often as needed (see the module doc)."""
 
-    def summary(done: list[RunResult], interrupted: bool = False) -> Summary:
+    def __init__(self, spec: Spec, kernel: Kernel, options: RunOptions, *, accel: Accel,
+                 progress: Progress | None = None, backend: Backend | None = None):
+        self.spec, self.kernel, self.options, self.accel = spec, kernel, options, accel
+        self.progress = progress or (lambda msg: None)
+        self.requested = options.runs or spec.runs
+        self.timeout = options.timeout or spec.timeout
+        self.done: list[RunResult] = []
+        self.folder: Path | None = None
+        self.backend = backend
+        self.backend_reason = "given by the caller" if backend is not None else ""
+        self.image: Path | None = None
+        self.cache = BinaryCache()
+        self.key = ""
+        self.binary: Cached | None = None
+        self.interrupted = False
+
+    # --- prepare once ------------------------------------------------------------------------
+
+    def __enter__(self) -> ReproSession:
+        spec = self.spec
+        faults.check_kernel(spec.faults, self.kernel)  # a kernel without the fault knobs: one clear line
+        if self.backend is None:
+            name, self.backend_reason = choose_backend(self.options.backend, self.kernel,
+                                                       boot_per_run=spec.guest.fresh_boot,
+                                                       fresh_compile=self.options.fresh_compile)
+            self.backend = make_backend(name)
+        self.folder = new_run_folder(spec.name, self.kernel.name, self.options.results)
+        self._write("running")
+        self.progress(f"backend {self.backend.name}: {self.backend_reason}")
+        self.image = images.build(spec.image, progress=self.progress) if spec.image is not None else None
+        self.backend.open(self.folder, progress=self.progress)
+        self.backend.plan(self.requested)
+        try:
+            self._prepare_binary()
+        except BaseException:
+            self.backend.close()
+            raise
+        return self
+
+    def _prepare_binary(self) -> None:
+        """A binary compiled earlier for this kernel, or one compiled now where the backend cannot."""
+        spec, opts = self.spec, self.options
+        self.key = binary_key(spec, self.kernel)
+        if opts.fresh_compile:
+            if not self.backend.compiles:
+                raise GuestError(f"--fresh-compile compiles in every guest; {self.backend.name} guests have no "
+                                 "compiler (use --backend vng or vng-ssh)")
+            return
+        with self.cache.lock(spec.name, self.key):
+            self.binary = self.cache.get(spec.name, self.key)
+            if self.binary is not None:
+                return
+            if opts.host_compile:
+                self.progress(f"compiling {spec.source.name} on the host (--host-compile)")
+                self.binary = compile_on_host(spec, self.cache, self.key, self.folder / "host-compile.log")
+            elif not self.backend.compiles:
+                self.progress(f"compiling {spec.source.name} in a vng guest of {self.kernel.name} "
+                              f"({self.backend.name} guests have no compiler)")
+                plan = guest_plan(spec, self.folder, spec.source, None, self.timeout)
+                compile_dir = self.folder / "compile"
+                watchdog = StepWatchdog(compile_dir / "guest.log", spec.guest.boot_timeout, self.timeout)
+                self.binary = compile_in_guest(spec, self.kernel, self.accel.name, plan, compile_dir, self.cache,
+                                               self.key, watchdog=watchdog)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        try:
+            if self.backend is not None:
+                self.backend.close()
+        finally:
+            self._write("interrupted" if self.interrupted else "done" if exc_type is None else "error")
+
+    # --- one run ---------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """One more run (a stillborn guest, dead at once without a byte of console, is run again once)."""
+        index = len(self.done) + 1
+        result = self._run_once(index)
+        if stillborn(result):  # QEMU/vng died at once: infrastructure, not the kernel; once more
+            kept = result.folder.with_name(result.folder.name + ".stillborn")
+            result.folder.rename(kept)
+            self.progress(f"run {index}: the guest died in {result.wall_seconds:.0f} s without a byte of console "
+                          f"({result.verdict.detail}); kept in {kept.name}, running it again")
+            result = self._run_once(index)
+        self.done.append(result)
+        self._write("running")
+        return result
+
+    def _stage(self, run_dir: Path) -> tuple[GuestRequest, dict]:
+        """The run folder's inputs and the request for the backend; the binary's record."""
+        spec = self.spec
+        source = run_dir / spec.source.name
+        source.write_bytes(spec.source_text)  # the source as loaded, even if the file changes meanwhile
+        prebuilt, record = None, {}
+        if self.binary is not None and self.cache.get(spec.name, self.key) is not None:
+            prebuilt = run_dir / BINARY_NAME
+            shutil.copyfile(self.binary.path, prebuilt)
+            prebuilt.chmod(0o755)
+            record = {**{k: v for k, v in self.binary.meta.items() if k != "at"}, "reused": True, "key": self.key}
+        if self.image is not None:
+            disk = images.fresh_copy(self.image, run_dir / "disk.img")
+        else:  # no harness image: a small blank disk keeps every backend's devices the same
+            disk = run_dir / "disk.img"
+            with open(disk, "wb") as fh:
+                fh.truncate(1 << 20)
+        plan = guest_plan(spec, run_dir, source, prebuilt, self.timeout)
+        env = getattr(spec, "environment", None)
+        cmdline = (*spec.guest.cmdline, *(env.cmdline if env else ()), *self.options.cmdline)
+        fs = f"fs-{plan.fs_type}" if plan.image else None
+        req = GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
+                           cpus=spec.guest.cpus, memory=spec.guest.memory, disks=(Disk(disk, DISK_SERIAL),),
+                           cmdline=tuple(dict.fromkeys(cmdline)), preload=(fs,) if fs else (),
+                           inputs=(source, *((prebuilt,) if prebuilt else ())))
+        return req, record
+
+    def _run_once(self, index: int) -> RunResult:
+        assert self.folder is not None and self.backend is not None
+        run_dir = self.folder / f"run-{index:02d}"
+        run_dir.mkdir(parents=True)
+        record = run_dir / "result.json"
+        write_json(record, {"run": index, "status": "running", "kernel": self.kernel.name, "accel": self.accel.name,
+                            "backend": self.backend.name})
+        started = time.monotonic()
+        req, binary = self._stage(run_dir)
+        watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout, self.timeout)
+        try:
+            guest = self.backend.run(req, watchdog=watchdog, timeout=None)
+        except KeyboardInterrupt:
+            result = RunResult(index, run_dir, Verdict(Outcome.INFRA_ERROR, detail="interrupted (Ctrl-C)"), (),
+                               time.monotonic() - started, None)
+            write_json(record, {**result.to_dict(), "status": "interrupted"})
+            raise
+        return self._record(index, run_dir, req, guest, watchdog, binary, started)
+
+    def _record(self, index: int, run_dir: Path, req: GuestRequest, guest: GuestRun, watchdog: StepWatchdog,
+                binary: dict, started: float) -> RunResult:
+        text = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
+        console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
+        output = GuestOutput.parse(text)
+        verdict = judge(Evidence(
+            console=console, output=text, expected_titles=self.spec.expect.titles,
+            killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
+            guest_rc=guest.returncode, any_crash=getattr(self.spec.expect, "any_crash", False),
+            timeout_is=getattr(self.spec, "timeout_is", "clean"),
+        ))
+        if not binary:
+            binary = self._adopt(run_dir, output)
+        info = dict(guest.info)
+        if self.backend.persistent and guest.signals is not None:
+            why = unfit_reason(guest.signals)
+            info["replace"] = why
+            if why:
+                self.backend.replace(why)
+        if verdict.report_text:
+            (run_dir / "report.txt").write_text(report.symbolize(
+                verdict.report_text, self.kernel.vmlinux, self.kernel.system_map, self.kernel.extra.get("source_dir")))
+        result = RunResult(index, run_dir, verdict, output.steps, time.monotonic() - started, output.up_at,
+                           {**info, "backend_reason": self.backend_reason}, binary)
+        write_json(run_dir / "result.json", {**result.to_dict(), "status": "done"})
+        if verdict.outcome is Outcome.CLEAN or verdict.outcome.is_bug and verdict.outcome not in (
+            Outcome.DATA_LOSS, Outcome.FS_CORRUPT
+        ):
+            req.disks[0].path.unlink(missing_ok=True)  # keep the image only where its content is the evidence
+        (run_dir / BINARY_NAME).unlink(missing_ok=True)  # in the cache (or not worth keeping)
+        return result
+
+    def _adopt(self, run_dir: Path, output: GuestOutput) -> dict:
+        """Cache what this run's guest compiled (when the options allow), and say where it came from."""
+        if output.binary != "compiled":
+            return {}
+        record = {"compiled_in": "guest", "kernel": self.kernel.name, "folder": str(run_dir), "reused": False}
+        if not self.options.fresh_compile:
+            cached = adopt_compiled(self.cache, self.spec.name, self.key, run_dir, output, self.kernel)
+            if cached is not None:
+                self.binary = cached
+                record["key"] = self.key
+        return record
+
+    # --- records --------------------------------------------------------------------------------------
+
+    def summary(self) -> Summary:
+        spec = self.spec
         return Summary(
-            repro=spec.name,
-            kernel=kernel,
-            accel=accel,
-            accel_reason=accel_reason,
-            folder=folder,
-            runs=tuple(done),
-            expectation=expectation,
-            min_hits=spec.expect.min_hits,
-            hits=sum(spec.expect.is_hit(r.outcome) for r in done),
-            interrupted=interrupted,
-            extra={"runs_requested": runs},
+            repro=spec.name, kernel=self.kernel, accel=self.accel.name, accel_reason=self.accel.reason,
+            folder=self.folder, runs=tuple(self.done), expectation=spec.expect.for_kernel(self.kernel.name),
+            min_hits=spec.expect.min_hits, hits=sum(spec.expect.is_hit(r.outcome) for r in self.done),
+            interrupted=self.interrupted,
+            extra={"runs_requested": self.requested,
+                   "backend": self.backend.name if self.backend else None, "backend_reason": self.backend_reason},
         )
 
-    done: list[RunResult] = []
-    write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
-    runner = select(backend)
-    try:
-        with contextlib.ExitStack() as stack:
-            if hasattr(runner, "open"):  # a backend that keeps a guest or a connection across runs
-                runner.open(folder, progress=progress)
-                stack.callback(runner.close)
-                if hasattr(runner, "plan"):
-                    runner.plan(runs)
-            for i in range(1, runs + 1):
-                if progress:
-                    progress(f"run {i}/{runs}: booting {kernel.name} ({accel})" if backend == "vng"
-                             else f"run {i}/{runs}: {kernel.name} ({accel}, backend {backend})")
-                result = run_once(spec, kernel, i, folder, image, accel, runner, compile_cache, cmdline)
-                if stillborn(result):  # QEMU/vng died at once: infrastructure, not the kernel; once more
-                    kept = result.folder.with_name(result.folder.name + ".stillborn")
-                    result.folder.rename(kept)
-                    if progress:
-                        progress(f"run {i}/{runs}: the guest died in {result.wall_seconds:.0f} s without a byte "
-                                 f"of console ({result.verdict.detail}); kept in {kept.name}, running it again")
-                    result = run_once(spec, kernel, i, folder, image, accel, runner, compile_cache, cmdline)
-                done.append(result)
-                write_json(folder / "result.json", {**summary(done).to_dict(), "status": "running"})
-                if on_run:
-                    on_run(result)
-    except KeyboardInterrupt:
-        final = summary(done, interrupted=True)
-        write_json(folder / "result.json", {**final.to_dict(), "status": "interrupted"})
-        raise
-    final = summary(done)
-    write_json(folder / "result.json", {**final.to_dict(), "status": "done"})
-    return final
+    def _write(self, status: str) -> None:
+        if self.folder is not None:
+            write_json(self.folder / "result.json", {**self.summary().to_dict(), "status": status})
+
+
+def run_repro(spec: Spec, kernel: Kernel, options: RunOptions, *, accel: Accel, progress: Progress | None = None,
+              on_run: Callable[[RunResult], None] | None = None) -> Summary:
+    """``options.runs`` (else the spec's) runs of ``spec`` on ``kernel``; the summary, also in result.json."""
+    with ReproSession(spec, kernel, options, accel=accel, progress=progress) as session:
+        for i in range(1, session.requested + 1):
+            if progress:
+                progress(f"run {i}/{session.requested}: {kernel.name} ({accel.name}, backend {session.backend.name})")
+            result = session.run()
+            if on_run:
+                on_run(result)
+    return session.summary()
 
 
 # --- source-built variants ---------------------------------------------------------------
@@ -372,9 +436,6 @@ def run_repro(
 
 def variant_build(variant: VariantSpec):
     """The build recipe (``harness.kernels.build.Variant``) of one of a spec's variants."""
-    from harness.kernels.build import Variant
-    from harness.kernels.patches import PatchOp
-
     return Variant(
         source=variant.source,
         name=variant.name,
@@ -385,8 +446,6 @@ def variant_build(variant: VariantSpec):
 
 def build_variant(variant: VariantSpec, *, progress: Progress | None = None) -> Kernel:
     """Build (or find in the cache) the kernel of one of a spec's variants."""
-    from harness.kernels.build import build
-
     return build(variant_build(variant), progress=progress)
 
 
@@ -409,3 +468,4 @@ def build_error(spec: Spec, kernel_name: str, exc: KernelError, results_root: Pa
                       spec.expect.min_hits, 0)
     write_json(folder / "result.json", {**summary.to_dict(), "status": "done"})
     return summary
+
