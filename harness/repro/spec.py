@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.errors import SpecError, UnknownName
 from harness.images import Recipe, load_recipe, parse_recipe
 from harness.paths import reproducers_dir
-from harness.repro import faults
+from harness.repro import faults, syzkaller
+from harness.repro.syzkaller import GuestEnvironment, SyzInfo
 from harness.yamlio import Fields, load_mapping
 
 SPEC_FILE = "repro.yaml"
+MODES = ("plain", "syzkaller")  # syzkaller: the environment syzkaller's executor gives (repro/syzkaller.py)
+TIMEOUT_IS = ("clean", "hang")  # what reaching the time limit with a healthy kernel is
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,13 @@ class Expectation:
     other_crash: tuple[str, ...] = ()
     min_hits: int = 1
     data_loss: bool = False  # the bug shows as DATA_LOSS/FS_CORRUPT, not an oops
+    any_crash: bool = False  # no title expected: any crash report is a hit (a bare C file without --expect)
 
     def is_hit(self, outcome) -> bool:
         """Whether a run's outcome counts as reproducing this bug."""
-        from harness.verdict import Outcome
+        from harness.verdict import Outcome  # verdict pulls in the guest protocol: specs load without it
 
-        if outcome is Outcome.REPRODUCED:
+        if outcome is Outcome.REPRODUCED or (self.any_crash and outcome is Outcome.OTHER_CRASH):
             return True
         return self.data_loss and outcome in (Outcome.DATA_LOSS, Outcome.FS_CORRUPT)
 
@@ -79,7 +83,7 @@ class Spec:
     folder: Path
     summary: str
     source: Path
-    image: Recipe
+    image: Recipe | None  # None (`image: none`): no harness image, the reproducer brings its own filesystem
     cflags: tuple[str, ...] = ("-O2", "-Wall", "-pthread")
     compiler: str = "gcc"  # run inside the guest
     args: tuple[str, ...] = ("{mnt}",)
@@ -91,6 +95,15 @@ class Spec:
     variants: tuple[VariantSpec, ...] = ()
     source_text: bytes = field(default=b"", repr=False)  # the source as loaded: every run compiles this
     faults: object = None  # harness.repro.faults.FaultSpec: fault injection the harness arms in the guest
+    mode: str = "plain"  # "syzkaller": the guest gives it syzkaller's environment (see `environment`)
+    timeout_is: str = "clean"  # at its time limit with a healthy kernel: "clean" (CLEAN) or "hang" (HANG)
+    syzkaller: SyzInfo | None = None  # what the source says, in syzkaller mode
+    links: tuple[str, ...] = ()
+
+    @property
+    def environment(self) -> GuestEnvironment | None:
+        """What the guest sets up around the run (syzkaller mode), or None."""
+        return syzkaller.environment(self.syzkaller) if self.mode == "syzkaller" else None
 
     def variant(self, name: str) -> VariantSpec:
         for v in self.variants:
@@ -119,7 +132,8 @@ def _guest(data: object, where: str) -> GuestOptions:
 
 
 def _expect(data: object, where: str) -> Expectation:
-    f = Fields(data if isinstance(data, dict) else {}, f"{where}: expect", {"titles", "reproduce", "clean", "other_crash", "min_hits", "data_loss"})
+    f = Fields(data if isinstance(data, dict) else {}, f"{where}: expect",
+               {"titles", "reproduce", "clean", "other_crash", "min_hits", "data_loss", "any_crash"})
     exp = Expectation(
         titles=f.strings("titles"),
         reproduce=f.strings("reproduce"),
@@ -127,9 +141,13 @@ def _expect(data: object, where: str) -> Expectation:
         other_crash=f.strings("other_crash"),
         min_hits=f.get("min_hits", int, 1),
         data_loss=f.get("data_loss", bool, False),
+        any_crash=f.get("any_crash", bool, False),
     )
-    if exp.reproduce and not (exp.titles or exp.data_loss):
-        raise SpecError(f"{where}: expect: lists kernels that must reproduce but no titles (or data_loss: true)")
+    if exp.any_crash and exp.titles:
+        raise SpecError(f"{where}: expect: any_crash: true counts every crash report: drop the titles or any_crash")
+    if exp.reproduce and not (exp.titles or exp.data_loss or exp.any_crash):
+        raise SpecError(f"{where}: expect: lists kernels that must reproduce but no titles "
+                        "(or data_loss: true, or any_crash: true)")
     return exp
 
 
@@ -149,6 +167,32 @@ def _patch(item: object, folder: Path, where: str) -> tuple[Path, bool]:
     return path, revert
 
 
+def _fragment(name: str, folder: Path, where: str) -> str:
+    """A fragment name (``lean``) as is; a path (``./syzbot.config``) made absolute from the folder."""
+    if "/" not in name and not name.endswith(".config"):
+        return name
+    path = (folder / Path(name).expanduser()).resolve()
+    if not path.is_file():
+        raise SpecError(f"{where}: fragment {name} does not exist in {folder}")
+    return str(path)
+
+
+def _mode(f: Fields, text: bytes, where: str) -> tuple[str, SyzInfo | None]:
+    """``mode:`` as written, else detected from the source; the syzkaller facts in syzkaller mode."""
+    mode = f.get("mode", str, None)
+    if mode is not None and mode not in MODES:
+        raise SpecError(f"{where}: mode: {mode!r}: use syzkaller or plain (or leave it out: detected from the source)")
+    info = None if mode == "plain" else syzkaller.detect(text, assume=mode == "syzkaller")
+    return ("syzkaller" if info else "plain"), info
+
+
+def _image(f: Fields, where: str) -> Recipe | None:
+    image = f.get("image", (str, dict), required=True)
+    if image == "none":
+        return None
+    return parse_recipe(image, f"{where}: image") if isinstance(image, dict) else load_recipe(image)
+
+
 def _variants(data: object, folder: Path, where: str) -> tuple[VariantSpec, ...]:
     if not isinstance(data, dict):
         raise SpecError(f"{where}: variants: expected a mapping of name -> variant")
@@ -162,7 +206,8 @@ def _variants(data: object, folder: Path, where: str) -> tuple[VariantSpec, ...]
                 name=str(name),
                 source=f.get("source", str, required=True),
                 patches=tuple(_patch(p, folder, f"{w}: patches[{i}]") for i, p in enumerate(patches)),
-                kconfig=f.strings("kconfig", ("lean", "filesystems", "faults")),
+                kconfig=tuple(_fragment(k, folder, f"{w}: kconfig")
+                              for k in f.strings("kconfig", ("lean", "filesystems", "faults"))),
                 cmdline=f.strings("cmdline"),
             )
         )
@@ -173,17 +218,28 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
     f = Fields(
         data,
         where,
-        {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel", "guest", "expect", "links", "variants", "faults"},
+        {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel",
+         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is"},
     )
     source = folder / f.get("source", str, "repro.c")
     if not source.exists():
         raise SpecError(f"{where}: source: {source.name} does not exist in {folder}")
-    image = f.get("image", (str, dict), required=True)
-    recipe = parse_recipe(image, f"{where}: image") if isinstance(image, dict) else load_recipe(image)
+    recipe = _image(f, where)
     runs = f.get("runs", int, 1)
     timeout = f.get("timeout", int, 120)
     if runs < 1 or timeout < 1:
         raise SpecError(f"{where}: runs and timeout must be positive")
+    text = source.read_bytes()
+    mode, info = _mode(f, text, where)
+    timeout_is = f.get("timeout_is", str, "clean")
+    if timeout_is not in TIMEOUT_IS:
+        raise SpecError(f"{where}: timeout_is: {timeout_is!r}: use clean (the limit is a normal end) or hang")
+    args = f.strings("args", ("{mnt}",) if recipe else ())
+    if recipe is None and any("{mnt}" in a or "{dev}" in a for a in args):
+        raise SpecError(f"{where}: args: {{mnt}} and {{dev}} need a harness image, and image is none: drop them")
+    guest = _guest(f.get("guest", dict, {}), where)
+    if mode == "syzkaller" and "cmdline" not in (data.get("guest") or {}):
+        guest = replace(guest, cmdline=tuple(dict.fromkeys((*guest.cmdline, *syzkaller.BOOT_OPTIONS))))
     return Spec(
         name=f.get("name", str, folder.name),
         folder=folder,
@@ -192,15 +248,19 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         image=recipe,
         cflags=f.strings("cflags", Spec.__dataclass_fields__["cflags"].default),
         compiler=f.get("compiler", str, "gcc"),
-        args=f.strings("args", ("{mnt}",)),
+        args=args,
         timeout=timeout,
         runs=runs,
         kernel=f.get("kernel", str, "debian:6.1"),
-        guest=_guest(f.get("guest", dict, {}), where),
+        guest=guest,
         expect=_expect(f.get("expect", dict, {}), where),
         variants=_variants(f.get("variants", dict, {}), folder, where),
-        source_text=source.read_bytes(),
+        source_text=text,
         faults=faults.parse(f.get("faults", dict, None), f"{where}: faults") if "faults" in data else None,
+        mode=mode,
+        timeout_is=timeout_is,
+        syzkaller=info,
+        links=f.strings("links"),
     )
 
 
