@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def _isolated(request, tmp_path, monkeypatch):
 def vm_ready() -> str | None:
     """Why VM tests cannot run here, or None."""
     for prog in ("qemu-system-x86_64", "vng", "udevadm", "mkfs.ext4"):
-        if shutil.which(prog) is None:
+        if shutil.which(prog) is None and shutil.which(prog, path=str(Path(sys.executable).parent)) is None:
             return f"{prog} missing (run `harness setup`)"
     return None
 
@@ -51,3 +52,25 @@ def frozen_reproducers(tmp_path, monkeypatch):
     spec.write_text(text[:start] + '  reproduce: ["debian:6.1.0-*"]\n')
     monkeypatch.setenv("HARNESS_REPRODUCERS", str(root))
     return root
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture
+def golden():
+    """compare(relpath, text): the text must equal tests/golden/RELPATH; HARNESS_GOLDEN=1 rewrites it.
+
+    The tuxrun habit: every generated artefact (guest scripts, command lines)
+    has a rendered copy in the tree, so a change to one shows in the diff and
+    is reviewed as such."""
+
+    def compare(relpath: str, text: str) -> None:
+        path = GOLDEN / relpath
+        if os.environ.get("HARNESS_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"{path} missing: run with HARNESS_GOLDEN=1, then review the file"
+        assert text == path.read_text(), f"{path} differs: review, then HARNESS_GOLDEN=1 rewrites it"
+
+    return compare

@@ -407,7 +407,7 @@ def fake_session(tmp_path, monkeypatch):
         why = unfit_reason(result.signals)
         if why:
             backend.replace(why)
-        result.info["reboot_after"] = why
+        result.info["replace"] = why
         return result
 
     yield backend, run, events, folder
@@ -421,7 +421,7 @@ def test_session_reuses_the_guest_while_runs_stay_clean(fake_session):
     assert len(FakeGuest.boots) == 1
     assert [r.info["booted"] for r in results] == [True, False, False]
     assert [r.info["run_on_boot"] for r in results] == [1, 2, 3]
-    assert all(r.info["reboot_after"] is None and r.returncode == 0 and r.detail is None for r in results)
+    assert all(r.info["replace"] is None and r.returncode == 0 and r.detail is None for r in results)
     for i, r in enumerate(results, 1):
         window = r.console_log.read_text()
         assert window.count("harness: run run-") == 2 and f"harness: run run-0{i}-" in window
@@ -438,7 +438,7 @@ def test_session_reboots_after_an_oops_and_keeps_the_verdict_evidence(fake_sessi
     first, second = run(1), run(2)
     assert first.returncode is None and "went down" in first.detail
     assert "kernel BUG at fs/ext4/inline.c:235!" in first.console_log.read_text()
-    assert "the guest went down" in first.info["reboot_after"]
+    assert "the guest went down" in first.info["replace"]
     assert second.info["booted"] and second.info["boot"] == 2 and "went down" in second.info["reboot_before"]
     assert len(FakeGuest.boots) == 2
     log = (folder / "session.log").read_text()
@@ -450,7 +450,7 @@ def test_session_reboots_after_a_new_taint(fake_session):
     backend, run, events, folder = fake_session
     FakeGuest.scenario = ["warn", "clean"]
     first, second = run(1), run(2)
-    assert first.returncode == 0 and "taint changed - -> W" in first.info["reboot_after"]
+    assert first.returncode == 0 and "taint changed - -> W" in first.info["replace"]
     assert first.info["taint_after"] == "W" and second.info["boot"] == 2
 
 
@@ -462,7 +462,7 @@ def test_session_probes_on_a_host_timeout(fake_session):
     assert first.detail.startswith("step run made no progress")
     assert "probe: guest responsive: the reproducer is slow or stuck, the kernel still schedules" in first.detail
     assert first.info["probe"]["responsive"] is True
-    assert "no progress" in first.info["reboot_after"] and second.info["boot"] == 2
+    assert "no progress" in first.info["replace"] and second.info["boot"] == 2
 
 
 def test_session_reboots_when_taint_changes_between_runs(fake_session):

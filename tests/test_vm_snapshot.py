@@ -45,7 +45,7 @@ def test_snapshot_restores_a_fresh_kernel_for_every_oops(vm, tmp_path):
     for i, r in enumerate(runs, 1):
         assert r["verdict"] == "REPRODUCED" and r["time_to_hit"] is not None
         assert r["guest"]["restore_seconds"] > 0
-        assert "the guest went down" in r["guest"]["reset_reason"]
+        assert "the guest went down" in r["guest"]["replace"]
         console = (folder / f"run-0{i}" / "console.log").read_text()
         marks = {ln.split("harness: run ")[1].split()[0] for ln in console.splitlines() if "harness: run run-" in ln}
         assert len(marks) == 1 and marks.pop().startswith(f"run-0{i}-")  # its own guest, its own console
@@ -65,6 +65,6 @@ def test_snapshot_runs_that_do_not_crash(vm, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["verdict"] for r in result["results"]] == ["CLEAN"] * 2, result
     for i, r in enumerate(runs, 1):
-        assert r["guest"]["reset_reason"] is None and r["guest"]["taint_after"] == "-"
+        assert r["guest"]["replace"] is None and r["guest"]["taint_after"] == "-"
         assert "read back: harness bench" in (folder / f"run-0{i}" / "guest.log").read_text()
     assert not (folder / "run-01" / "disk.img").exists()  # CLEAN: the image copy goes, as with vng

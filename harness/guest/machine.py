@@ -142,13 +142,16 @@ class Backend:
 
     ``compiles``: whether its guests can compile the reproducer (a vng guest
     shares the host's root and gcc; a snapshot guest's root is a small
-    initramfs).  ``persistent``: a guest outlives a run, so the driver's
+    initramfs).  ``own_toolchain``: its machine compiles with its own compiler
+    and libraries (a user's machine), so the host's binary cache is neither
+    used nor fed.  ``persistent``: a guest outlives a run, so the driver's
     replace decisions matter."""
 
     name = "backend"
     usage = "backend"
     help = ""
     compiles = True
+    own_toolchain = False
     persistent = False
 
     def __init__(self) -> None:

@@ -353,12 +353,13 @@ class Connection:
         return False, done.killed or ("connection lost" if done.lost else f"exit {done.returncode}")
 
     def put(self, local: Path, remote: str, *, prefix: str = "") -> None:
-        """Copy a file to the other side through `cat` (no sftp subsystem needed)."""
+        """Copy a file to the other side through `cat` (no sftp subsystem needed), keeping its mode."""
         paramiko = _paramiko()
         try:
             chan = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
             chan.set_combine_stderr(True)
-            chan.exec_command(f"{prefix}sh -c {shlex.quote('cat > ' + shlex.quote(remote))}")
+            mode = f"{local.stat().st_mode & 0o777:o}"  # an executable stays one (a prebuilt reproducer)
+            chan.exec_command(f"{prefix}sh -c {shlex.quote(f'cat > {shlex.quote(remote)} && chmod {mode} {shlex.quote(remote)}')}")
             with open(local, "rb") as fh:
                 while block := fh.read(1 << 16):
                     chan.sendall(block)

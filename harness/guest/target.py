@@ -185,6 +185,7 @@ class SshTarget(Backend):
     usage = "ssh:NAME[:DISK]"
     help = "a machine named in targets.yaml ($HARNESS_TARGETS), running its own kernel; it is never rebooted"
     persistent = True
+    own_toolchain = True
 
     def __init__(self, target: Target, disk: str | None):
         super().__init__()

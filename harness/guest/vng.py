@@ -141,7 +141,8 @@ class Vng(Backend):
         out = GuestOutput.parse(output.read_text(errors="replace") if output.exists() else "")
         info = {"backend": self.name, "taint_before": out.taint_before, "taint_after": out.taint_after}
         self.ran()
-        return GuestRun(done.returncode, done.seconds, console, output, tuple(argv), info=info)
+        detail = ((watchdog() if watchdog else None) or f"no exit within {timeout:.0f} s") if done.timed_out else None
+        return GuestRun(done.returncode, done.seconds, console, output, tuple(argv), detail=detail, info=info)
 
 
 BACKENDS.add("vng", Vng)

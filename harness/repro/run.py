@@ -265,6 +265,8 @@ class ReproSession:
         """A binary compiled earlier for this kernel, or one compiled now where the backend cannot."""
         spec, opts = self.spec, self.options
         self.key = binary_key(spec, self.kernel)
+        if self.backend.own_toolchain:  # a user's machine compiles every run with its own compiler
+            return
         if opts.fresh_compile:
             if not self.backend.compiles:
                 raise GuestError(f"--fresh-compile compiles in every guest; {self.backend.name} guests have no "
@@ -393,7 +395,9 @@ class ReproSession:
         if output.binary != "compiled":
             return {}
         record = {"compiled_in": "guest", "kernel": self.kernel.name, "folder": str(run_dir), "reused": False}
-        if not self.options.fresh_compile:
+        if self.backend.own_toolchain:
+            record.update(compiled_in="target", kernel=self.backend.name)
+        elif not self.options.fresh_compile:
             cached = adopt_compiled(self.cache, self.spec.name, self.key, run_dir, output, self.kernel)
             if cached is not None:
                 self.binary = cached
