@@ -493,8 +493,8 @@ _SCRATCH = r"""  harness_syz_mounted @S@ && umount -l @S@
     f=${f%/loop/backing_file}; HARNESS_SYZ_LOOPS+="${f##*/} "
   done
   [ "$HARNESS_SYZ_LOOPS" = " " ] || echo "@TAG@ loop devices attached before the run (kept):$HARNESS_SYZ_LOOPS"
-  read -r line < @PROC@/$$/stat; line=${line##*) }; read -r -a s <<< "$line"; HARNESS_SYZ_SID=${s[3]}
-  read -r line < @PROC@/1/stat; line=${line##*) }; read -r -a s <<< "$line"
+  read -r line < @PROC@/$$/stat; line=${line##*) }; s=($line); HARNESS_SYZ_SID=${s[3]}
+  read -r line < @PROC@/1/stat; line=${line##*) }; s=($line)
   [ "${s[3]}" = "$HARNESS_SYZ_SID" ] && echo "@TAG@ note: the harness shares init's session $HARNESS_SYZ_SID"
   harness_syz_nap @NAP@
   read -r t _ < @PROC@/uptime; HARNESS_SYZ_T0=$((10#${t/./}))
@@ -509,7 +509,7 @@ _SCAN = r"""harness_syz_scan() {  # the run's leftover processes -> HARNESS_SYZ_
   for f in @PROC@/[0-9]*/stat; do
     read -r line < "$f" 2>/dev/null || continue
     pid=${line%% *}; line=${line##*) }
-    read -r -a s <<< "$line"  # 0 state, 1 ppid, 2 pgrp, 3 session, 6 flags, 19 start time
+    s=($line)  # 0 state, 1 ppid, 2 pgrp, 3 session, 6 flags, 19 start time (numbers: no glob, no here-string)
     [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] || [ "${s[0]}" = Z ] && continue
     (( s[6] & 0x200000 || s[19] < HARNESS_SYZ_T0 )) && continue  # kernel threads, older processes
     case " $HARNESS_KEEP_PIDS $HARNESS_FAULTS_MARKER " in *" $pid "*) continue ;; esac

@@ -64,8 +64,8 @@ harness_syz_setup() {
     f=${f%/loop/backing_file}; HARNESS_SYZ_LOOPS+="${f##*/} "
   done
   [ "$HARNESS_SYZ_LOOPS" = " " ] || echo "harness-syz: loop devices attached before the run (kept):$HARNESS_SYZ_LOOPS"
-  read -r line < /proc/$$/stat; line=${line##*) }; read -r -a s <<< "$line"; HARNESS_SYZ_SID=${s[3]}
-  read -r line < /proc/1/stat; line=${line##*) }; read -r -a s <<< "$line"
+  read -r line < /proc/$$/stat; line=${line##*) }; s=($line); HARNESS_SYZ_SID=${s[3]}
+  read -r line < /proc/1/stat; line=${line##*) }; s=($line)
   [ "${s[3]}" = "$HARNESS_SYZ_SID" ] && echo "harness-syz: note: the harness shares init's session $HARNESS_SYZ_SID"
   harness_syz_nap 0.02
   read -r t _ < /proc/uptime; HARNESS_SYZ_T0=$((10#${t/./}))

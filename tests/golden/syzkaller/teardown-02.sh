@@ -7,7 +7,7 @@ harness_syz_scan() {  # the run's leftover processes -> HARNESS_SYZ_FOUND
   for f in /proc/[0-9]*/stat; do
     read -r line < "$f" 2>/dev/null || continue
     pid=${line%% *}; line=${line##*) }
-    read -r -a s <<< "$line"  # 0 state, 1 ppid, 2 pgrp, 3 session, 6 flags, 19 start time
+    s=($line)  # 0 state, 1 ppid, 2 pgrp, 3 session, 6 flags, 19 start time (numbers: no glob, no here-string)
     [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] || [ "${s[0]}" = Z ] && continue
     (( s[6] & 0x200000 || s[19] < HARNESS_SYZ_T0 )) && continue  # kernel threads, older processes
     case " $HARNESS_KEEP_PIDS $HARNESS_FAULTS_MARKER " in *" $pid "*) continue ;; esac
