@@ -275,14 +275,10 @@ def _arch(text: str) -> str | None:
     return max(votes, key=lambda a: votes[a]) if votes else None
 
 
-def _features(text: str, main: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    used, fatal = [], []
-    for f in FEATURES:
-        if any(re.search(p, text) for p in f.detect):
-            used.append(f.name)
-            if any(re.search(p, main if p.startswith(r"\bsetup_") else text, re.M) for p in f.fatal):
-                fatal.append(f.name)
-    return tuple(used), tuple(fatal)
+def _features(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    used = [f for f in FEATURES if any(re.search(p, text) for p in f.detect)]
+    fatal = [f for f in used if any(re.search(p, text, re.M) for p in f.fatal)]
+    return tuple(f.name for f in used), tuple(f.name for f in fatal)
 
 
 def detect(source_text: bytes | str, *, assume: bool = False) -> SyzInfo | None:
@@ -297,7 +293,7 @@ def detect(source_text: bytes | str, *, assume: bool = False) -> SyzInfo | None:
     procs = _PROCS_RE.search(main)
     times = _TIMES_RE.search(loop_body)
     sandbox = _SANDBOX_RE.search(main)
-    used, fatal = _features(text, main)
+    used, fatal = _features(text)
     return SyzInfo(
         generated=generated,
         evidence=(("header",) if generated else ()) + evidence,
