@@ -190,7 +190,7 @@ def _images(work: Path) -> None:
     "fragments",
     [
         pytest.param(("lean", "filesystems", "faults"), marks=pytest.mark.ci, id="lean"),
-        pytest.param(("lean", "filesystems", "faults", "debug"), id="debug"),
+        pytest.param(("lean", "filesystems", "faults", "debug", "syzkaller"), id="debug"),
     ],
 )
 def test_lean_debian_kernel_boots(vm, tmp_path: Path, fragments: tuple[str, ...]) -> None:

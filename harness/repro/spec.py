@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 
 from harness.errors import SpecError, UnknownName
@@ -25,6 +26,15 @@ class GuestOptions:
     cmdline: tuple[str, ...] = ("oops=panic",)
     sysctls: tuple[tuple[str, str], ...] = (("kernel.hung_task_timeout_secs", "20"),)
     boot_timeout: int = 240  # seconds from vng start to the guest's first step
+    fresh_boot: bool = False  # every run needs a real boot of its own (backend auto then picks vng)
+
+
+class ExpectKind(StrEnum):
+    """What a spec expects of a kernel (``expect.reproduce|clean|other_crash`` globs)."""
+
+    REPRODUCE = "reproduce"  # the bug must show (min_hits hits)
+    CLEAN = "clean"  # every run must be clean
+    OTHER_CRASH = "other_crash"  # the bug gone, another report in its place (a trade, not a fix)
 
 
 @dataclass(frozen=True)
@@ -47,14 +57,12 @@ class Expectation:
             return True
         return self.data_loss and outcome in (Outcome.DATA_LOSS, Outcome.FS_CORRUPT)
 
-    def for_kernel(self, kernel_name: str) -> str | None:
-        """'reproduce', 'clean', 'other_crash' or None (no expectation) for a kernel name."""
-        if any(fnmatch.fnmatchcase(kernel_name, g) for g in self.reproduce):
-            return "reproduce"
-        if any(fnmatch.fnmatchcase(kernel_name, g) for g in self.clean):
-            return "clean"
-        if any(fnmatch.fnmatchcase(kernel_name, g) for g in self.other_crash):
-            return "other_crash"
+    def for_kernel(self, kernel_name: str) -> ExpectKind | None:
+        """What a kernel must show (None: no expectation), from the first list whose glob matches its name."""
+        for kind, globs in ((ExpectKind.REPRODUCE, self.reproduce), (ExpectKind.CLEAN, self.clean),
+                            (ExpectKind.OTHER_CRASH, self.other_crash)):
+            if any(fnmatch.fnmatchcase(kernel_name, g) for g in globs):
+                return kind
         return None
 
 
@@ -119,7 +127,8 @@ def available() -> list[str]:
 
 
 def _guest(data: object, where: str) -> GuestOptions:
-    f = Fields(data if isinstance(data, dict) else {}, f"{where}: guest", {"cpus", "memory", "cmdline", "sysctls", "boot_timeout"})
+    f = Fields(data if isinstance(data, dict) else {}, f"{where}: guest",
+               {"cpus", "memory", "cmdline", "sysctls", "boot_timeout", "fresh_boot"})
     d = GuestOptions()
     sysctls = f.get("sysctls", dict, dict(d.sysctls))
     return GuestOptions(
@@ -128,6 +137,7 @@ def _guest(data: object, where: str) -> GuestOptions:
         cmdline=f.strings("cmdline", d.cmdline),
         sysctls=tuple((str(k), str(v)) for k, v in sysctls.items()),
         boot_timeout=f.get("boot_timeout", int, d.boot_timeout),
+        fresh_boot=f.get("fresh_boot", bool, d.fresh_boot),
     )
 
 
