@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from harness import report
-from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, tail
+from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, step_text, tail
 
 
 class Outcome(StrEnum):
@@ -51,6 +51,9 @@ class Evidence:
     guest_rc: int | None = 0
     any_crash: bool = False  # no title expected: any crash report counts as the hit
     timeout_is: str = "clean"  # what a reproducer stopped at its time limit is: clean | hang
+    # why a reproducer exited non-zero, from what it is (a syzkaller reproducer exits 1 when the guest lacks
+    # something its setup needs): (rc, guest output) -> a sentence, or None
+    explain: Callable[[int | None, str], str | None] | None = None
 
     @cached_property
     def guest(self) -> GuestOutput:
@@ -145,11 +148,15 @@ def infra_rule(ev: Evidence) -> Verdict | None:
 
 
 def failed_run_rule(ev: Evidence) -> Verdict | None:
-    """A reproducer that exits non-zero by itself tested nothing: not CLEAN."""
+    """A reproducer that exits non-zero by itself tested nothing: not CLEAN (said in its own words)."""
     run = _step(ev, "run")
     if run is None or run.rc in (0, None) or run.timed_out:
         return None
-    return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer exited {run.rc}: {_tail(ev.output)}")
+    said = _tail(step_text(ev.output, "run")) or "(it printed nothing)"
+    why = ev.explain(run.rc, ev.output) if ev.explain else None
+    if why:
+        return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer stopped by itself, {why}; it said: {said}")
+    return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer exited {run.rc}: {said}")
 
 
 def hang_rule(ev: Evidence) -> Verdict | None:

@@ -306,6 +306,19 @@ class GuestOutput:
         return tuple(s.name for s in self.steps if s.rc is None)
 
 
+def step_text(text: str, name: str) -> str:
+    """What the guest printed inside step ``name`` (between its begin and end marks)."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(f"{MARK} step {name} begin"):
+            inside, lines = True, []
+        elif line.startswith(f"{MARK} step {name} end"):
+            inside = False
+        elif inside:
+            lines.append(line)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def tail(text: str, n: int = 1) -> str:
     """The last ``n`` lines of guest output that are not protocol marks."""
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(MARK)]

@@ -30,7 +30,7 @@ from harness.kernels import Kernel
 from harness.kernels.build import Variant, build
 from harness.kernels.patches import PatchOp
 from harness.options import Accel, RunOptions
-from harness.repro import faults
+from harness.repro import faults, syzkaller
 from harness.repro.binaries import (
     BINARY_NAME,
     BinaryCache,
@@ -46,8 +46,8 @@ from harness.verdict import Evidence, Outcome, Verdict, judge
 
 DISK_SERIAL = "harness-img0"
 STEP_GRACE = 45.0  # host seconds past a guest step's own timeout before we call it hung
-STEP_BUDGETS = {"faults": 30, "environment": 60, "setup": 30, "device": 30, "mount": 60, "compile": 300, "sync": 120,
-                "umount": 120, "check": 300}
+STEP_BUDGETS = {"faults": 30, "environment": 60, "syz-cleanup": 120, "setup": 30, "device": 30, "mount": 60,
+                "compile": 300, "sync": 120, "umount": 120, "check": 300}
 STILLBORN_SECONDS = 15.0
 
 Progress = Callable[[str], None]
@@ -183,7 +183,7 @@ def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, t
     """The guest steps of one run (host paths: a backend maps them to where its guest sees them)."""
     recipe = spec.image
     fs = FILESYSTEMS.select(recipe.fs) if recipe is not None else None
-    env = getattr(spec, "environment", None)
+    env = spec.environment
     return GuestPlan(
         title=spec.name,
         fs_type=fs.mount_type if fs else "none",
@@ -330,12 +330,13 @@ class ReproSession:
             with open(disk, "wb") as fh:
                 fh.truncate(1 << 20)
         plan = guest_plan(spec, run_dir, source, prebuilt, self.timeout)
-        env = getattr(spec, "environment", None)
+        env = spec.environment
         cmdline = (*spec.guest.cmdline, *(env.cmdline if env else ()), *self.options.cmdline)
-        fs = f"fs-{plan.fs_type}" if plan.image else None
+        preload = ((f"fs-{plan.fs_type}",) if plan.image else ()) + (
+            (*env.modules, *(f"fs-{fs}" for fs in env.filesystems)) if env else ())
         req = GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
                            cpus=spec.guest.cpus, memory=spec.guest.memory, disks=(Disk(disk, DISK_SERIAL),),
-                           cmdline=tuple(dict.fromkeys(cmdline)), preload=(fs,) if fs else (),
+                           cmdline=tuple(dict.fromkeys(cmdline)), preload=tuple(dict.fromkeys(preload)),
                            inputs=(source, *((prebuilt,) if prebuilt else ())))
         return req, record
 
@@ -366,8 +367,8 @@ class ReproSession:
         verdict = judge(Evidence(
             console=console, output=text, expected_titles=self.spec.expect.titles,
             killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
-            guest_rc=guest.returncode, any_crash=getattr(self.spec.expect, "any_crash", False),
-            timeout_is=getattr(self.spec, "timeout_is", "clean"),
+            guest_rc=guest.returncode, any_crash=self.spec.expect.any_crash, timeout_is=self.spec.timeout_is,
+            explain=self._explain,
         ))
         if not binary:
             binary = self._adopt(run_dir, output)
@@ -389,6 +390,10 @@ class ReproSession:
             req.disks[0].path.unlink(missing_ok=True)  # keep the image only where its content is the evidence
         (run_dir / BINARY_NAME).unlink(missing_ok=True)  # in the cache (or not worth keeping)
         return result
+
+    def _explain(self, rc: int | None, output: str) -> str | None:
+        """Why the reproducer exited by itself, from what it is (a syzkaller reproducer's needs)."""
+        return syzkaller.explain_exit(self.spec.syzkaller, rc, guest_log=output) if self.spec.syzkaller else None
 
     def _adopt(self, run_dir: Path, output: GuestOutput) -> dict:
         """Cache what this run's guest compiled (when the options allow), and say where it came from."""
@@ -414,7 +419,9 @@ class ReproSession:
             min_hits=spec.expect.min_hits, hits=sum(spec.expect.is_hit(r.outcome) for r in self.done),
             interrupted=self.interrupted,
             extra={"runs_requested": self.requested,
-                   "backend": self.backend.name if self.backend else None, "backend_reason": self.backend_reason},
+                   "backend": self.backend.name if self.backend else None, "backend_reason": self.backend_reason,
+                   **({"mode": spec.mode, "syzkaller": spec.syzkaller.to_dict()} if spec.syzkaller else {}),
+                   **({"environment": spec.environment.to_dict()} if spec.environment else {})},
         )
 
     def _write(self, status: str) -> None:
