@@ -1,6 +1,7 @@
 """``harness kernel build|list|evict``: the source-built kernel cache from the command line.
 
     harness kernel build debian-src:6.1.192 [-f lean -f filesystems -f debug] [-p fix.patch] [-p revert:bad.patch]
+                         [-p series] [-p b4-am.mbx] [--name NAME]     # then: harness repro R --kernel SOURCE/NAME
     harness kernel build xfs_mkwrite_delalloc [--variant xfs-unfixed]     # a reproducer's variants
     harness kernel list [--json]
     harness kernel evict [--max-size 10G]
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 
 from harness.errors import ExitCode, SpecError
 from harness.kernels import build as kbuild
+from harness.kernels import patches as patchlib
 from harness.repro import spec as specs
 from harness.repro.run import variant_build
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
 def _progress(msg: str) -> None:
@@ -26,7 +31,7 @@ def _progress(msg: str) -> None:
 def _variants(args: argparse.Namespace) -> list[kbuild.Variant]:
     """The builds SPEC asks for: a kernel source name (with -f/-p) or a reproducer (its variants)."""
     if ":" in args.spec:
-        return [kbuild.source_variant(args.spec, fragments=args.fragment, patches=args.patch, name=args.name)]
+        return [_source_variant(args)]
     if args.fragment or args.patch or args.name:
         raise SpecError(f"{args.spec} is a reproducer: its variants name their own patches and fragments "
                         "(drop -f/-p/--name, or give a kernel source such as debian-src:6.1.192)")
@@ -35,6 +40,15 @@ def _variants(args: argparse.Namespace) -> list[kbuild.Variant]:
         raise SpecError(f"reproducer {spec.name} has no source-built variants (it runs on {spec.kernel})")
     chosen = [spec.variant(v) for v in args.variant] if args.variant else list(spec.variants)
     return [variant_build(v) for v in chosen]
+
+
+def _source_variant(args: argparse.Namespace) -> kbuild.Variant:
+    """SOURCE [-f F]... [-p P]... [--name N]: each -p is a patch file, a series, an mbox or revert:P."""
+    if args.name is not None and not NAME_RE.match(args.name):
+        raise SpecError(f"--name {args.name!r}: use letters, digits and . _ + - (it becomes {args.spec}/NAME)")
+    ops = tuple(op for arg in args.patch for op in patchlib.load_patches(arg))
+    name = args.name or ("patched-" + patchlib.digest(ops)[:8] if ops else "default")
+    return kbuild.Variant(args.spec, name, ops, tuple(args.fragment) or kbuild.DEFAULT_FRAGMENTS)
 
 
 def _built(variant: kbuild.Variant) -> dict:
@@ -100,8 +114,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("spec", help="debian-src:6.1.192, git:/path/to/linux@REV, dir:/path, or a reproducer name")
     b.add_argument("-f", "--fragment", action="append", default=[],
                    help="kconfig fragment in kconfigs/ or a path, in order (default: lean filesystems)")
-    b.add_argument("-p", "--patch", action="append", default=[], help="patch to apply (revert:P reverts P)")
-    b.add_argument("--name", help="variant name (default: derived from the patches)")
+    b.add_argument("-p", "--patch", action="append", default=[],
+                   help="patch to apply: a file, a series file, an mbox, or revert:P; repeatable, in order")
+    b.add_argument("--name", help="variant name: `harness repro R --kernel SOURCE/NAME` runs it "
+                                  "(default: derived from the patches)")
     b.add_argument("--variant", action="append", help="with a reproducer: only this variant (repeatable)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build)

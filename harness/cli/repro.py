@@ -9,20 +9,35 @@ from harness import kernels
 from harness.cli.options import accel_for, add_run_options, run_options
 from harness.cli.output import console, progress
 from harness.errors import ExitCode, KernelError
+from harness.matrix.proof import Target, base_target, load_ops, patched_target, variant_target
 from harness.repro import spec as specs
-from harness.repro.run import RunResult, Summary, build_error, build_variant, run_repro
+from harness.repro.run import RunResult, Summary, build_error, run_repro
 from harness.verdict import Outcome
 
 
-def _targets(args: argparse.Namespace, spec: specs.Spec) -> list[tuple[str, specs.VariantSpec | None]]:
-    """(label, variant or None) for each kernel this invocation runs on."""
+def _targets(args: argparse.Namespace, spec: specs.Spec) -> list[tuple[str, Target | None]]:
+    """(label, build recipe or None: a kernel by name) for each kernel this invocation runs on.
+
+    ``--patch`` stacks go on top of each kernel the run would otherwise
+    build: ``--base SOURCE`` (default fragments), the ``--variant``s, every
+    variant of the spec, or the spec's kernel when that is a source.
+    """
+    ops = load_ops(args.patch)
     if args.kernel:
+        if ops:
+            args.usage_error("--patch needs a kernel to build: give --variant V or --base SOURCE, not --kernel")
         return [(args.kernel, None)]
-    if args.variant:
-        return [(spec.variant(v).kernel_name, spec.variant(v)) for v in args.variant]
-    if spec.variants:
-        return [(v.kernel_name, v) for v in spec.variants]
-    return [(spec.kernel, None)]
+    if args.base:
+        bases = [base_target(spec, base=args.base)]
+    elif args.variant:
+        bases = [variant_target(spec.variant(v)) for v in args.variant]
+    elif spec.variants:
+        bases = [variant_target(v) for v in spec.variants]
+    elif ops:
+        bases = [base_target(spec)]  # the spec's kernel, when it is a source (a prebuilt one: said so)
+    else:
+        return [(spec.kernel, None)]
+    return [(t.name, t) for t in (patched_target(b, ops) for b in bases)]
 
 
 def _print_run(r: RunResult) -> None:
@@ -61,14 +76,14 @@ def _report(args: argparse.Namespace, summary: Summary, kernel_name: str, accel:
         print(line)
 
 
-def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, variant: specs.VariantSpec | None) -> ExitCode:
-    """One kernel: build (a variant) or fetch it, pick the accelerator, run, report."""
-    options = run_options(args, cmdline=variant.cmdline if variant is not None else ())
-    if variant is not None:
-        console.print(f"[bold]{spec.name}[/bold] variant {variant.name}: {variant.source} · "
-                      f"{' · '.join(variant.describe())} · kconfig {'+'.join(variant.kconfig)}")
+def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Target | None) -> ExitCode:
+    """One kernel: build it (a variant, a base, patched or not) or fetch it by name, pick the accelerator,
+    run, report."""
+    options = run_options(args, cmdline=target.cmdline if target is not None else ())
+    if target is not None:
+        console.print(f"[bold]{spec.name}[/bold] on {target.name}: {target.describe()}")
         try:
-            kernel = build_variant(variant, progress=progress)
+            kernel = target.build(progress=progress)
         except KernelError as exc:  # a patch that does not apply, a failed build: a result
             summary = build_error(spec, label, exc, options.results)
             _report(args, summary, label, "-")
@@ -85,7 +100,7 @@ def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, variant: spe
 
 def cmd_repro(args: argparse.Namespace) -> int:
     spec = specs.load(args.reproducer)
-    codes = [_run_on(args, spec, label, variant) for label, variant in _targets(args, spec)]
+    codes = [_run_on(args, spec, label, target) for label, target in _targets(args, spec)]
     return max(codes, key=lambda c: (c != 0, c)) if codes else ExitCode.OK
 
 
@@ -103,11 +118,18 @@ def cmd_patches(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("repro", help="run a reproducer on a kernel")
     r.add_argument("reproducer", help="name in reproducers/ (or a folder)")
-    r.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47 (default: the spec's variants or kernel)")
-    r.add_argument("--variant", action="append", help="a variant of the spec (repeatable; default: all of them)")
+    which = r.add_mutually_exclusive_group()
+    which.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47, or any name `harness kernel list` "
+                                              "shows (default: the spec's variants or kernel)")
+    which.add_argument("--variant", action="append", help="a variant of the spec (repeatable; default: all of them)")
+    which.add_argument("--base", metavar="SOURCE", help="build this kernel source with the default fragments "
+                                                        "(debian-src:6.1.192, git:PATH@REV, dir:PATH)")
+    r.add_argument("-p", "--patch", action="append", default=[], metavar="P",
+                   help="apply P on top of the kernel's stack: a patch file, a series file, an mbox, or revert:P; "
+                        "repeatable, in order")
     add_run_options(r)
     r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    r.set_defaults(func=cmd_repro)
+    r.set_defaults(func=cmd_repro, usage_error=r.error)
 
     pa = sub.add_parser("patches", help="print the patch stack of a reproducer's variants")
     pa.add_argument("reproducer")

@@ -54,8 +54,19 @@ class _Buildable:
     kind = ""
 
     def resolve(self, rest: str, *, progress=None) -> Kernel:
-        from harness.kernels import build
+        """``SOURCE`` builds the default variant; ``SOURCE/NAME`` is a cached build of that name
+        (``harness kernel build SOURCE --name NAME``, or a reproducer's variant), as ``harness kernel list`` shows it."""
+        from harness.kernels import build  # build imports this package: at module level it would be a cycle
 
+        named = build.find_named(f"{self.kind}:{rest}")
+        if named is not None and named.extra.get("variant", "default") != "default":
+            return named
+        source, sep, name = rest.rpartition("/")
+        if sep and name and (isinstance(self, DebianSource)
+                             or any(r.get("source") == f"{self.kind}:{source}" for r in build.list_cached())):
+            raise UnknownName(f"{self.kind}:{rest}: no cached build of that name (build it with `harness kernel build "
+                              f"{self.kind}:{source} --name {name}`, or a reproducer's variant with "
+                              f"`harness kernel build REPRO --variant {name}`)")
         return build.build(build.Variant(source=f"{self.kind}:{rest}"), progress=progress)
 
     def tree(self, rest: str, *, progress=None) -> Tree:

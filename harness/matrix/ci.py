@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.matrix.spec import Available, Cell, load_matrix
 from harness.paths import results_dir
+from harness.prove import LOG_FILE
 from harness.results import new_run_folder, slug
 from harness.results.db import INDEX, CellResult, History, MatrixIndex, db_path
 from harness.results.publish import publish
@@ -174,6 +175,8 @@ def find_cells(dirs: Sequence[Path]) -> dict[str, tuple[Path, str]]:
             raise HarnessError(f"{d}: no such folder")
         for result in d.rglob("result.json"):
             cell_dir = result.parent
+            if any((p / LOG_FILE).exists() for p in cell_dir.parents if p.is_relative_to(d)):
+                continue  # a run session inside a proof folder: part of that proof's cell
             try:
                 data = json.loads(result.read_text())
                 if not isinstance(data.get("kernel"), dict) or "repro" not in data or "results" not in data:

@@ -28,10 +28,11 @@ from pathlib import Path
 from rich.console import Console
 
 from harness import kernels
-from harness.errors import ExitCode, KernelError
+from harness.errors import ExitCode, KernelError, SpecError
 from harness.guest.accel import choose_accel
 from harness.kernels import Kernel
 from harness.matrix.pool import INTERRUPTED, in_order, in_processes, memory_bytes, plan_jobs, sigterm_as_interrupt
+from harness.matrix.proof import ProofKernel, entry_targets, run_proof_cell
 from harness.matrix.spec import Available, Cell, Matrix, load_matrix
 from harness.options import Accel, RunOptions
 from harness.paths import results_dir
@@ -43,16 +44,20 @@ from harness.results.publish import publish
 
 DEFAULT_OPTIONS = RunOptions()
 Progress = Callable[[str], None]
-Resolver = Callable[..., Kernel]  # (cell, spec, progress=) -> Kernel; raises KernelError
+Resolver = Callable[..., Kernel]  # (cell, spec, progress=[, patched=True for a proof's patched kernel]) -> Kernel
 
 
 # --- kernels ------------------------------------------------------------------------------------
 
 
-def resolve_kernel(cell: Cell, spec: Spec, *, progress: Progress | None = None) -> Kernel:
+def resolve_kernel(cell: Cell, spec: Spec, *, progress: Progress | None = None, patched: bool = False) -> Kernel:
     """The one place a matrix cell's kernel becomes a bootable kernel: a variant of the
     reproducer's spec is built (or found in the build cache), any other name is
-    fetched/built by its source.  Raises KernelError (-> a BUILD_ERROR cell)."""
+    fetched/built by its source; a proof cell's base or (``patched``) patched kernel
+    is built from its recipe.  Raises KernelError (-> a BUILD_ERROR cell)."""
+    if cell.prove:
+        base, patched_target, _ = entry_targets(cell.prove, spec)
+        return (patched_target if patched else base).build(progress=progress)
     if cell.variant:
         return build_variant(spec.variant(cell.variant), progress=progress)
     return kernels.resolve(cell.kernel, progress=progress)
@@ -94,6 +99,7 @@ class CellJob:
     kernel: Kernel
     accel: Accel
     options: RunOptions  # runs, backend, compile cache, the variant's boot options
+    proof: tuple[ProofKernel, ProofKernel] | None = None  # a proof cell: base and patched (kernel is the base)
 
     @classmethod
     def for_cell(cls, cell: Cell, spec: Spec, kernel: Kernel, accel: Accel, options: RunOptions) -> CellJob:
@@ -111,7 +117,9 @@ def _run_line(r: RunResult) -> str:
 
 
 def run_cell(job: CellJob, folder: Path, progress: Progress | None = None) -> Path:
-    """Run one cell into ``folder`` (the matrix folder); return its ``run_repro`` folder."""
+    """Run one cell into ``folder`` (the matrix folder); return its ``run_repro`` (or proof) folder."""
+    if job.proof:
+        return run_proof_cell(job, folder, progress)
     summary = run_repro(
         job.spec, job.kernel, job.options.with_(results=folder), accel=job.accel, progress=progress,
         on_run=(lambda r: progress(_run_line(r))) if progress else None,
@@ -169,7 +177,11 @@ def _line(i: int, n: int, r: CellResult) -> str:
     bits = [f"[{i}/{n}] {r.kernel} × {r.repro}: [bold]{r.verdict}[/bold]{met}"]
     if r.title or r.error:
         bits.append(r.title or r.error or "")
-    bits.append(f"{r.hits}/{r.runs} hits")
+    if r.proof:  # both kernels of a proof
+        b, p = r.proof.get("base") or {}, r.proof.get("patched") or {}
+        bits.append(f"base {b.get('hits')}/{b.get('runs')}, patched {p.get('hits')}/{p.get('runs')} hits")
+    else:
+        bits.append(f"{r.hits}/{r.runs} hits")
     bits.append(f"{r.wall_seconds:.0f} s")
     return " · ".join(bits)
 
@@ -233,14 +245,35 @@ class Recorder:
 # --- the matrix run -----------------------------------------------------------------------------
 
 
+def proof_job(cell: Cell, spec: Spec, options: RunOptions, resolver: Resolver,
+              console: Console) -> CellJob | KernelError:
+    """A proof cell's job: its base and patched kernels built (through ``resolver``), each with its accelerator."""
+    pair = []
+    try:
+        base, patched, _ = entry_targets(cell.prove, spec)
+        for target in (base, patched):
+            kernel = resolver(cell, spec, patched=target is patched,
+                              progress=lambda m, k=target.name: console.print(f"[dim]… {k}: {m}[/dim]"))
+            pair.append(ProofKernel(target, kernel, Accel(*choose_accel(options.accel, kernel))))
+    except (KernelError, SpecError) as exc:  # a patch gone or that does not apply: this cell's BUILD_ERROR
+        console.print(f"[red]{cell.kernel_id}: {exc.one_line()}[/red]")
+        return exc if isinstance(exc, KernelError) else KernelError(exc.one_line())
+    console.print(f"{cell.kernel_id}: {pair[0].kernel.release} and {pair[1].kernel.release}, accel {pair[0].accel.name}")
+    return CellJob(cell, spec, pair[0].kernel, pair[0].accel, options, proof=(pair[0], pair[1]))
+
+
 def _jobs(matrix: Matrix, options: RunOptions, resolver: Resolver, rec: Recorder) -> list[CellJob]:
     """Resolve each kernel once; a kernel that fails to fetch or build is a BUILD_ERROR cell right away
     (as `harness repro` records it); every other cell becomes a job."""
-    resolved = resolve_kernels(rec.todo, matrix.specs, options.accel, resolver, rec.console)
+    resolved = resolve_kernels([c for c in rec.todo if not c.prove], matrix.specs, options.accel, resolver,
+                               rec.console)
     work = []
     for c in rec.todo:
-        got = resolved[kernel_key(c)]
         spec = matrix.specs[c.repro]
+        got = proof_job(c, spec, options, resolver, rec.console) if c.prove else resolved[kernel_key(c)]
+        if isinstance(got, CellJob):
+            work.append(got)
+            continue
         if isinstance(got, KernelError):
             rec.record_folder(c, build_error(spec, c.kernel_id, got, rec.index.folder).folder)
             continue

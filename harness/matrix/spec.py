@@ -8,6 +8,16 @@
       - {name: xfs_mkwrite_delalloc}         # a spec with variants runs on them (like `harness repro`)
       - {name: ext2_iomap_blkseq, variants: [stock], runs: 1}
       - {name: x, kernels: [{name: 'debian-src:6.1.192', variant: v}]}
+      - name: ext2_iomap_blkseq               # a proof: one cell, one row, both kernels
+        prove: {patch: [reproducers/ext2_iomap_blkseq/patches/0002-x.patch], variant: ext2-iomap,
+                confidence: 0.95, fraction: 0.1, max_runs: 120, expect: fixed}
+
+A ``prove:`` entry runs ``harness prove`` as one cell: ``patch`` (a path or a
+list, relative to the matrix file; ``revert:P`` too), the kernel to patch
+(``variant: V`` of the spec or ``base: SOURCE``; neither: as ``harness prove``
+picks it), the stopping rule (``confidence``, ``fraction``, ``max_runs``,
+``budget`` in minutes) and what the proof must show (``expect``: fixed, the
+default, not_fixed, traded or base_clean).
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ from typing import Any
 
 from harness import kernels
 from harness.errors import SpecError, UnknownName
+from harness.kernels.patches import load_patches
 from harness.paths import PROJECT_ROOT
+from harness.prove import Policy, ProofVerdict
 from harness.repro import spec as specs
 from harness.results.db import CellResult
 from harness.yamlio import Fields, load_mapping
@@ -32,16 +44,78 @@ Available = Callable[[str], list[str]]  # kernel source kind -> the names it off
 
 
 @dataclass(frozen=True)
+class ProveEntry:
+    """A matrix entry's ``prove:``: ``harness prove`` as one cell."""
+
+    patches: tuple[str, ...]  # --patch arguments, paths absolute
+    variant: str | None = None
+    base: str | None = None
+    confidence: float = 0.95
+    fraction: float = 0.1
+    max_runs: int = Policy.max_runs
+    budget: float | None = None  # minutes
+    expect: str = "fixed"  # the proof verdict that meets the expectation, lower case
+
+    def policy(self) -> Policy:
+        return Policy(confidence=self.confidence, fraction=self.fraction, max_runs=self.max_runs, budget=self.budget)
+
+    @property
+    def label(self) -> str:
+        names = [("revert " if p.startswith("revert:") else "") + Path(p.removeprefix("revert:")).stem
+                 for p in self.patches]
+        return " + ".join(names)
+
+
+PROVE_KEYS = {"patch", "variant", "base", "confidence", "fraction", "max_runs", "budget", "expect"}
+PROVE_EXPECT = tuple(v.value.lower() for v in ProofVerdict if v is not ProofVerdict.INCONCLUSIVE)
+
+
+def _prove_entry(data: Any, spec: specs.Spec, folder: Path, where: str) -> ProveEntry:
+    """``prove: {patch, variant | base, confidence, fraction, max_runs, budget, expect}``, checked."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping with patch: and variant: or base:")
+    f = Fields(data, where, PROVE_KEYS)
+    raw = f.get("patch", (str, list), required=True)
+    patches = tuple(_patch_arg(str(p), folder) for p in ([raw] if isinstance(raw, str) else raw))
+    if not patches:
+        raise SpecError(f"{where}: patch: names no patch")
+    for arg in patches:
+        load_patches(arg)  # a missing or malformed patch: one line now, not when the cell runs
+    variant, base = f.get("variant", str, None), f.get("base", str, None)
+    if variant and base:
+        raise SpecError(f"{where}: variant: and base: both name the kernel to patch: give one")
+    if variant:
+        spec.variant(variant)
+    expect = f.get("expect", str, "fixed")
+    if expect not in PROVE_EXPECT:
+        raise SpecError(f"{where}: expect: {expect!r}: use one of {', '.join(PROVE_EXPECT)}")
+    entry = ProveEntry(patches, variant, base, f.get("confidence", float, 0.95), f.get("fraction", float, 0.1),
+                       f.get("max_runs", int, Policy.max_runs), f.get("budget", float, None), expect)
+    try:
+        entry.policy()
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    return entry
+
+
+def _patch_arg(arg: str, folder: Path) -> str:
+    prefix = "revert:" if arg.startswith("revert:") else ""
+    return prefix + str((folder / Path(arg.removeprefix("revert:")).expanduser()).resolve())
+
+
+@dataclass(frozen=True)
 class Cell:
     kernel: str  # kernel name, e.g. debian:6.1.0-47, debian-src:6.1.192, git:/src/linux@v6.1
     repro: str
     variant: str | None = None  # one of the reproducer spec's variants (source + patch stack + kconfig)
     expectation: str | None = None  # from the reproducer's spec: 'reproduce', 'clean' or None
     runs: int | None = None  # None: the spec's
+    prove: ProveEntry | None = None  # a proof: ``kernel``/``variant`` are the base, the row shows both kernels
 
     @property
     def kernel_id(self) -> str:
-        return f"{self.kernel}/{self.variant}" if self.variant else self.kernel
+        kernel = f"{self.kernel}/{self.variant}" if self.variant else self.kernel
+        return f"{kernel} + {self.prove.label}" if self.prove else kernel
 
     @property
     def id(self) -> str:
@@ -114,6 +188,23 @@ def _entry_kernels(e: Fields, spec: specs.Spec, default: list, where: str, avail
     return default
 
 
+def _prove_cell(e: Fields, spec: specs.Spec, folder: Path, where: str) -> Cell:
+    """The one cell of a ``prove:`` entry (its own kernels: the base, and the base patched)."""
+    if "kernels" in e.data or "variants" in e.data or "runs" in e.data:
+        raise SpecError(f"{where}: a prove: entry names its kernel inside prove: (variant: or base:) "
+                        "and runs until the proof settles (max_runs:); drop kernels:/variants:/runs:")
+    entry = _prove_entry(e.data["prove"], spec, folder, f"{where}: prove")
+    variant = entry.variant or (spec.variants[0].name if len(spec.variants) == 1 and not entry.base else None)
+    if variant:
+        kernel = spec.variant(variant).source
+    elif entry.base or not spec.variants:
+        kernel = entry.base or spec.kernel
+    else:
+        raise SpecError(f"{where}: prove: {spec.name} has the variants {', '.join(v.name for v in spec.variants)}: "
+                        "say which one the patches go on (variant: V), or give base: SOURCE")
+    return Cell(kernel, spec.name, variant, entry.expect, None, replace(entry, variant=variant))
+
+
 def load_matrix(path: Path | str | None = None, *, available: Available | None = None) -> Matrix:
     """Parse ``matrix.yaml`` (default: the project's)."""
     path = Path(path or DEFAULT_SPEC)
@@ -125,9 +216,14 @@ def load_matrix(path: Path | str | None = None, *, available: Available | None =
     loaded: dict[str, specs.Spec] = {}
     for i, entry in enumerate(f.get("reproducers", list, required=True)):
         where = f"{path}: reproducers[{i}]"
-        e = Fields(entry if isinstance(entry, dict) else {"name": entry}, where, {"name", "kernels", "variants", "runs"})
+        e = Fields(entry if isinstance(entry, dict) else {"name": entry}, where,
+                   {"name", "kernels", "variants", "runs", "prove"})
         name = str(e.get("name", str, required=True))
         spec = loaded[name] = specs.load(name)
+        if "prove" in e.data:
+            cell = _prove_cell(e, spec, path.parent, where)
+            cells[cell.id] = cell
+            continue
         entry_kernels = _entry_kernels(e, spec, default_kernels, where, avail)
         runs = e.get("runs", int, default_runs)
         if not entry_kernels:

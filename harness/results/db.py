@@ -41,10 +41,22 @@ class RunInfo:
     time_to_hit: float | None = None
     wall_seconds: float = 0.0
     detail: str = ""
+    path: str = ""  # the run's folder relative to the cell's, when it is not run-NN (a proof's runs)
+    side: str = ""  # a proof's run: base or patched
 
 
 def _detail(runs: tuple[RunInfo, ...], verdict: str | None) -> str | None:
     return next((r.detail for r in runs if r.verdict == verdict and r.detail), None)
+
+
+def _proof(data: dict) -> dict | None:
+    """What a proof cell's record shows of the proof (``harness.matrix.proof.proof_record``), else None."""
+    if not isinstance(data.get("base"), dict) or not isinstance(data.get("patched"), dict):
+        return None
+    sides = {side: {k: data[side].get(k) for k in ("runs", "hits", "failed")} | {
+        "kernel": (data[side].get("kernel") or {}).get("name")} for side in ("base", "patched")}
+    keep = ("statement", "confidence", "fraction", "achieved_confidence", "reason")
+    return {**sides, **{k: data.get(k) for k in keep}}
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class CellResult:
     started: str | None = None
     error: str | None = None
     results: tuple[RunInfo, ...] = ()
+    proof: dict | None = None  # a proof cell: base/patched kernel, runs and hits, the statement
 
     @property
     def time_to_hit(self) -> tuple[float, ...]:
@@ -84,7 +97,12 @@ class CellResult:
             "status": self.status, "verdict": self.verdict, "title": self.title, "hits": self.hits,
             "runs": self.runs, "met": self.met, "folder": self.folder, "started": self.started,
             "error": self.error, "results": [vars(r) for r in self.results],
+            **({"proof": self.proof} if self.proof else {}),
         }
+
+    def run_dir(self, run: RunInfo) -> str:
+        """A run's folder relative to the matrix folder."""
+        return str(Path(self.folder or ".") / (run.path or f"run-{run.index:02d}"))
 
     @classmethod
     def from_dict(cls, d: dict) -> CellResult:
@@ -109,6 +127,8 @@ class CellResult:
                 time_to_hit=r.get("time_to_hit"),
                 wall_seconds=r.get("wall_seconds") or 0.0,
                 detail=r.get("detail") or "",
+                path=r.get("path") or "",
+                side=r.get("side") or "",
             )
             for i, r in enumerate(data.get("results", ()))
         )
@@ -127,6 +147,7 @@ class CellResult:
             started=folder_time(folder.name),
             error=data.get("error") or (_detail(runs, verdict) if verdict in ERROR_VERDICTS else None),
             results=runs,
+            proof=_proof(data),
         )
 
 

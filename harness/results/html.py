@@ -26,6 +26,11 @@ COLOURS = {
     "BOOT_FAILURE": "#9aa0a6",
     "INFRA_ERROR": "#8ab4f8",
     "BUILD_ERROR": "#78909c",
+    "FIXED": "#81c995",  # a proof cell's verdicts (harness prove)
+    "NOT_FIXED": "#f28b82",
+    "TRADED": "#c58af9",
+    "BASE_CLEAN": "#9aa0a6",
+    "INCONCLUSIVE": "#fdd663",
 }
 
 CSS = """
@@ -56,13 +61,13 @@ def _links(cell: CellResult, base: Path) -> str:
         return ""
     bits = []
     for r in cell.results:
-        run = f"run-{r.index:02d}"
+        run = cell.run_dir(r)
         links = [
-            f'<a href="{escape(_href(cell.folder, run, name))}">{label}</a>'
+            f'<a href="{escape(_href(run, name))}">{label}</a>'
             for name, label in (("console.log", "console"), ("report.txt", "report"), ("build-error.txt", "build error"))
-            if (base / cell.folder / run / name).exists()
+            if (base / run / name).exists()
         ]
-        bits.append(f"run {r.index}: {' · '.join(links)}")
+        bits.append(f"{r.side + ' ' if r.side else ''}run {r.index}: {' · '.join(links)}")
     bits.append(f'<a href="{escape(_href(cell.folder, "result.json"))}">result.json</a>')
     return '<div class="small links">' + "<br>".join(bits) + "</div>"
 
@@ -90,8 +95,18 @@ def cell_html(cell: CellResult | None, base: Path) -> str:
     return (
         f'<td class="cell" style="background:{colour}" data-cell="{escape(cell.cell)}">'
         f'<div class="verdict">{escape(cell.verdict)}{_met(cell)}</div>{title}{error}'
-        f'<div class="small">{cell.hits}/{cell.runs} hits · {expect}{state}</div>{_links(cell, base)}</td>'
+        f'<div class="small">{_counts(cell)} · {expect}{state}</div>{_links(cell, base)}</td>'
     )
+
+
+def _counts(cell: CellResult) -> str:
+    """hits/runs; for a proof both kernels' and the statement."""
+    if not cell.proof:
+        return f"{cell.hits}/{cell.runs} hits"
+    b, p = cell.proof.get("base", {}), cell.proof.get("patched", {})
+    said = cell.proof.get("statement") or ""
+    return (f"base {b.get('hits')}/{b.get('runs')} · patched {p.get('hits')}/{p.get('runs')} hits"
+            + (f'<div class="title">{escape(said)}</div>' if said else ""))
 
 
 def _nice_max(value: float) -> float:

@@ -36,11 +36,12 @@ def excerpt(cell: CellResult, base: Path, lines: int = TAIL_LINES) -> str:
     """report.txt of the deciding run, else the tail of its console.log (or the cell's error)."""
     if cell.folder is None:
         return cell.error or ""
-    folder = base / cell.folder
     run = deciding_run(cell)
     parts = [cell.error] if cell.error else []
+    if cell.proof and cell.proof.get("statement"):
+        parts.append(cell.proof["statement"])
     if run is not None:
-        run_dir = folder / f"run-{run:02d}"
+        run_dir = base / cell.run_dir(next(r for r in cell.results if r.index == run))
         console = run_dir / "console.log"
         whole = [f for f in (run_dir / "report.txt", run_dir / "build-error.txt") if f.exists()]
         if whole:
@@ -75,6 +76,9 @@ def testcase(cell: CellResult, base: Path) -> ET.Element:
         value = getattr(cell, key)
         if value is not None:
             ET.SubElement(props, "property", name=key, value=_clean(str(value)))
+    for side in ("base", "patched") if cell.proof else ():  # a proof: both kernels
+        s = cell.proof.get(side) or {}
+        ET.SubElement(props, "property", name=side, value=_clean(f"{s.get('kernel')}: {s.get('hits')}/{s.get('runs')} hits"))
     result = outcome(cell)
     if result is not None:
         tag, message = result

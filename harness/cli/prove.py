@@ -1,0 +1,259 @@
+"""``harness prove``: a fix proven (or refuted) on a base kernel and the same kernel patched.
+
+    harness prove REPRO --patch FIX [--patch FIX]... [--variant V | --base SOURCE]
+                  [--confidence 0.95] [--fraction 0.1] [--max-runs N] [--budget MIN] [--json]
+    harness prove --resume FOLDER [--max-runs N] [--budget MIN]
+
+Builds the base (the spec's variant, or SOURCE with the default fragments)
+and the base with the fixes applied after its stack (incremental), opens a
+run session on each, and lets ``harness.prove`` run them: the base check
+first, then patched runs interleaved with base runs until the stopping rule
+settles it.  Prints one line per run, then the table, the statement, a block
+for a mailing-list reply and the folders (``--json``: one object).  Exit
+codes: 0 FIXED, 1 NOT_FIXED or TRADED, 9 BASE_CLEAN, 11 INCONCLUSIVE.
+
+Every run is in the proof folder's ``proof.jsonl`` before the next starts:
+after Ctrl-C or a kill, ``--resume FOLDER`` rebuilds both kernels from the
+recipe logged there (cache hits) and goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness import prove
+from harness.cli.options import accel_for, add_run_options, at_least, fraction, run_options
+from harness.cli.output import console, progress
+from harness.errors import KernelError, SpecError, UnknownName
+from harness.kernels import Kernel
+from harness.kernels.build import Variant, find_named
+from harness.matrix.proof import (
+    ProofKernel,
+    Target,
+    absolute,
+    base_target,
+    check_resumed,
+    load_ops,
+    patch_label,
+    patched_target,
+    proof_info,
+    proof_record,
+    run_proof,
+    write_record,
+)
+from harness.options import RunOptions
+from harness.prove import BASE, PATCHED, Policy, ProofResult
+from harness.repro import spec as specs
+from harness.results import new_run_folder
+
+OPTION_KEYS = ("accel", "backend", "timeout", "fresh_compile", "host_compile")
+
+
+def minutes(text: str) -> float:
+    """An argparse ``type``: a positive number of minutes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value:g}")
+    return value
+
+
+minutes.__name__ = "minutes"
+
+
+# --- kernels ----------------------------------------------------------------------------------------
+
+
+def _built(side: str, target: Target, options: RunOptions) -> ProofKernel:
+    console.print(f"[bold]{side}[/bold]: {target.name} · {target.describe()}")
+    try:
+        kernel = target.build(progress=progress)
+    except KernelError as exc:  # the failing hunk or the compiler's errors, then the one-line error
+        for attr in ("hunk", "errors"):
+            value = getattr(exc, attr, None)
+            if value:
+                console.print(value if isinstance(value, str) else "\n".join(value), markup=False)
+        raise
+    accel = accel_for(options, kernel)
+    console.print(f"{side}: {kernel.name} ({kernel.release}), accel {accel.name}: {accel.reason}")
+    return ProofKernel(target, kernel, accel)
+
+
+def _kernels(base: Target, patched: Target, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
+    return _built(BASE, base, options), _built(PATCHED, patched, options)
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+def _session_folders(result: ProofResult) -> dict[str, list[str]]:
+    """Each side's run-session folders (their parents' of the run folders), in order."""
+    out = {}
+    for side in (BASE, PATCHED):
+        folders = [str(Path(f).parent) for f in result.proof.tallies[side].folders]
+        out[side] = list(dict.fromkeys(folders))
+    return out
+
+
+def _print(result: ProofResult, seconds: float) -> None:
+    block = prove.mail_block(result)
+    rule = "-" * 72
+    print(prove.table(result), end="\n\n")
+    print(prove.statement(result), end="\n\n")
+    print(f"{rule}\n{block}\n{rule}\n")
+    print(f"proof:   {result.folder}  (proof.jsonl, result.json)")
+    for side, folders in _session_folders(result).items():
+        for folder in folders or ["-"]:
+            print(f"{side + ':':<8} {folder}")
+    print(f"{result.verdict.value}: {result.reason} · {seconds / 60:.1f} min · exit {int(result.exit_code)}")
+
+
+def _finish(args: argparse.Namespace, result: ProofResult, label: str, seconds: float) -> int:
+    record = proof_record(result, label=label, wall_seconds=seconds)
+    write_record(result.folder, {**record, "argv": result.info.context.get("argv")})
+    if args.json:
+        print(json.dumps({**prove.to_json(result), "wall_seconds": round(seconds, 1),
+                          "folders": _session_folders(result)}))
+        console.print(f"{result.verdict.value}: {result.reason} · {result.folder}")
+    else:
+        _print(result, seconds)
+    return result.exit_code
+
+
+def _on_run(msg: str) -> None:
+    console.print(msg, markup=False)
+
+
+def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, ProofKernel], options: RunOptions,
+         folder: Path, info: prove.ProofInfo | None) -> int:
+    args.interrupted_hint = (f"every finished run is in {folder}/{prove.LOG_FILE}; "
+                             f"continue with `harness prove --resume {folder}`")
+    console.print(f"[bold]proof[/bold] {folder}")
+    label = f"{pair[0].kernel.name} + {patch_label((info or prove.read_info(folder)).patches)}"
+    started = time.monotonic()
+    result = run_proof(spec, *pair, options, folder, info=info, max_runs=args.max_runs, budget=args.budget,
+                       progress=progress, on_run=_on_run)
+    return _finish(args, result, label, time.monotonic() - started)
+
+
+# --- a new proof, a resumed one ---------------------------------------------------------------------------
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    given = {k: v for k, v in (("confidence", args.confidence), ("fraction", args.fraction),
+                               ("max_runs", args.max_runs), ("budget", args.budget)) if v is not None}
+    try:
+        return Policy(**given)
+    except ValueError as exc:
+        args.usage_error(str(exc))
+        raise  # usage_error exits
+
+
+def _options(args: argparse.Namespace, logged: dict | None = None) -> RunOptions:
+    """The run options: the command line's, else (a resume) the logged ones, else the defaults."""
+    logged = logged or {}
+    options = run_options(args)
+    chosen = {k: getattr(options, k) if getattr(options, k) not in (None, False) else logged.get(k)
+              for k in OPTION_KEYS}
+    chosen["backend"] = chosen["backend"] or "auto"  # snapshot where the kernel and the spec allow it
+    chosen["accel"] = chosen["accel"] or "auto"
+    return options.with_(**{k: v for k, v in chosen.items() if v is not None})
+
+
+def _new(args: argparse.Namespace) -> int:
+    if not args.reproducer or not args.patch:
+        args.usage_error("give the reproducer and the fix: harness prove REPRO --patch FIX (or --resume FOLDER)")
+    policy = _policy(args)
+    spec = specs.load(args.reproducer)
+    ops = load_ops(args.patch)
+    base = base_target(spec, variant=args.variant, base=args.base)
+    patched = patched_target(base, ops)
+    options = _options(args)
+    pair = _kernels(base, patched, options)
+    context = {
+        "argv": ["harness", *sys.argv[1:]],
+        "reproducer": args.reproducer,
+        "spec_folder": str(spec.folder),
+        "variant": args.variant,
+        "base": args.base,
+        "patches": [absolute(p) for p in args.patch],
+        "options": {k: getattr(options, k) for k in OPTION_KEYS},
+    }
+    info = proof_info(spec, *pair, ops, policy, context)
+    folder = new_run_folder(f"prove-{spec.name}", patched.name, options.results)
+    return _run(args, spec, pair, options, folder, info)
+
+
+def _resumed_kernels(info: prove.ProofInfo, spec: specs.Spec, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
+    """Both kernels again: from the logged recipe (cache hits), else by their names in the kernel cache."""
+    ctx = info.context
+    if ctx.get("patches") is not None:
+        ops = load_ops(ctx["patches"])
+        base = base_target(spec, variant=ctx.get("variant"), base=ctx.get("base"))
+        pair = _kernels(base, patched_target(base, ops), options)
+        check_resumed(info, *pair, ops)
+        return pair
+    out = []
+    for side, name in ((BASE, info.base.name), (PATCHED, info.patched.name)):
+        kernel = find_named(name)
+        if kernel is None:
+            raise UnknownName(f"the {side} kernel {name} of this proof is not in the kernel cache and the proof "
+                              "logs no recipe to rebuild it: start a new proof")
+        out.append(ProofKernel(Target(kernel_variant(kernel)), kernel, accel_for(options, kernel)))
+    return out[0], out[1]
+
+
+def kernel_variant(kernel: Kernel) -> Variant:
+    """The build recipe a cached kernel's name stands for (its name only: the build is done)."""
+    return Variant(source=kernel.extra.get("source") or kernel.name, name=kernel.extra.get("variant") or "default")
+
+
+def _resume(args: argparse.Namespace) -> int:
+    extra = [flag for flag, value in (("REPRO", args.reproducer), ("--patch", args.patch), ("--variant", args.variant),
+                                      ("--base", args.base), ("--confidence", args.confidence),
+                                      ("--fraction", args.fraction)) if value]
+    if extra:
+        args.usage_error(f"--resume continues the logged proof with its own reproducer, patches, kernel and rule: "
+                         f"drop {', '.join(extra)}")
+    folder = args.resume.resolve()
+    info = prove.read_info(folder)
+    ctx = info.context
+    spec = specs.load(ctx.get("spec_folder") or info.reproducer)
+    if spec.name != info.reproducer:
+        raise SpecError(f"{folder}: the proof is of {info.reproducer}, but {ctx.get('spec_folder')} holds {spec.name}")
+    options = _options(args, ctx.get("options")).with_(results=folder)
+    pair = _resumed_kernels(info, spec, options)
+    return _run(args, spec, pair, options, folder, None)
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    return _resume(args) if args.resume else _new(args)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prove", help="prove (or refute) a fix: the base kernel against the base patched, with a "
+                                     "statistical statement")
+    p.add_argument("reproducer", nargs="?", help="name in reproducers/ (or a folder)")
+    p.add_argument("-p", "--patch", action="append", default=[], metavar="FIX",
+                   help="the fix: a patch file, a series file, an mbox (b4 am), or revert:P; repeatable, in order")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--variant", help="patch this variant of the spec (its stack, kconfig and boot options)")
+    which.add_argument("--base", metavar="SOURCE",
+                       help="patch this kernel source with the default fragments: debian-src:6.1.192, git:PATH@REV, dir:PATH")
+    p.add_argument("--confidence", type=fraction(), help="how sure FIXED must be (default 0.95)")
+    p.add_argument("--fraction", type=fraction(closed=True),
+                   help="FIXED rules out a patched rate >= this fraction of the base's (default 0.1)")
+    p.add_argument("--max-runs", type=at_least(2), metavar="N", help="runs in all, both kernels (default 200)")
+    p.add_argument("--budget", type=minutes, metavar="MIN", help="wall-clock minutes for this invocation")
+    p.add_argument("--resume", type=Path, metavar="FOLDER", help="continue the proof logged in FOLDER")
+    add_run_options(p, runs=False)
+    p.set_defaults(backend=None, accel=None)  # a resume keeps the logged ones unless given; a new proof: auto
+    p.add_argument("--json", action="store_true", help="print the proof as one JSON object on stdout")
+    p.set_defaults(func=cmd_prove, usage_error=p.error,
+                   interrupted_hint="every finished run is in the proof folder; continue with `harness prove --resume FOLDER`")
