@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     SPEC = 3  # bad spec, recipe, patch or YAML
     UNKNOWN = 4  # unknown name (reproducer, kernel, recipe, backend, cell)
     MISSING_TOOL = 5  # a host program or package is missing
-    KERNEL = 6  # a kernel could not be fetched or built (BUILD_ERROR)
+    KERNEL = 6  # a kernel could not be fetched or built (BUILD_ERROR), a git command failed in its repository
     INFRA = 7  # the guest could not run the harness steps (INFRA_ERROR); matrix: cells not judged
     BOOT = 8  # the kernel did not boot (BOOT_FAILURE)
     BASE_CLEAN = 9  # prove: the base kernel never reproduced, nothing to prove
@@ -64,6 +64,19 @@ class MissingTool(HarnessError):
 
 class KernelError(HarnessError):
     """A kernel could not be fetched or built."""
+
+    exit_code = ExitCode.KERNEL
+
+
+class GitError(HarnessError):
+    """A git command failed (``harness.git``).
+
+    Exit code KERNEL: every repository the harness drives with git is a kernel
+    source (``git:PATH`` builds, ``harness bisect --kernel-source``), so a git
+    failure means that kernel could not be had.  A revision the user named
+    and git does not know is an ``UnknownName`` where the caller can say so
+    (``git:PATH@REV``, ``--good``/``--bad``).
+    """
 
     exit_code = ExitCode.KERNEL
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from harness import proc
-from harness.errors import KernelError, SpecError, UnknownName
+from harness import git, proc
+from harness.errors import GitError, KernelError, SpecError, UnknownName
 from harness.kernels import SOURCES, Kernel
 from harness.kernels import patches as patchlib
 from harness.kernels.debian import apt_download
@@ -193,12 +193,10 @@ class GitSource(_Buildable):
 
     def tree(self, rest: str, *, progress=None) -> Tree:
         repo, rev = self.split(rest)
-        done = proc.run(
-            ["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], capture=True, check=False
-        )
-        if not done.ok:
-            raise UnknownName(f"git:{rest}: {rev!r} is not a commit of {repo}")
-        sha = done.output.strip()
+        try:
+            sha = git.rev_parse(repo, rev)
+        except GitError:
+            raise UnknownName(f"git:{rest}: {rev!r} is not a commit of {repo}") from None
         return Tree(
             spec=f"{self.kind}:{repo}@{rev}",
             identity=f"git:{sha}",
@@ -221,10 +219,11 @@ class GitSource(_Buildable):
         if not (src / ".git").exists():
             if src.exists():
                 shutil.rmtree(src)
-            proc.run(["git", "clone", "-q", "--shared", "--no-checkout", tree.pristine, src], log_path=log_path)
+            git.run(tree.pristine, "clone", "-q", "--shared", "--no-checkout", str(tree.pristine), str(src),
+                    log_path=log_path)
         patchlib.StackState("", ()).save(state_path)
-        proc.run(["git", "-C", src, "checkout", "-q", "-f", "--detach", sha], log_path=log_path, what="git checkout")
-        proc.run(["git", "-C", src, "clean", "-q", "-fd"], log_path=log_path, what="git clean")
+        git.run(src, "checkout", "-q", "-f", "--detach", sha, log_path=log_path)
+        git.run(src, "clean", "-q", "-fd", log_path=log_path)
         patchlib.apply_stack(src, ops, log_path=log_path)
         patchlib.StackState(want, tuple(patchlib.touched(ops))).save(state_path)
         return src
