@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import git
 from harness.bisect import driver, judge
 from harness.bisect.driver import Evaluator, GitBisection, ListBisection, StepLog, StepSkip, Terms
 from harness.bisect.judge import CLEAN, FAIL, HIT, NO_REPRO, OTHER, REPRODUCES, SKIP, Policy, RunObs, decide
 from harness.cli import bisect as bcli
+from harness.errors import GitError
 from harness.verdict import Outcome
 
 TITLE = "kernel BUG in ext4_write_inline_data"
@@ -365,8 +367,8 @@ def git_bisect(tmp_path, repo_path, shas, step, *, fix=False, policy=None, folde
     folder = folder or tmp_path / "gb"
     log = StepLog(folder, "setup")
     ev = Evaluator(step, policy or Policy(runs=1), log, Terms.for_mode(fix),
-                   describe=lambda s: driver.commit_info(repo_path, s),
-                   label=lambda s: f"{s[:12]} {driver.commit_info(repo_path, s)['subject']}")
+                   describe=lambda s: git.commit_info(repo_path, s),
+                   label=lambda s: f"{s[:12]} {git.commit_info(repo_path, s)['subject']}")
     return GitBisection(repo_path, shas[0], shas[-1], ev, folder, verify_ends=verify).run()
 
 
@@ -424,9 +426,9 @@ def test_git_bisect_resumes(tmp_path, repo):
 def test_git_bisect_rejects_unrelated_ends(tmp_path, repo):
     path, shas = repo
     ev = Evaluator(FakeStep(lambda s: 0.0), Policy(), StepLog(tmp_path / "x", "s"), Terms())
-    with pytest.raises(driver.GitError):
+    with pytest.raises(GitError):
         GitBisection(path, shas[5], shas[2], ev, tmp_path / "x")
-    with pytest.raises(driver.GitError):
+    with pytest.raises(GitError):
         GitBisection(path, "no-such-rev", shas[2], ev, tmp_path / "x")
 
 
@@ -552,3 +554,40 @@ def test_resume_tests_skipped_steps_again(tmp_path):
     third = FakeStep(lambda c: 1 / 0)
     ev = Evaluator(third, Policy(), log, Terms())
     assert ev.evaluate(cands[4]).reused and third.calls == []
+
+
+def test_bisect_steps_run_with_the_shared_run_options(tmp_path, monkeypatch):
+    """--timeout and --host-compile reach run_repro unchanged; a step is one run into <folder>/runs/<kernel>."""
+    from types import SimpleNamespace
+
+    from harness.bisect import steps
+    from harness.kernels import Kernel
+    from harness.options import Accel, RunOptions
+
+    seen = []
+
+    def fake_run_repro(spec, kernel, options, *, accel, progress=None):
+        seen.append((options, accel, progress))
+        verdict = SimpleNamespace(outcome=Outcome.REPRODUCED, title=TITLE, detail="")
+        return SimpleNamespace(runs=[SimpleNamespace(verdict=verdict, wall_seconds=3.0, folder=options.results / "r")])
+
+    monkeypatch.setattr(steps, "run_repro", fake_run_repro)
+    monkeypatch.setattr(steps, "choose_accel", lambda requested, kernel: ("tcg", f"asked {requested}"))
+    kernel = Kernel(name="debian:6.1.0-47", release="6.1.0-47-amd64", version="6.1.170", image=tmp_path / "vmlinuz")
+    monkeypatch.setattr(steps.kernels, "resolve", lambda name, progress=None: kernel)
+    args = parser().parse_args(["bisect", "ext4_inline", "--good", "a", "--bad", "b", "-n", "4", "--timeout", "30",
+                                "--host-compile", "--accel", "kvm"])
+    spec = bcli.specs.load("ext4_inline")
+    inputs = bcli.Inputs.from_args(args, spec, None)
+    options = inputs.options(args, tmp_path / "folder")
+    assert options == RunOptions(accel="kvm", runs=4, results=tmp_path / "folder" / "runs", host_compile=True, timeout=30)
+    say = []
+    target = inputs.step(spec, options, say.append)("debian:6.1.0-47")
+    obs = target.run(1)
+    assert obs.kind == HIT and obs.title == TITLE and obs.seconds == 3.0
+    (used, accel, progress), = seen
+    assert used == options.with_(runs=1, results=tmp_path / "folder" / "runs" / "debian_6.1.0-47")
+    assert accel == Accel("tcg", "asked kvm") and progress == say.append
+    assert target.info["accel"] == "tcg"
+    # the timeout is part of the step log's key (a longer limit may judge a candidate differently)
+    assert inputs.setup(spec, options)["timeout"] == 30 and "timeout" not in inputs.setup(spec, RunOptions())

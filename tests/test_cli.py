@@ -114,9 +114,10 @@ def test_run_options_are_the_same_record_for_repro_matrix_and_bisect():
     matrix = run_options(parser.parse_args(["matrix", "run", *full]))
     assert repro == matrix == RunOptions(accel="tcg", backend="vng-ssh:2", runs=3, results=Path("/tmp/r"),
                                          fresh_compile=True, host_compile=True, timeout=30)
-    bisect = run_options(parser.parse_args(["bisect", "ext4_inline", "--good", "a", "--bad", "b", *shared]))
-    step = run_options(parser.parse_args(["bisect-step", "ext4_inline", *shared]))
-    assert bisect == step == repro.with_(results=None, timeout=None, host_compile=False)
+    no_results = [*shared, "--timeout", "30", "--host-compile"]  # bisect's runs go under its folder
+    bisect = run_options(parser.parse_args(["bisect", "ext4_inline", "--good", "a", "--bad", "b", *no_results]))
+    step = run_options(parser.parse_args(["bisect-step", "ext4_inline", *no_results]))
+    assert bisect == step == repro.with_(results=None)
     defaults = [run_options(parser.parse_args(argv)) for argv in (["repro", "x"], ["matrix", "run"],
                                                                     ["bisect", "x", "--good", "a", "--bad", "b"])]
     assert defaults == [RunOptions()] * 3

@@ -22,14 +22,16 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
+from harness import git
 from harness.bisect.judge import NO_REPRO, REPRODUCES, SKIP, Judgement, Policy, Rate, RunObs, Tally, decide
+from harness.errors import GitError, HarnessError
+from harness.results import write_json
 
 Progress = Callable[[str], None]
 STEPS_FILE = "steps.jsonl"
@@ -242,25 +244,7 @@ class Evaluator:
         info = self.describe(candidate)
         started, t0 = _now(), self.clock()
         self.progress(f"testing {label} ({role})")
-        runs: list[RunObs] = []
-        target_kernel, build = None, {}
-        try:
-            target = self.step(candidate)
-        except StepSkip as e:
-            judgement = Judgement(SKIP, e.reason)
-            build = e.info
-            runs.append(RunObs("fail", e.outcome, None, 0.0, None, e.reason))
-        else:
-            target_kernel = target.kernel
-            measure = role == "repro-end"
-            while (judgement := decide(runs, self.policy, self.rate.estimate, measure=measure)) is None:
-                obs = target.run(len(runs) + 1)
-                runs.append(obs)
-                self.progress(f"  {label} run {len(runs)}: {obs.outcome}"
-                              + (f" · {obs.title}" if obs.title else "")
-                              + (f" · {obs.detail}" if obs.detail and obs.kind != "hit" else "")
-                              + f" · {obs.seconds:.0f} s")
-            build = dict(target.info)
+        judgement, runs, kernel, build = self._test(candidate, label, measure=role == "repro-end")
         rec = StepRecord(
             index=self.log.next_index,
             candidate=candidate,
@@ -277,7 +261,7 @@ class Evaluator:
             confidence=judgement.confidence,
             rate=judgement.rate,
             runs=[r.to_dict() for r in runs],
-            kernel=target_kernel,
+            kernel=kernel,
             build_key=build.get("key"),
             build_seconds=build.get("build_seconds"),
             build_cached=build.get("cached"),
@@ -294,6 +278,22 @@ class Evaluator:
         self.order.append(rec)
         self.progress(rec.line())
         return rec
+
+    def _test(self, candidate: str, label: str, *, measure: bool) -> tuple[Judgement, list[RunObs], str | None, dict]:
+        """Get the candidate's kernel and run it until the judge decides: (judgement, runs, kernel, build info)."""
+        try:
+            target = self.step(candidate)
+        except StepSkip as e:
+            return Judgement(SKIP, e.reason), [RunObs("fail", e.outcome, None, 0.0, None, e.reason)], None, e.info
+        runs: list[RunObs] = []
+        while (judgement := decide(runs, self.policy, self.rate.estimate, measure=measure)) is None:
+            obs = target.run(len(runs) + 1)
+            runs.append(obs)
+            self.progress(f"  {label} run {len(runs)}: {obs.outcome}"
+                          + (f" · {obs.title}" if obs.title else "")
+                          + (f" · {obs.detail}" if obs.detail and obs.kind != "hit" else "")
+                          + f" · {obs.seconds:.0f} s")
+        return judgement, runs, target.kernel, dict(target.info)
 
     def tally(self) -> Tally:
         t = Tally(rate=Rate(self.rate.hits, self.rate.runs, self.rate.prior))
@@ -474,41 +474,6 @@ _FIRST_RE = re.compile(r"^([0-9a-f]{40}) is the first (\S+) commit", re.M)
 _SHA_RE = re.compile(r"^([0-9a-f]{40})$", re.M)
 
 
-class GitError(Exception):
-    pass
-
-
-def git(repo: Path, *args: str, check: bool = True, log: Path | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    if log is not None:
-        with open(log, "a") as fh:
-            fh.write(f"$ git {' '.join(args)}  (exit {done.returncode})\n{done.stdout}{done.stderr}")
-    if check and done.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed in {repo}: {(done.stderr or done.stdout).strip()}")
-    return done
-
-
-def rev_parse(repo: Path, rev: str) -> str:
-    done = git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
-    if done.returncode != 0:
-        raise GitError(f"{rev!r} is not a commit of {repo}")
-    return done.stdout.strip()
-
-
-def main_worktree(path: Path) -> Path:
-    """The repository's main work tree (where a linked worktree's objects live)."""
-    common = Path(git(path, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip())
-    return common.parent if common.name == ".git" else common
-
-
-def commit_info(repo: Path, sha: str) -> dict:
-    done = git(repo, "log", "-1", "--format=%H%x00%s%x00%an <%ae>%x00%aI", sha, check=False)
-    if done.returncode != 0 or "\0" not in done.stdout:
-        return {}
-    full, subject, author, date = done.stdout.rstrip("\n").split("\0")
-    return {"commit": full, "subject": subject, "author": author, "date": date}
-
-
 class GitBisection:
     """``git bisect`` in a worktree of ``repo``, one evaluated commit at a time.
 
@@ -521,9 +486,9 @@ class GitBisection:
     def __init__(self, repo: Path, old: str, new: str, evaluator: Evaluator, folder: Path, *,
                  verify_ends: bool = True, keep_worktree: bool = False):
         self.repo = repo
-        self.old, self.new = rev_parse(repo, old), rev_parse(repo, new)
+        self.old, self.new = git.rev_parse(repo, old), git.rev_parse(repo, new)
         self.old_ref, self.new_ref = old, new
-        if git(repo, "merge-base", "--is-ancestor", self.old, self.new, check=False).returncode != 0:
+        if not git.is_ancestor(repo, self.old, self.new):
             raise GitError(f"{old} is not an ancestor of {new} in {repo}")
         self.ev = evaluator
         self.folder = folder
@@ -532,22 +497,25 @@ class GitBisection:
         self.verify_ends = verify_ends
         self.keep_worktree = keep_worktree
 
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return git(self.worktree, *args, check=check, log=self.gitlog)
+    def _git(self, *args: str, check: bool = True):
+        return git.run(self.worktree, *args, check=check, log_path=self.gitlog)
+
+    def _repo_git(self, *args: str, check: bool = True):
+        return git.run(self.repo, *args, check=check, log_path=self.gitlog)
 
     def _make_worktree(self) -> None:
         if self.worktree.exists():
-            git(self.repo, "worktree", "remove", "--force", str(self.worktree), check=False, log=self.gitlog)
+            self._repo_git("worktree", "remove", "--force", str(self.worktree), check=False)
             shutil.rmtree(self.worktree, ignore_errors=True)
-        git(self.repo, "worktree", "prune", log=self.gitlog)
-        git(self.repo, "worktree", "add", "--detach", "--no-checkout", str(self.worktree), self.new, log=self.gitlog)
+        self._repo_git("worktree", "prune")
+        self._repo_git("worktree", "add", "--detach", "--no-checkout", str(self.worktree), self.new)
 
     def _drop_worktree(self) -> None:
         if self.keep_worktree or not self.worktree.exists():
             return
-        git(self.repo, "worktree", "remove", "--force", str(self.worktree), check=False, log=self.gitlog)
+        self._repo_git("worktree", "remove", "--force", str(self.worktree), check=False)
         shutil.rmtree(self.worktree, ignore_errors=True)
-        git(self.repo, "worktree", "prune", check=False, log=self.gitlog)
+        self._repo_git("worktree", "prune", check=False)
 
     def run(self) -> BisectResult:
         ev, terms = self.ev, self.ev.terms
@@ -562,8 +530,8 @@ class GitBisection:
                 if m := _FIRST_RE.search(output):
                     first = m.group(1)
                     result = BisectResult("found", f"{first} is the first {terms.new} commit", terms, first=first,
-                                          info=commit_info(self.repo, first))
-                    parents = git(self.repo, "rev-parse", f"{first}^", check=False).stdout.strip()
+                                          info=git.commit_info(self.repo, first))
+                    parents = git.run(self.repo, "rev-parse", f"{first}^", check=False).stdout.strip()
                     result.last_old = parents or None
                     break
                 if "only 'skip'ped commits left" in output:
@@ -577,7 +545,7 @@ class GitBisection:
                 done = self._git("bisect", rec.term, head, check=False)
                 output = done.stdout + done.stderr
                 if done.returncode != 0 and not _FIRST_RE.search(output) and "only 'skip'ped" not in output:
-                    raise GitError(f"git bisect {rec.term} {head} failed: {output.strip()}")
+                    raise GitError(f"git bisect {rec.term} {head} failed: {git.complaint(output)}")
             (self.folder / "git-bisect.log").write_text(self._git("bisect", "log", check=False).stdout)
             self._git("bisect", "reset", check=False)
         finally:
@@ -597,21 +565,15 @@ def open_folder(folder: Path, params: dict) -> None:
         saved = json.loads(path.read_text())
         diff = [k for k in keys if saved.get(k) != params.get(k)]
         if diff:
-            from harness.errors import HarnessError
-
             raise HarnessError(
                 f"{folder} holds another bisection ({', '.join(f'{k}: {saved.get(k)!r}' for k in diff)})",
                 hint="use another --folder, or the same arguments to resume",
             )
         params = {**saved, **params, "resumed": saved.get("resumed", 0) + 1}
-    from harness.results import write_json
-
     write_json(path, params)
 
 
 def write_report(result: BisectResult) -> None:
-    from harness.results import write_json
-
     assert result.folder is not None
     write_json(result.folder / "report.json", result.to_dict())
     (result.folder / "report.txt").write_text(result.report_text())

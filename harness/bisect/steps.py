@@ -9,69 +9,54 @@ return a ``KernelTarget`` whose ``run`` is one ``run_repro`` run.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import kernels
 from harness.bisect.driver import Progress, StepSkip
 from harness.bisect.judge import FAIL, RunObs, classify
 from harness.errors import GuestError, KernelError
-from harness.options import Accel
-from harness.options import RunOptions as BaseOptions
+from harness.guest.accel import choose_accel
+from harness.kernels.build import Variant, build
+from harness.options import Accel, RunOptions
+from harness.repro.run import run_repro
 from harness.results import slug
 
-
-def _preload() -> None:
-    """Import everything a step uses now, at the start of a bisection that may run for hours.
-
-    A module imported lazily hours later can come from a newer checkout than
-    the ones already loaded (seen here: run.py expecting a Spec field that the
-    spec.py loaded at the start did not have).
-    """
-    import harness.guest.vng  # noqa: F401
-    import harness.kernels.build  # noqa: F401
-    import harness.repro.run  # noqa: F401
-
-
-@dataclass
-class RunOptions:
-    accel: str = "auto"
-    backend: str = "vng"
-    compile_cache: bool = True
-    cmdline: tuple[str, ...] = ()
-    results_root: Path | None = None  # runs go to <root>/<kernel slug>/<run folder>
-    progress: Progress | None = None
+# Everything a step uses is imported above, when the bisection starts: a module
+# imported lazily hours later could come from a newer checkout than the ones
+# already loaded (seen here: run.py expecting a Spec field that the spec.py
+# loaded at the start did not have).
 
 
 @dataclass
 class KernelTarget:
+    """One candidate's kernel; ``run`` is one ``run_repro`` run with ``options`` (its ``runs`` is 1 a call,
+    its ``results`` the bisection's runs root: each kernel's runs go to ``<results>/<kernel slug>/``)."""
+
     spec: object
-    kernel_record: object  # harness.kernels.Kernel
+    kernel_record: kernels.Kernel
     options: RunOptions
+    progress: Progress | None = None
     info: dict = field(default_factory=dict)
-    _accel: tuple[str, str] | None = None
+    _accel: Accel | None = None
 
     @property
     def kernel(self) -> str:
         return self.kernel_record.name
 
-    def _choose_accel(self) -> tuple[str, str]:
+    def _choose_accel(self) -> Accel:
         if self._accel is None:
-            from harness.guest.accel import choose_accel
-
-            self._accel = choose_accel(self.options.accel, self.kernel_record)
-            self.info["accel"], self.info["accel_reason"] = self._accel
+            self._accel = Accel(*choose_accel(self.options.accel, self.kernel_record))
+            self.info["accel"], self.info["accel_reason"] = self._accel.name, self._accel.reason
         return self._accel
 
     def run(self, index: int) -> RunObs:
-        from harness.repro.run import run_repro
-
         try:
-            accel, why = self._choose_accel()
-            root = self.options.results_root / slug(self.kernel) if self.options.results_root else None
-            options = BaseOptions(accel=self.options.accel, backend=self.options.backend, runs=1, results=root,
-                                  fresh_compile=not self.options.compile_cache, cmdline=self.options.cmdline)
-            summary = run_repro(self.spec, self.kernel_record, options, accel=Accel(accel, why),
-                                progress=self.options.progress)
+            accel = self._choose_accel()
+            root = self.options.results / slug(self.kernel) if self.options.results else None
+            summary = run_repro(self.spec, self.kernel_record, self.options.with_(runs=1, results=root),
+                                accel=accel, progress=self.progress)
         except GuestError as e:  # the guest could not even start: says nothing about the bug
             return RunObs(FAIL, "INFRA_ERROR", None, 0.0, None, e.one_line())
         (r,) = summary.runs
@@ -83,39 +68,31 @@ class KernelTarget:
 class PrebuiltStep:
     """Candidates are kernel names (``debian:6.1.0-47``): fetched, never built."""
 
-    def __init__(self, spec, options: RunOptions):
-        self.spec, self.options = spec, options
-        _preload()
+    def __init__(self, spec, options: RunOptions, *, progress: Progress | None = None):
+        self.spec, self.options, self.progress = spec, options, progress
 
     def __call__(self, candidate: str) -> KernelTarget:
-        from harness import kernels
-
         try:
-            kernel = kernels.resolve(candidate, progress=self.options.progress)
+            kernel = kernels.resolve(candidate, progress=self.progress)
         except KernelError as e:
             raise StepSkip(e.one_line(), "INFRA_ERROR") from None
-        return KernelTarget(self.spec, kernel, self.options, {"kernel_version": kernel.version})
+        return KernelTarget(self.spec, kernel, self.options, self.progress, {"kernel_version": kernel.version})
 
 
 class GitBuildStep:
     """Candidates are commit ids of ``repo``, built with ``fragments`` (+ ``patches``)."""
 
     def __init__(self, spec, repo: Path, options: RunOptions, *, fragments: tuple[str, ...],
-                 patches: tuple = (), name: str = "default"):
-        self.spec, self.repo, self.options = spec, repo, options
+                 patches: tuple = (), name: str = "default", progress: Progress | None = None):
+        self.spec, self.repo, self.options, self.progress = spec, repo, options, progress
         self.fragments, self.patches, self.name = fragments, patches, name
-        _preload()
 
-    def variant(self, sha: str):
-        from harness.kernels.build import Variant
-
+    def variant(self, sha: str) -> Variant:
         return Variant(source=f"git:{self.repo}@{sha}", name=self.name, patches=self.patches, fragments=self.fragments)
 
     def __call__(self, candidate: str) -> KernelTarget:
-        from harness.kernels.build import build
-
         try:
-            kernel = build(self.variant(candidate), progress=self.options.progress)
+            kernel = build(self.variant(candidate), progress=self.progress)
         except KernelError as e:  # BuildFailed, PatchFailed, a checkout that failed
             info = {"log": str(getattr(e, "log_path", "") or "")} if getattr(e, "log_path", None) else {}
             raise StepSkip(e.one_line(), "BUILD_ERROR", info) from None
@@ -127,14 +104,17 @@ class GitBuildStep:
             "objects": None if extra.get("cached") else extra.get("objects"),
             "entry": extra.get("entry"),
         }
-        return KernelTarget(self.spec, kernel, self.options, info)
+        return KernelTarget(self.spec, kernel, self.options, self.progress, info)
 
 
-def setup_for(spec, *, kind: str, fragments: tuple[str, ...] = (), patches: tuple = (), cmdline: tuple = ()) -> dict:
-    """What a candidate's result depends on besides the candidate itself (the log's reuse key)."""
-    import hashlib
+def setup_for(spec, *, kind: str, fragments: tuple[str, ...] = (), patches: tuple = (), cmdline: tuple = (),
+              timeout: int | None = None) -> dict:
+    """What a candidate's result depends on besides the candidate itself (the log's reuse key).
 
-    return {
+    ``timeout`` (the reproducer's limit, when the command line changed it) is
+    in the key only when given, so logs written before it was there still match.
+    """
+    setup = {
         "repro": spec.name,
         "source_sha": hashlib.sha256(spec.source_text).hexdigest()[:16],
         "args": list(spec.args),
@@ -145,3 +125,6 @@ def setup_for(spec, *, kind: str, fragments: tuple[str, ...] = (), patches: tupl
                     for p in patches],
         "cmdline": list(cmdline),
     }
+    if timeout is not None:
+        setup["timeout"] = timeout
+    return setup

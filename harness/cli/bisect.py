@@ -29,6 +29,7 @@ usual codes for errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
@@ -38,15 +39,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness import kernels
+from harness import git, kernels
 from harness.bisect import driver, steps
 from harness.bisect.judge import Policy
 from harness.cli.options import abort_on_usage_error, add_run_options, at_least, fraction, positive, run_options
-from harness.errors import ExitCode, HarnessError, SpecError, UnknownName
+from harness.errors import ExitCode, GitError, HarnessError, SpecError, UnknownName
 from harness.kernels.build import DEFAULT_FRAGMENTS
 from harness.kernels.debian import version_key
 from harness.kernels.patches import PatchOp
 from harness.kernels.sources import GitSource
+from harness.options import RunOptions
 from harness.paths import results_dir
 from harness.repro import spec as specs
 
@@ -107,31 +109,38 @@ class Inputs:
             fragments = tuple(f for item in args.kconfig for f in item.split(",") if f)
         return cls(repo, fragments, patches, cmdline)
 
-    def setup(self, spec: specs.Spec) -> dict:
+    def setup(self, spec: specs.Spec, options: RunOptions) -> dict:
         """What a candidate's result depends on besides the candidate (the step log's reuse key)."""
         if self.repo is None:
-            return steps.setup_for(spec, kind="prebuilt")
-        return steps.setup_for(spec, kind="git", fragments=self.fragments, patches=self.patches, cmdline=self.cmdline)
+            return steps.setup_for(spec, kind="prebuilt", timeout=options.timeout)
+        return steps.setup_for(spec, kind="git", fragments=self.fragments, patches=self.patches, cmdline=self.cmdline,
+                               timeout=options.timeout)
 
-    def step(self, spec: specs.Spec, options: steps.RunOptions) -> driver.StepFn:
+    def step(self, spec: specs.Spec, options: RunOptions, progress) -> driver.StepFn:
         if self.repo is None:
-            return steps.PrebuiltStep(spec, options)
-        return steps.GitBuildStep(spec, self.repo, options, fragments=self.fragments, patches=self.patches)
+            return steps.PrebuiltStep(spec, options, progress=progress)
+        return steps.GitBuildStep(spec, self.repo, options, fragments=self.fragments, patches=self.patches,
+                                  progress=progress)
+
+    def options(self, args: argparse.Namespace, folder: Path) -> RunOptions:
+        """The run options of every step: the command line's, the variant's boot options, runs under the folder
+        (``runs`` is the policy's to count: a step runs one at a time)."""
+        return run_options(args, cmdline=self.cmdline, results=folder / "runs")
 
 
 def _git_source(value: str) -> Path:
     if not value.startswith("git:"):
         raise SpecError(f"--kernel-source {value!r}: bisecting needs a git: source (git:/path/to/linux)")
     repo, _ = GitSource.split(value.removeprefix("git:"))
-    if not (repo / ".git").exists() and driver.git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
+    if not (repo / ".git").exists() and not git.is_repo(repo):
         raise UnknownName(f"--kernel-source {value}: {repo} is not a git repository")
-    return driver.main_worktree(repo)
+    return git.main_worktree(repo)
 
 
 def _rev_parse(repo: Path, rev: str) -> str:
     try:
-        return driver.rev_parse(repo, rev)
-    except driver.GitError as e:
+        return git.rev_parse(repo, rev)
+    except GitError as e:
         raise UnknownName(str(e), hint=f"give a revision of {repo}: a commit id, tag or branch") from None
 
 
@@ -150,18 +159,11 @@ def _prebuilt_list(good: str, bad: str) -> list[str]:
     return names
 
 
-def _step_options(args: argparse.Namespace, folder: Path, inputs: Inputs, progress) -> steps.RunOptions:
-    """bisect.steps' options record, from the shared run options (runs: one per call; the policy counts them)."""
-    o = run_options(args, cmdline=inputs.cmdline, results=folder / "runs")
-    return steps.RunOptions(accel=o.accel, backend=o.backend, compile_cache=o.compile_cache, cmdline=o.cmdline,
-                            results_root=o.results, progress=progress)
-
-
 def _evaluator(step: driver.StepFn, policy: Policy, log: driver.StepLog, terms: driver.Terms, repo: Path | None,
                progress) -> driver.Evaluator:
     if repo is None:
         return driver.Evaluator(step, policy, log, terms, progress=progress)
-    info = functools.cache(lambda sha: driver.commit_info(repo, sha))
+    info = functools.cache(lambda sha: git.commit_info(repo, sha))
     return driver.Evaluator(step, policy, log, terms, describe=info, progress=progress,
                             label=lambda sha: f"{sha[:12]} {info(sha).get('subject', '')}".strip())
 
@@ -182,7 +184,8 @@ def bisect(args: argparse.Namespace, *, step: driver.StepFn | None = None, progr
         names, old, new, source = [], _rev_parse(repo, args.good), _rev_parse(repo, args.bad), f"git:{repo}"
     else:
         names, old, new, source = _prebuilt_list(args.good, args.bad), args.good, args.bad, args.good.split(":")[0]
-    setup = inputs.setup(spec)
+    options = inputs.options(args, folder)
+    setup = inputs.setup(spec, options)
     digest = driver.setup_digest(setup)
     driver.open_folder(folder, {
         "repro": spec.name, "mode": "fix" if args.fix else "regression", "old": old, "new": new, "source": source,
@@ -192,17 +195,13 @@ def bisect(args: argparse.Namespace, *, step: driver.StepFn | None = None, progr
     log = driver.StepLog(folder, digest, reuse_skips=args.reuse_skips)
     if log.matching():
         progress(f"resuming: {len(log.matching())} finished steps in {log.path}")
-    ev = _evaluator(step or inputs.step(spec, _step_options(args, folder, inputs, progress)), policy, log, terms,
-                    repo, progress)
-    try:  # git's refusals (old not an ancestor of new, a bisect command that failed): one line, not a traceback
-        if repo is not None:
-            run = driver.GitBisection(repo, old, new, ev, folder, verify_ends=not args.trust_ends,
-                                      keep_worktree=args.keep_worktree)
-        else:
-            run = driver.ListBisection(names, old, new, ev, verify_ends=not args.trust_ends)
-        result = run.run()
-    except driver.GitError as e:
-        raise HarnessError(str(e)) from None
+    ev = _evaluator(step or inputs.step(spec, options, progress), policy, log, terms, repo, progress)
+    if repo is not None:  # git's refusals (old not an ancestor of new, a failed bisect command) are GitErrors
+        run = driver.GitBisection(repo, old, new, ev, folder, verify_ends=not args.trust_ends,
+                                  keep_worktree=args.keep_worktree)
+    else:
+        run = driver.ListBisection(names, old, new, ev, verify_ends=not args.trust_ends)
+    result = run.run()
     result.folder = folder
     result.extra = {"repro": spec.name, "mode": "fix" if args.fix else "regression", "source": source,
                     "good": args.good, "bad": args.bad, "policy": policy.__dict__}
@@ -232,15 +231,13 @@ def _step_candidate(args: argparse.Namespace) -> tuple[str, Path | None]:
     if args.kernel:
         return args.kernel, None
     here = Path.cwd()
-    repo = _git_source(args.kernel_source) if args.kernel_source else driver.main_worktree(here)
+    repo = _git_source(args.kernel_source) if args.kernel_source else git.main_worktree(here)
     if args.rev:
-        return driver.rev_parse(repo, args.rev), repo
+        return git.rev_parse(repo, args.rev), repo
     for where in (here, repo):  # git bisect run: BISECT_HEAD (--no-checkout) or HEAD, in the bisecting tree
-        done = driver.git(where, "rev-parse", "--verify", "--quiet", "BISECT_HEAD^{commit}", check=False)
-        if done.returncode == 0 and done.stdout.strip():
-            return done.stdout.strip(), repo
-    inside = driver.git(here, "rev-parse", "--git-dir", check=False).returncode == 0
-    return driver.rev_parse(here if inside else repo, "HEAD"), repo
+        with contextlib.suppress(GitError):
+            return git.rev_parse(where, "BISECT_HEAD"), repo
+    return git.rev_parse(here if git.is_repo(here) else repo, "HEAD"), repo
 
 
 def _step_folder(args: argparse.Namespace, spec_name: str) -> Path:
@@ -252,8 +249,9 @@ def bisect_step(args: argparse.Namespace, *, step: driver.StepFn | None = None, 
     candidate, repo = _step_candidate(args)
     folder = _step_folder(args, spec.name)
     inputs = Inputs.from_args(args, spec, repo)
-    log = driver.StepLog(folder, driver.setup_digest(inputs.setup(spec)), reuse_skips=args.reuse_skips)
-    step = step or inputs.step(spec, _step_options(args, folder, inputs, progress))
+    options = inputs.options(args, folder)
+    log = driver.StepLog(folder, driver.setup_digest(inputs.setup(spec, options)), reuse_skips=args.reuse_skips)
+    step = step or inputs.step(spec, options, progress)
     ev = _evaluator(step, _policy(args, spec), log, driver.Terms.for_mode(args.fix), repo, progress)
     return ev.evaluate(candidate)
 
@@ -263,11 +261,8 @@ def cmd_bisect_step(args: argparse.Namespace) -> int:
     console = _console()
     try:
         rec = bisect_step(args, progress=_progress_printer(console))
-    except HarnessError as exc:
+    except HarnessError as exc:  # GitError included
         print(f"harness: error: {exc.one_line()}", file=sys.stderr)
-        return GIT_ABORT
-    except driver.GitError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
         return GIT_ABORT
     except KeyboardInterrupt:
         return GIT_ABORT
@@ -287,8 +282,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel-source", metavar="git:PATH", help="bisect commits of this repository (built per step)")
     p.add_argument("--fix", action="store_true",
                    help="find the first commit/kernel that no longer reproduces (terms broken/fixed)")
-    # bisect.steps' options record has no timeout or host compile yet: those two stay off here
-    add_run_options(p, results=False, timeout=False, host_compile=False, runs_help="runs per step (default: the spec's)")
+    add_run_options(p, results=False, runs_help="runs per step (default: the spec's)")
     p.add_argument("--min-hits", type=positive, help="hits that make a step reproduce (default: the spec's min_hits)")
     p.add_argument("--min-ok", type=at_least(0),
                    help="successful runs a clean verdict needs when runs fail (default: half of --runs)")
