@@ -21,18 +21,8 @@ from harness import proc
 from harness.errors import SpecError, UnknownName
 from harness.paths import cache_dir, images_dir
 from harness.registry import Registry
+from harness.sizes import parse_size
 from harness.yamlio import Fields, load_mapping
-
-_SIZE_RE = re.compile(r"^(\d+)([KMG]?)$")
-
-
-def parse_size(text: str | int) -> int:
-    if isinstance(text, int):
-        return text
-    m = _SIZE_RE.match(str(text).strip().upper())
-    if not m:
-        raise SpecError(f"size {text!r}: expected a number with K, M or G (e.g. 64M)")
-    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]
 
 
 @dataclass(frozen=True)
@@ -231,7 +221,7 @@ def parse_recipe(data: dict, where: str, source: Path | None = None) -> Recipe:
     return Recipe(
         name=f.get("name", str, source.stem if source else "inline"),
         fs=fs,
-        size=parse_size(f.get("size", (str, int), required=True)),
+        size=parse_size(f.get("size", (str, int), required=True), bare="B", what=f"{where}: size"),
         mkfs_options=f.strings("mkfs_options"),
         files=tuple(files),
         tweaks=tweaks,

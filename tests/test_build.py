@@ -389,13 +389,17 @@ def test_bench_figures_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -
 # --- size limit, CLI, bench rows ---------------------------------------------------------
 
 
-def test_parse_size_and_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert kbuild.parse_size("30G") == 30 << 30
-    assert kbuild.parse_size("1.5k") == 1536 and kbuild.parse_size("123") == 123 and kbuild.parse_size("2MiB") == 2 << 20
-    with pytest.raises(SpecError, match="not a size"):
-        kbuild.parse_size("12X")
+def test_cache_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_KERNEL_CACHE_MAX", raising=False)
+    assert kbuild.cache_limit() == 30 << 30
+    assert kbuild.cache_limit("1.5k") == 1536 and kbuild.cache_limit("123") == 123  # a bare number is bytes
+    with pytest.raises(SpecError, match="cache size '12X' is not a size"):
+        kbuild.cache_limit("12X")
     monkeypatch.setenv("HARNESS_KERNEL_CACHE_MAX", "5M")
-    assert kbuild.cache_limit() == 5 << 20
+    assert kbuild.cache_limit() == 5 << 20 and kbuild.cache_limit("2MiB") == 2 << 20
+    monkeypatch.setenv("HARNESS_KERNEL_CACHE_MAX", "lots")
+    with pytest.raises(SpecError, match=r"\$HARNESS_KERNEL_CACHE_MAX 'lots' is not a size"):
+        kbuild.cache_limit()
 
 
 def test_evict_never_removes_kept_keys(tmp_path: Path) -> None:

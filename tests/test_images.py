@@ -5,15 +5,17 @@ import pytest
 
 from harness import images
 from harness.errors import SpecError, UnknownName
-from harness.images import FileEntry, free_ranges, load_recipe, parse_recipe, parse_size, xfs_protofile
+from harness.images import FileEntry, free_ranges, load_recipe, parse_recipe, xfs_protofile
 
 
-def test_sizes():
-    assert parse_size("64M") == 64 << 20
-    assert parse_size("1g") == 1 << 30
-    assert parse_size(4096) == 4096
-    with pytest.raises(SpecError, match="expected a number"):
-        parse_size("lots")
+def test_recipe_sizes_count_bytes():
+    def size(value):
+        return parse_recipe({"fs": "ext4", "size": value}, "r.yaml").size
+
+    assert size("64M") == 64 << 20 and size("1g") == 1 << 30
+    assert size(4096) == 4096 and size("4096") == 4096  # a bare number is bytes
+    with pytest.raises(SpecError, match="r.yaml: size 'lots' is not a size"):
+        size("lots")
 
 
 def test_recipe_errors_name_file_and_key():

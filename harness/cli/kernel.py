@@ -100,7 +100,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evict(args: argparse.Namespace) -> int:
-    limit = kbuild.parse_size(args.max_size) if args.max_size else kbuild.cache_limit()
+    limit = kbuild.cache_limit(args.max_size)
     gone = kbuild.evict(limit)
     print(f"evicted {len(gone)} kernels" + (f": {' '.join(gone)}" if gone else "")
           + f"; cache now {kbuild.human_size(kbuild.cache_size())}")

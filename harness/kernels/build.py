@@ -53,6 +53,7 @@ from harness.kernels import SOURCES, Kernel, kconfig, pvh, split_name
 from harness.kernels import patches as patchlib
 from harness.kernels.patches import PatchFailed, PatchOp
 from harness.paths import cache_dir
+from harness.sizes import parse_size
 
 log = logging.getLogger("harness.kernels.build")
 
@@ -418,15 +419,6 @@ def cache_size(layout: Layout | None = None) -> int:
 
 
 DEFAULT_CACHE_LIMIT = "30G"
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``30G``, ``500M``, ``1.5T``, ``123456`` (bytes) -> bytes."""
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise SpecError(f"size {text!r} is not a size: use a number with K, M, G or T (e.g. 30G)")
-    return int(float(m.group(1)) * 1024 ** " KMGT".index((m.group(2) or " ").upper()))
 
 
 def human_size(n: int) -> str:
@@ -437,9 +429,13 @@ def human_size(n: int) -> str:
     return f"{n:.1f}T"
 
 
-def cache_limit() -> int:
-    """The kernel cache's size limit: ``$HARNESS_KERNEL_CACHE_MAX`` (default 30G)."""
-    return parse_size(os.environ.get("HARNESS_KERNEL_CACHE_MAX", DEFAULT_CACHE_LIMIT))
+def cache_limit(text: str | None = None) -> int:
+    """The kernel cache's size limit in bytes: ``text`` (``--max-size``), else ``$HARNESS_KERNEL_CACHE_MAX``
+    (default 30G).  A bare number is bytes."""
+    if text is not None:
+        return parse_size(text, bare="B", what="cache size")
+    return parse_size(os.environ.get("HARNESS_KERNEL_CACHE_MAX", DEFAULT_CACHE_LIMIT), bare="B",
+                      what="$HARNESS_KERNEL_CACHE_MAX")
 
 
 def evict(max_bytes: int, layout: Layout | None = None, *, keep: Sequence[str] = ()) -> list[str]:

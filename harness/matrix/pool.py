@@ -22,7 +22,8 @@ from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, SpecError
+from harness.errors import HarnessError
+from harness.sizes import parse_size
 
 GiB = 1 << 30
 GUEST_OVERHEAD = 256 << 20  # QEMU's own memory next to the guest's
@@ -33,12 +34,8 @@ INTERRUPTED = "interrupted"  # what a worker stopped by Ctrl-C answers
 
 
 def memory_bytes(text: str | int) -> int:
-    """QEMU-style sizes: ``1G``, ``512M``, a bare number is MiB."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.I)
-    if not m:
-        raise SpecError(f"memory size {text!r}: expected e.g. 1G or 512M")
-    scale = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
-    return int(float(m.group(1)) * scale)
+    """A guest's memory in bytes: QEMU's sizes (``1G``, ``512M``; a bare number is MiB, as for ``-m``)."""
+    return parse_size(text, bare="M", what="memory size")
 
 
 def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
