@@ -18,8 +18,10 @@ from pathlib import Path
 from harness import kernels, proc
 from harness.guest.accel import choose_accel
 from harness.guest.vng import VngBoot, vng_argv, vng_binary
+from harness.kernels import build as kbuild
 from harness.options import Accel, RunOptions
 from harness.paths import oops_corpus_dir
+from harness.report.bench import corpus_throughput
 from harness.repro import spec as specs
 from harness.repro.run import run_repro
 
@@ -67,8 +69,6 @@ def boot_figures(kernel_name: str, rounds: int, runs: int) -> list[tuple[str, fl
 
 
 def parser_figures() -> list[tuple[str, float, str]]:
-    from harness.report.bench import corpus_throughput
-
     corpus = oops_corpus_dir()
     if not corpus.exists():
         return []
@@ -79,12 +79,10 @@ def parser_figures() -> list[tuple[str, float, str]]:
 
 def build_figures(with_vng_kconfig: bool) -> list[tuple[str, float, str]]:
     """Cold lean build (empty ccache), one-file fs/ rebuild, cache hit, and vng's default config."""
-    from harness.kernels.build import bench_figures
-
     def _show(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
-    f = bench_figures(vng_kconfig=with_vng_kconfig, progress=_show)
+    f = kbuild.bench_figures(vng_kconfig=with_vng_kconfig, progress=_show)
     cold = f["cold_build_s"]
     frags = "+".join(f["fragments"])
 
