@@ -23,7 +23,7 @@ class Accel:
 @dataclass(frozen=True)
 class RunOptions:
     accel: str = "auto"  # auto | kvm | tcg: the request; Accel is the answer for one kernel
-    backend: str = "vng"  # auto | vng | vng-ssh[:N] | snapshot | ssh:NAME[:DISK]
+    backend: str = "auto"  # auto | vng | vng-ssh[:N] | snapshot | ssh:NAME[:DISK]
     runs: int | None = None  # None: the spec's
     results: Path | None = None  # results root (None: $HARNESS_RESULTS or ./results)
     fresh_compile: bool = False  # compile in every guest (default: reuse a binary compiled in an earlier guest)

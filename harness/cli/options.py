@@ -84,7 +84,7 @@ def add_run_options(
     """Declare the shared run options on ``parser`` (a command leaves out what it has no use for)."""
     parser.add_argument("--accel", default="auto", choices=ACCELS,
                         help="auto probes KVM once per host boot and kernel, and falls back to TCG")
-    parser.add_argument("--backend", default="vng", help=backend_help())
+    parser.add_argument("--backend", default="auto", help=backend_help())
     if runs:
         parser.add_argument("-n", "--runs", type=positive, help=runs_help)
     if results:
