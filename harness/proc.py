@@ -166,7 +166,7 @@ def run(
             t = threading.Thread(target=_pump, args=(stream, sinks, on_line, keep), daemon=True)
             t.start()
             pumps.append(t)
-    rc: int | None
+    rc: int | None = None  # stays None when a signal (Ctrl-C, SIGTERM) ends the wait
     try:
         rc = _wait(proc, timeout, watchdog)
     except subprocess.TimeoutExpired:
