@@ -7,84 +7,13 @@ building it through the kind's class and its cache.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
+# debian and sources register their kinds in SOURCES when imported
+from harness.kernels import debian, sources  # noqa: F401
+from harness.kernels.kernel import SOURCES, Kernel, KernelSource, split_name
 
-from harness.registry import Registry
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A bootable kernel and the artifacts that go with it."""
-
-    name: str  # what the user asked for, normalised ("debian:6.1.0-47")
-    release: str  # `uname -r` ("6.1.0-47-amd64")
-    version: str  # upstream version ("6.1.170")
-    image: Path  # bzImage / vmlinuz
-    boot_image: Path | None = None  # the ELF vmlinux QEMU boots directly through PVH (faster under TCG), else None
-    root: Path | None = None  # tree holding lib/modules/<release>, or None (no modules)
-    system_map: Path | None = None
-    vmlinux: Path | None = None
-    config: Path | None = None
-    kind: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-    def config_value(self, option: str) -> str | None:
-        """``y``/``m``/value of CONFIG_<option>, or None when unset/unknown."""
-        if not self.config or not self.config.exists():
-            return None
-        key = option if option.startswith("CONFIG_") else f"CONFIG_{option}"
-        for line in self.config.read_text().splitlines():
-            if line.startswith(key + "="):
-                return line.split("=", 1)[1].strip('"')
-        return None
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "release": self.release,
-            "version": self.version,
-            "kind": self.kind,
-            "image": str(self.image),
-        }
-
-
-class KernelSource(Protocol):
-    """One kind of kernel supply."""
-
-    kind: str
-    help: str
-
-    def resolve(self, rest: str, *, progress=None) -> Kernel: ...
-
-    def available(self) -> list[str]: ...
-
-
-SOURCES: Registry[KernelSource] = Registry("kernel source")
-
-
-def split_name(name: str) -> tuple[str, str]:
-    kind, sep, rest = name.partition(":")
-    if not sep or not rest:
-        from harness.errors import UnknownName
-
-        raise UnknownName(
-            f"Kernel name {name!r} is not KIND:NAME (e.g. debian:6.1.0-47). Kinds: {', '.join(SOURCES.names())}"
-        )
-    return kind, rest
+__all__ = ["SOURCES", "Kernel", "KernelSource", "resolve", "split_name"]
 
 
 def resolve(name: str, *, progress=None) -> Kernel:
     kind, rest = split_name(name)
     return SOURCES.select(kind).resolve(rest, progress=progress)
-
-
-def _register_builtin() -> None:
-    from harness.kernels import (
-        debian,  # noqa: F401
-        sources,  # noqa: F401
-    )
-
-
-_register_builtin()

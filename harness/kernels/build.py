@@ -49,8 +49,9 @@ from filelock import FileLock, Timeout
 
 from harness import proc
 from harness.errors import KernelError, SpecError
-from harness.kernels import SOURCES, Kernel, kconfig, pvh, split_name
+from harness.kernels import kconfig, pvh
 from harness.kernels import patches as patchlib
+from harness.kernels.kernel import SOURCES, Kernel, split_name
 from harness.kernels.patches import PatchFailed, PatchOp
 from harness.paths import cache_dir
 from harness.sizes import parse_size

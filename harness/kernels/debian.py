@@ -19,7 +19,8 @@ from filelock import FileLock
 
 from harness import proc
 from harness.errors import KernelError, UnknownName
-from harness.kernels import SOURCES, Kernel, pvh
+from harness.kernels import pvh
+from harness.kernels.kernel import SOURCES, Kernel
 from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from filelock import FileLock
 
 from harness import git, proc
 from harness.errors import GitError, KernelError, SpecError, UnknownName
-from harness.kernels import SOURCES, Kernel
 from harness.kernels import patches as patchlib
 from harness.kernels.debian import apt_download
+from harness.kernels.kernel import SOURCES, Kernel
 from harness.kernels.patches import PatchOp
 from harness.paths import cache_dir
 
