@@ -176,7 +176,12 @@ def entry_point(module: str) -> bool:
 
 
 def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan), each as one cycle through them."""
+    """One cycle through each tangle (``tangles``)."""
+    return [_cycle_in(component, edges) for component in tangles(edges)]
+
+
+def tangles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -207,7 +212,7 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     for v in sorted(edges):
         if v not in index:
             visit(v)
-    return [_cycle_in(comp, edges) for comp in components]
+    return components
 
 
 def _cycle_in(component: list[str], edges: dict[str, set[str]]) -> list[str]:
@@ -228,6 +233,7 @@ def _cycle_in(component: list[str], edges: dict[str, set[str]]) -> list[str]:
 
 
 def cycle_offenders() -> list[str]:
+    """Per tangle (modules that all reach each other): one cycle, then every import inside the tangle."""
     edges: dict[str, set[str]] = {}
     where: dict[tuple[str, str], Import] = {}
     for imp in imports():
@@ -236,12 +242,13 @@ def cycle_offenders() -> list[str]:
         edges.setdefault(imp.source, set()).add(imp.target)
         where.setdefault((imp.source, imp.target), imp)
     out = []
-    for cycle in find_cycles(edges):
-        hops = [where[(a, b)] for a, b in zip(cycle, cycle[1:])]
+    for component in tangles(edges):
+        members, cycle = set(component), _cycle_in(component, edges)
+        inside = sorted((i for (a, b), i in where.items() if a in members and b in members), key=lambda i: (i.path, i.line))
         out.append(
-            "cycle " + " -> ".join(cycle) + ":\n"
-            + "\n".join(f"    {h.path}:{h.line}: {h.source} imports {h.target}"
-                        + (" (in a function)" if h.in_function else "") for h in hops)
+            "cycle " + " -> ".join(cycle) + f" ({len(members)} modules, {len(inside)} imports among them):\n"
+            + "\n".join(f"    {i.path}:{i.line}: {i.source} imports {i.target}"
+                        + (" (in a function)" if i.in_function else "") for i in inside)
         )
     return out
 
@@ -352,7 +359,7 @@ def test_modules_import_from_their_layer_or_below():
 
 def test_cycle_finder_reports_the_cycle():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
-    assert find_cycles(edges) == [["a", "b", "c", "a"]]
+    assert find_cycles(edges) == [["a", "b", "c", "a"]] and tangles(edges) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": {"c"}}) == []
 
 
