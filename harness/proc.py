@@ -95,6 +95,56 @@ def _wait(proc: subprocess.Popen, timeout: float | None, watchdog: Callable[[], 
             raise subprocess.TimeoutExpired(proc.args, timeout or 0)
 
 
+class _Files:
+    """The log and output files a command writes into, held open while it runs."""
+
+    def __init__(self, log_path: Path | None, stdout_path: Path | None, stderr_path: Path | None):
+        self.opened: list[IO[bytes]] = []
+        self.log = self._open(log_path) if log_path else None
+        self.out = self._open(stdout_path) if stdout_path else None
+        self.err = self._open(stderr_path) if stderr_path else None
+
+    def _open(self, path: Path) -> IO[bytes]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "ab", buffering=0)  # noqa: SIM115 (held open for the child)
+        self.opened.append(fh)
+        return fh
+
+    def close(self) -> None:
+        for fh in self.opened:
+            fh.close()
+
+
+def _start(args: tuple[str, ...], files: _Files, *, cwd, env, stdin, leash: bool) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(
+            leashed(args) if leash else args,
+            cwd=cwd,
+            env={**os.environ, **env} if env else None,
+            stdin=stdin,
+            stdout=files.out or subprocess.PIPE,
+            stderr=files.err or (subprocess.STDOUT if files.out is None else subprocess.PIPE),
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        files.close()
+        raise MissingTool(f"{args[0]} not found", hint="run `harness setup` to install the host packages") from None
+
+
+def _pumps(proc: subprocess.Popen, files: _Files, on_line, keep: list[bytes]) -> list[threading.Thread]:
+    """Threads copying the child's piped output into the log, ``keep`` and ``on_line``."""
+    if files.out is not None and files.err is not None:
+        return []
+    sinks = [files.log] if files.log else []
+    pumps = []
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            t = threading.Thread(target=_pump, args=(stream, sinks, on_line, keep), daemon=True)
+            t.start()
+            pumps.append(t)
+    return pumps
+
+
 def run(
     argv: Sequence[str | os.PathLike],
     *,
@@ -127,51 +177,18 @@ def run(
         raise MissingTool(f"{args[0]} not found", hint="run `harness setup` to install the host packages")
     cmdline = shlex.join(args)
     log.info("$ %s", cmdline)
-    opened: list[IO[bytes]] = []
-
-    def _open(path: Path) -> IO[bytes]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "ab", buffering=0)  # noqa: SIM115 (held open for the child)
-        opened.append(fh)
-        return fh
-
-    log_fh = _open(log_path) if log_path else None
-    if log_fh:
-        log_fh.write(f"$ {cmdline}\n".encode())
-    direct_out = _open(stdout_path) if stdout_path else None
-    direct_err = _open(stderr_path) if stderr_path else None
-    piped = direct_out is None or direct_err is None
+    files = _Files(log_path, stdout_path, stderr_path)
+    if files.log:
+        files.log.write(f"$ {cmdline}\n".encode())
     start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            leashed(args) if leash else args,
-            cwd=cwd,
-            env={**os.environ, **env} if env else None,
-            stdin=stdin,
-            stdout=direct_out or subprocess.PIPE,
-            stderr=direct_err or (subprocess.STDOUT if direct_out is None else subprocess.PIPE),
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        for fh in opened:
-            fh.close()
-        raise MissingTool(f"{args[0]} not found", hint="run `harness setup` to install the host packages") from None
+    proc = _start(args, files, cwd=cwd, env=env, stdin=stdin, leash=leash)
     keep: list[bytes] = []
-    pumps = []
-    if piped:
-        sinks = [log_fh] if log_fh else []
-        for stream in (proc.stdout, proc.stderr):
-            if stream is None:
-                continue
-            t = threading.Thread(target=_pump, args=(stream, sinks, on_line, keep), daemon=True)
-            t.start()
-            pumps.append(t)
+    pumps = _pumps(proc, files, on_line, keep)
     rc: int | None = None  # stays None when a signal (Ctrl-C, SIGTERM) ends the wait
     try:
         rc = _wait(proc, timeout, watchdog)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        rc = None
     except BaseException:
         _kill_group(proc)
         raise
@@ -179,10 +196,9 @@ def run(
         for t in pumps:
             t.join(5)
         seconds = time.monotonic() - start
-        if log_fh:
-            log_fh.write(f"# exit {rc} after {seconds:.1f}s\n".encode())
-        for fh in opened:
-            fh.close()
+        if files.log:
+            files.log.write(f"# exit {rc} after {seconds:.1f}s\n".encode())
+        files.close()
     text = b"".join(keep).decode(errors="replace") if (capture or check) else ""
     done = Completed(args, rc, seconds, text if capture else "")
     if check and not done.ok:

@@ -572,7 +572,7 @@ def test_bisect_steps_run_with_the_shared_run_options(tmp_path, monkeypatch):
         return SimpleNamespace(runs=[SimpleNamespace(verdict=verdict, wall_seconds=3.0, folder=options.results / "r")])
 
     monkeypatch.setattr(steps, "run_repro", fake_run_repro)
-    monkeypatch.setattr(steps, "choose_accel", lambda requested, kernel: ("tcg", f"asked {requested}"))
+    monkeypatch.setattr(steps, "accel_for", lambda options, kernel: Accel("tcg", f"asked {options.accel}"))
     kernel = Kernel(name="debian:6.1.0-47", release="6.1.0-47-amd64", version="6.1.170", image=tmp_path / "vmlinuz")
     monkeypatch.setattr(steps.kernels, "resolve", lambda name, progress=None: kernel)
     args = parser().parse_args(["bisect", "ext4_inline", "--good", "a", "--bad", "b", "-n", "4", "--timeout", "30",

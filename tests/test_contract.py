@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from backend_contract import BackendContract
+
 from harness.guest.machine import Backend, GuestRequest, GuestRun, RunSignals
 from harness.kernels import Kernel
 

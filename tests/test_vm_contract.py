@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from backend_contract import BackendContract
+from test_vm_ssh import _targets, local_sshd  # noqa: F401 (the fixture, for the ssh:NAME target)
+
 from harness import kernels
 from harness.guest.backends import select
-from test_vm_ssh import _targets, local_sshd  # noqa: F401 (the fixture, for the ssh:NAME target)
 
 pytestmark = pytest.mark.vm
 

@@ -17,7 +17,7 @@ from harness import kernels
 from harness.bisect.driver import Progress, StepSkip
 from harness.bisect.judge import FAIL, RunObs, classify
 from harness.errors import GuestError, KernelError
-from harness.guest.accel import choose_accel
+from harness.guest.accel import accel_for
 from harness.kernels.build import Variant, build
 from harness.options import Accel, RunOptions
 from harness.repro.run import run_repro
@@ -47,7 +47,7 @@ class KernelTarget:
 
     def _choose_accel(self) -> Accel:
         if self._accel is None:
-            self._accel = Accel(*choose_accel(self.options.accel, self.kernel_record))
+            self._accel = accel_for(self.options, self.kernel_record)
             self.info["accel"], self.info["accel_reason"] = self._accel.name, self._accel.reason
         return self._accel
 

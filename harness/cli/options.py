@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness.errors import ExitCode
-from harness.guest.accel import choose_accel
+from harness.guest.accel import accel_for  # noqa: F401 (the commands' one way to it)
 from harness.guest.backends import usages as backend_usages
-from harness.kernels import Kernel
-from harness.options import Accel, RunOptions
+from harness.options import RunOptions
 
 ACCELS = ("auto", "kvm", "tcg")
 DEFAULTS = RunOptions()
@@ -106,13 +105,6 @@ def run_options(args: argparse.Namespace, **changes) -> RunOptions:
     options = RunOptions(accel=args.accel, backend=args.backend, runs=args.runs, results=args.results,
                          fresh_compile=args.fresh_compile, host_compile=args.host_compile, timeout=args.timeout)
     return options.with_(**changes) if changes else options
-
-
-def accel_for(options: RunOptions, kernel: Kernel) -> Accel:
-    """The accelerator ``kernel`` runs with under ``options`` (none for a machine's own kernel), and why."""
-    if options.backend.partition(":")[0] == "ssh":
-        return Accel("-", f"not used: {options.backend} runs on the target's own kernel")
-    return Accel(*choose_accel(options.accel, kernel))
 
 
 def abort_on_usage_error(parser: argparse.ArgumentParser, code: int) -> None:

@@ -17,6 +17,7 @@ from harness import proc
 from harness.errors import GuestError
 from harness.guest.vng import VngBoot, vng_argv, vng_binary, vng_env
 from harness.kernels import Kernel
+from harness.options import Accel, RunOptions
 from harness.paths import cache_dir
 
 ACCELS = ("auto", "kvm", "tcg")
@@ -66,3 +67,10 @@ def choose_accel(requested: str, kernel: Kernel, *, timeout: float = 45.0) -> tu
         reason = f"auto: {why}"
         cache.write_text(json.dumps({"accel": accel, "reason": reason}))
     return accel, reason
+
+
+def accel_for(options: RunOptions, kernel: Kernel) -> Accel:
+    """The accelerator ``kernel`` runs with under ``options`` (none for a machine's own kernel), and why."""
+    if options.backend.partition(":")[0] == "ssh":
+        return Accel("-", f"not used: {options.backend} runs on the target's own kernel")
+    return Accel(*choose_accel(options.accel, kernel))

@@ -14,6 +14,7 @@ timeout from a lost connection.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -38,7 +39,7 @@ class HostKeyError(GuestError):
 
 def _paramiko():
     try:
-        import paramiko
+        import paramiko  # start-up cost: ~0.3 s of imports that only the SSH backends need
     except ImportError:  # pragma: no cover - a listed dependency
         raise MissingTool("paramiko is not installed", hint="pip install paramiko") from None
     quiet = logging.getLogger("paramiko")
@@ -272,66 +273,68 @@ class Connection:
             except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
                 return Exec(None, time.monotonic() - start, lost=True, killed=f"could not start: {exc}"), ""
             deadline = None if timeout is None else start + timeout
-            last_poll = 0.0
-            killed: str | None = None
-            lost = False
-            while True:
-                try:
-                    data = chan.recv(65536)
-                except TimeoutError:
-                    data = None
-                except (paramiko.SSHException, OSError, EOFError):
-                    lost = True
-                    break
-                if data:
-                    kept.append(data)
-                    if sink:
-                        sink.write(data)
-                    continue
-                if data == b"":  # EOF: the command closed its output
-                    if chan.exit_status_ready() or chan.closed:
-                        break
-                    time.sleep(0.05)
-                now = time.monotonic()
-                if now - last_poll >= 0.5:
-                    last_poll = now
-                    if chan.exit_status_ready() and not chan.recv_ready():
-                        break
-                    if not self.active:
-                        lost = True
-                        break
-                    if alive is not None and alive():  # the other side is gone: as good as a dropped connection
-                        lost = True
-                        break
-                    why = watchdog() if watchdog else None
-                    if why:
-                        killed = why
-                        break
-                    if deadline is not None and now > deadline:
-                        killed = f"no exit within {timeout:.0f} s"
-                        break
-            rc: int | None = None
-            if not killed and not lost:
-                # the status can trail the EOF a little; a dead transport never sends it
-                for _ in range(40):
-                    if chan.exit_status_ready():
-                        rc = chan.recv_exit_status()
-                        break
-                    if not self.active:
-                        lost = True
-                        break
-                    time.sleep(0.05)
-                if rc is None and not lost:
-                    lost = not self.active
-                    killed = None if lost else "the command closed its output but sent no exit status"
-                if rc == -1:  # paramiko's "no status" (the server closed the channel)
-                    rc, lost = None, not self.active
+            lost, killed = self._stream(chan, kept, sink, deadline, timeout, watchdog, alive)
+            rc, lost, killed = self._status(chan, lost, killed)
             with contextlib.suppress(Exception):
                 chan.close()
             return Exec(rc, time.monotonic() - start, lost=lost, killed=killed), b"".join(kept).decode(errors="replace")
         finally:
             if sink:
                 sink.close()
+
+    def _stream(self, chan, kept: list[bytes], sink, deadline, timeout, watchdog, alive) -> tuple[bool, str | None]:
+        """Read the command's output until it ends, the connection drops or a poll says stop: (lost, killed)."""
+        paramiko = _paramiko()
+        last_poll = 0.0
+        while True:
+            try:
+                data = chan.recv(65536)
+            except TimeoutError:
+                data = None
+            except (paramiko.SSHException, OSError, EOFError):
+                return True, None
+            if data:
+                kept.append(data)
+                if sink:
+                    sink.write(data)
+                continue
+            if data == b"":  # EOF: the command closed its output
+                if chan.exit_status_ready() or chan.closed:
+                    return False, None
+                time.sleep(0.05)
+            now = time.monotonic()
+            if now - last_poll < 0.5:
+                continue
+            last_poll = now
+            if chan.exit_status_ready() and not chan.recv_ready():
+                return False, None
+            if not self.active or (alive is not None and alive()):  # the other side is gone: a dropped connection
+                return True, None
+            why = watchdog() if watchdog else None
+            if why:
+                return False, why
+            if deadline is not None and now > deadline:
+                return False, f"no exit within {timeout:.0f} s"
+
+    def _status(self, chan, lost: bool, killed: str | None) -> tuple[int | None, bool, str | None]:
+        """(exit status, lost, killed) once the output ended: the status can trail the EOF a little, and a
+        dead transport never sends it."""
+        rc: int | None = None
+        if killed or lost:
+            return rc, lost, killed
+        for _ in range(40):
+            if chan.exit_status_ready():
+                rc = chan.recv_exit_status()
+                break
+            if not self.active:
+                return None, True, killed
+            time.sleep(0.05)
+        if rc is None:
+            lost = not self.active
+            killed = None if lost else "the command closed its output but sent no exit status"
+        if rc == -1:  # paramiko's "no status" (the server closed the channel)
+            rc, lost = None, not self.active
+        return rc, lost, killed
 
     def check(self, command: str, *, timeout: float = 60.0, what: str | None = None) -> str:
         """Run a short command; its output, or GuestError naming it."""
@@ -396,8 +399,6 @@ class Connection:
 
 def _pub_entry(pub: Path) -> tuple[str, object]:
     paramiko = _paramiko()
-    import base64
-
     fields = Path(pub).read_text().split()
     if len(fields) < 2:
         raise HostKeyError(f"{pub}: not an OpenSSH public key")

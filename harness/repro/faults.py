@@ -205,13 +205,10 @@ def _case_pattern(tasks: tuple[str, ...]) -> str:
     return "|".join(tasks)
 
 
-def setup_lines(fault: FaultSpec | None, *, debugfs: str = DEBUGFS, proc: str = PROC) -> tuple[str, ...]:
-    """Shell lines for GuestPlan.pre_run: configure, then start the marker."""
-    if fault is None:
-        return ()
+def _setup_function(fault: FaultSpec, debugfs: str, proc: str) -> list[str]:
+    """harness_faults_setup(): mount debugfs, write every knob (probability last), say what took."""
     q = shlex.quote
     lines = [
-        "# --- fault injection (harness/repro/faults.py) ---",
         "harness_faults_setup() {",
         "  local d",
         f"  grep -qs ' '{q(debugfs)}' debugfs ' {q(proc + '/mounts')} || mount -t debugfs debugfs {q(debugfs)} "
@@ -235,33 +232,45 @@ def setup_lines(fault: FaultSpec | None, *, debugfs: str = DEBUGFS, proc: str = 
         lines.append(f"  [ -e {q(proc + '/self/make-it-fail')} ] || {{ echo 'harness-faults: no make-it-fail "
                      "(kernel without CONFIG_FAULT_INJECTION)'; return 1; }")
         lines.append(f"  echo \"harness-faults: marking tasks named {' '.join(fault.tasks)}\"")
-    lines.append("}")
+    return [*lines, "}"]
+
+
+def _marker_function(fault: FaultSpec, proc: str) -> list[str]:
+    """harness_faults_mark(): until killed, mark the tasks whose comm matches make-it-fail (and fail-nth)."""
+    nth = (
+        f"      echo {fault.fail_nth} > \"$d/fail-nth\" 2>/dev/null || echo \"harness-faults: cannot arm $d/fail-nth\""
+        if fault.fail_nth is not None
+        else "      :"
+    )
+    return [
+        "harness_faults_mark() {  # until killed: mark matching tasks make-it-fail",
+        f"  local c d n v wait={FAST_POLL} fd",
+        "  exec {fd}<> <(:) 2>/dev/null || fd=",
+        "  while :; do",
+        f"    for c in {shlex.quote(proc)}/[0-9]*/task/[0-9]*/comm; do",
+        "      read -r n < \"$c\" 2>/dev/null || continue",
+        f"      case \"$n\" in {_case_pattern(fault.tasks)}) ;; *) continue ;; esac",
+        "      d=${c%/comm}",
+        "      read -r v < \"$d/make-it-fail\" 2>/dev/null || continue",
+        "      [ \"$v\" = 1 ] && continue",
+        "      echo 1 > \"$d/make-it-fail\" 2>/dev/null || continue",
+        nth,
+        f"      echo \"harness-faults: marked ${{d#{proc}/}} ($n)\"",
+        f"      wait={SLOW_POLL}",
+        "    done",
+        "    if [ -n \"$fd\" ]; then read -r -t \"$wait\" -u \"$fd\" _; else sleep \"$wait\"; fi",
+        "  done",
+        "}",
+    ]
+
+
+def setup_lines(fault: FaultSpec | None, *, debugfs: str = DEBUGFS, proc: str = PROC) -> tuple[str, ...]:
+    """Shell lines for GuestPlan.pre_run: configure, then start the marker."""
+    if fault is None:
+        return ()
+    lines = ["# --- fault injection (harness/repro/faults.py) ---", *_setup_function(fault, debugfs, proc)]
     if fault.tasks:
-        nth = (
-            f"      echo {fault.fail_nth} > \"$d/fail-nth\" 2>/dev/null || echo \"harness-faults: cannot arm $d/fail-nth\""
-            if fault.fail_nth is not None
-            else "      :"
-        )
-        lines += [
-            "harness_faults_mark() {  # until killed: mark matching tasks make-it-fail",
-            f"  local c d n v wait={FAST_POLL} fd",
-            "  exec {fd}<> <(:) 2>/dev/null || fd=",
-            "  while :; do",
-            f"    for c in {q(proc)}/[0-9]*/task/[0-9]*/comm; do",
-            "      read -r n < \"$c\" 2>/dev/null || continue",
-            f"      case \"$n\" in {_case_pattern(fault.tasks)}) ;; *) continue ;; esac",
-            "      d=${c%/comm}",
-            "      read -r v < \"$d/make-it-fail\" 2>/dev/null || continue",
-            "      [ \"$v\" = 1 ] && continue",
-            "      echo 1 > \"$d/make-it-fail\" 2>/dev/null || continue",
-            nth,
-            f"      echo \"harness-faults: marked ${{d#{proc}/}} ($n)\"",
-            f"      wait={SLOW_POLL}",
-            "    done",
-            "    if [ -n \"$fd\" ]; then read -r -t \"$wait\" -u \"$fd\" _; else sleep \"$wait\"; fi",
-            "  done",
-            "}",
-        ]
+        lines += _marker_function(fault, proc)
     lines.append(f"step {STEP} 0 harness_faults_setup || exit 0")
     if fault.tasks:
         lines.append("harness_faults_mark & HARNESS_FAULTS_MARKER=$!")
