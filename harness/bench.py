@@ -1,6 +1,7 @@
 """Benchmarks: timings measured side by side in one run, printed as ratios.
 
     python -m harness.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build [--vng-kconfig]] [--no-boots]
+                            [--ssh-runs N] [--fast-path N] [--prove] [--lean-change]
 
 Never pass/fail: these machines are noisy, so every figure comes with the
 figure it should be compared to, measured in the same run.
@@ -9,10 +10,13 @@ figure it should be compared to, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness import kernels, proc
@@ -20,10 +24,10 @@ from harness.guest.accel import choose_accel
 from harness.guest.vng import VngBoot, vng_argv, vng_binary
 from harness.kernels import build as kbuild
 from harness.options import Accel, RunOptions
-from harness.paths import oops_corpus_dir
+from harness.paths import PROJECT_ROOT, cache_dir, oops_corpus_dir
 from harness.report.bench import corpus_throughput
 from harness.repro import spec as specs
-from harness.repro.run import run_repro
+from harness.repro.run import build_variant, run_repro
 
 
 def _time(argv: list[str], cwd: Path) -> float:
@@ -46,16 +50,16 @@ def boot_figures(kernel_name: str, rounds: int, runs: int) -> list[tuple[str, fl
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         # warm the caches (image, compiled binary) so every round measures the same work
-        run_repro(spec, kernel, RunOptions(runs=1, results=cwd / "warm"), accel=Accel(accel))
+        run_repro(spec, kernel, RunOptions(backend="vng", runs=1, results=cwd / "warm"), accel=Accel(accel))
         for _ in range(rounds):
             t_bare.append(_time(bare, cwd))
             t_lean.append(_time(lean, cwd))
             start = time.monotonic()
-            s = run_repro(spec, kernel, RunOptions(runs=1, results=cwd / "one"), accel=Accel(accel))
+            s = run_repro(spec, kernel, RunOptions(backend="vng", runs=1, results=cwd / "one"), accel=Accel(accel))
             t_one.append(time.monotonic() - start)
             tth += [r.verdict.time_to_hit for r in s.runs if r.verdict.time_to_hit is not None]
         if runs > 1:
-            s = run_repro(spec, kernel, RunOptions(runs=runs, results=cwd / "many"), accel=Accel(accel))
+            s = run_repro(spec, kernel, RunOptions(backend="vng", runs=runs, results=cwd / "many"), accel=Accel(accel))
             tth += [r.verdict.time_to_hit for r in s.runs if r.verdict.time_to_hit is not None]
     med = statistics.median
     rows = [
@@ -194,6 +198,95 @@ def backend_figures(kernel_name: str = "debian:6.1", runs: int = 10, *, crash_re
     return rows
 
 
+# --- the fast path: the default backend against one boot per run (issue 16) -------------------------------------------
+
+
+def _timed_runs(spec, kernel, accel: Accel, runs: int, backend: str, root: Path):
+    start = time.monotonic()
+    summary = run_repro(spec, kernel, RunOptions(backend=backend, runs=runs, results=root), accel=accel)
+    return time.monotonic() - start, summary
+
+
+def _side_by_side(label: str, spec, kernel, runs: int, root: Path, goal: str) -> list[tuple[str, float, str]]:
+    """``runs`` runs through vng, then through the default (auto) backend, after one warm-up run that compiles
+    the reproducer in a vng guest of the kernel (so neither side pays for it)."""
+    accel = Accel(*choose_accel("auto", kernel))
+    run_repro(spec, kernel, RunOptions(backend="vng", runs=1, results=root / "warm"), accel=accel)
+    vng_s, vng = _timed_runs(spec, kernel, accel, runs, "vng", root / "vng")
+    auto_s, auto = _timed_runs(spec, kernel, accel, runs, "auto", root / "auto")
+    chosen = auto.extra.get("backend")
+    return [
+        (f"{label}, vng: {vng.hits}/{runs} hits ({_outcomes(vng)})", vng_s, "1.00 (reference)"),
+        (f"{label}, default ({chosen}): {auto.hits}/{runs} hits ({_outcomes(auto)})", auto_s,
+         f"{auto_s / vng_s:.2f} x vng ({goal})"),
+    ]
+
+
+def fast_path_figures(runs: int = 10) -> list[tuple[str, float, str]]:
+    """ext2_iomap_blkseq on its ext2-iomap variant (a source-built kernel), ``runs`` runs, vng vs the default;
+    one ext4_inline run on Debian's 6.1, vng vs the default."""
+    spec = specs.load("ext2_iomap_blkseq")
+    ext2 = build_variant(spec.variant("ext2-iomap"))
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory(prefix="harness-bench-fast-") as tmp:
+        options = spec.variant("ext2-iomap").cmdline
+        spec = replace(spec, guest=replace(spec.guest, cmdline=(*spec.guest.cmdline, *options)))
+        rows += _side_by_side(f"{runs} x ext2_iomap_blkseq on {ext2.name}", spec, ext2, runs, Path(tmp) / "ext2",
+                              "goal <= 0.3")
+        rows += _side_by_side("1 x ext4_inline on debian:6.1", specs.load("ext4_inline"), kernels.resolve("debian:6.1"),
+                              1, Path(tmp) / "ext4", "goal: not slower")
+    return rows
+
+
+def prove_figures() -> list[tuple[str, float, str]]:
+    """Wall time of the ext2 FIXED proof (issue 15's done-when), through the CLI as a user runs it."""
+    patch = PROJECT_ROOT / "reproducers/ext2_iomap_blkseq/patches/0002-ext2-validate-cached-iomap-with-i_blkseq.patch"
+    with tempfile.TemporaryDirectory(prefix="harness-bench-prove-") as tmp:
+        argv = [sys.executable, "-m", "harness", "prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch",
+                str(patch), "--json", "--results", tmp]
+        start = time.monotonic()
+        done = proc.run(argv, check=False, capture=True, cwd=PROJECT_ROOT, timeout=7200)
+        seconds = time.monotonic() - start
+    try:
+        result = json.loads(done.output.strip().splitlines()[-1]) if done.output.strip() else {}
+    except ValueError:
+        result = {}
+    if not result:
+        return [("ext2 proof (prove ext2_iomap_blkseq --variant ext2-iomap --patch 0002)", seconds,
+                 f"failed: exit {done.returncode}")]
+    b, p = result.get("base", {}), result.get("patched", {})
+    return [(f"ext2 proof: {result.get('verdict')} at confidence {result.get('confidence')}; base {b.get('hits')}/"
+             f"{b.get('runs')} hits, patched {p.get('hits')}/{p.get('runs')}", seconds, "wall time of the proof")]
+
+
+def lean_change_figures() -> list[tuple[str, float, str]]:
+    """The cold lean build before and after issue 16's options (virtio-net, PVH, an initramfs), one after the other."""
+    before = Path(tempfile.mkdtemp(prefix="harness-bench-lean-")) / "before-issue16.config"
+    before.write_text("".join(f"# CONFIG_{o} is not set\n" for o in LEAN_ADDITIONS))
+    layout = kbuild.Layout(cache_dir("kernels", "bench"))
+    rows = []
+    try:
+        figures = {}
+        for label, fragments in (("before", (*kbuild.DEFAULT_FRAGMENTS, str(before))), ("after", kbuild.DEFAULT_FRAGMENTS)):
+            shutil.rmtree(layout.root, ignore_errors=True)
+            layout.root.mkdir(parents=True)
+            start = time.monotonic()
+            kernel = kbuild.build(kbuild.Variant(source="debian-src:6.1.192", fragments=fragments), layout=layout)
+            figures[label] = (time.monotonic() - start, kernel.extra.get("objects"))
+        b, a = figures["before"], figures["after"]
+        rows.append((f"cold lean build before issue 16's options ({b[1]} objects)", b[0], "1.00 (reference)"))
+        rows.append((f"cold lean build with them ({a[1]} objects: virtio-net, PVH, initramfs)", a[0],
+                     f"{a[0] / b[0]:.3f} x before (goal <= 1.05)"))
+    finally:
+        shutil.rmtree(layout.root, ignore_errors=True)
+        shutil.rmtree(before.parent, ignore_errors=True)
+    return rows
+
+
+# what issue 16 added to kconfigs/lean.config (the "before" build switches them off again)
+LEAN_ADDITIONS = ("NETDEVICES", "NET_CORE", "VIRTIO_NET", "PVH", "BLK_DEV_INITRD")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="harness.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="debian:6.1")
@@ -204,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build", action="store_true", help="also kernel build figures (minutes)")
     ap.add_argument("--vng-kconfig", action="store_true", help="with --build: also vng's default config (~25 min)")
     ap.add_argument("--no-boots", action="store_true", help="skip the boot figures (e.g. for build figures alone)")
+    ap.add_argument("--fast-path", type=int, default=0, metavar="N", help="N runs of ext2_iomap_blkseq (ext2-iomap) "
+                    "through vng and through the default backend, and one ext4_inline run each way")
+    ap.add_argument("--prove", action="store_true", help="the wall time of the ext2 FIXED proof")
+    ap.add_argument("--lean-change", action="store_true", help="the cold lean build before and after issue 16's "
+                    "options (two cold builds, ~15 min)")
     args = ap.parse_args(argv)
     rows = parser_figures()
     if not args.quick:
@@ -213,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
             rows += backend_figures(args.kernel, args.ssh_runs)
         if args.build:
             rows += build_figures(args.vng_kconfig)
+        if args.fast_path:
+            rows += fast_path_figures(args.fast_path)
+        if args.prove:
+            rows += prove_figures()
+        if args.lean_change:
+            rows += lean_change_figures()
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'seconds':>8}  ratio")
     for label, seconds, ratio in rows:
