@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness import proc
@@ -36,28 +37,59 @@ HEADERS = ("/usr/include/stdio.h", "libc6-dev", "C headers for the reproducers")
 TEST_PACKAGES = ("chromium",)
 # Kernel builds from source need these too.
 BUILD_PACKAGES = ("make", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "ccache", "cpio", "xz-utils", "patch", "git")
+# fstests: its README's "Ubuntu or Debian" list (bookworm names) plus xfslibs-dev, minus
+# linux-headers-$(uname -r) (the guests run other kernels; the build does not use them) and
+# the tools of filesystems the harness does not test (exfat, f2fs, ocfs2, udf).
+# Building it (`make` runs autoconf/libtool over the tree):
+FSTESTS_BUILD_PACKAGES = (
+    "automake", "libtool", "libtool-bin", "make", "gcc", "gawk", "git", "libacl1-dev", "libaio-dev",
+    "libcap-dev", "libgdbm-dev", "libgdbm-compat-dev", "liburing-dev", "uuid-dev", "xfslibs-dev",
+)
+# What ./check and the tests call, in a vng guest that runs the host's own programs
+# (common/config: perl, awk, sed, bc, xfs_io are fatal when absent; the rest make tests notrun).
+FSTESTS_RUN_PACKAGES = (
+    "acl", "attr", "bc", "dbench", "dump", "e2fsprogs", "fio", "indent", "lvm2", "psmisc", "python3",
+    "quota", "sed", "sqlite3", "uuid-runtime", "xfsprogs", "xfsdump", "perl",
+)
 
 
-def missing(build: bool = False, test: bool = False) -> list[str]:
-    """Debian packages to install for what is absent."""
+def missing(build: bool = False, test: bool = False, fstests: bool = False) -> list[str]:
+    """Debian packages to install for what is absent (``test`` implies ``fstests``: CI runs fstests)."""
     pkgs = [n.package for n in NEEDS if shutil.which(n.program) is None]
     if not os.path.exists(HEADERS[0]):
         pkgs.append(HEADERS[1])
+    wanted: list[str] = []
     if build:
-        pkgs += [p for p in BUILD_PACKAGES if not _installed(p)]
+        wanted += BUILD_PACKAGES
     if test:
-        pkgs += [p for p in TEST_PACKAGES if not _installed(p)]
+        wanted += TEST_PACKAGES
+    if fstests or test:
+        wanted += [*FSTESTS_BUILD_PACKAGES, *FSTESTS_RUN_PACKAGES]
+    versions = package_versions(wanted)
+    pkgs += [p for p in wanted if p not in versions]
     return list(dict.fromkeys(pkgs))
 
 
-def _installed(package: str) -> bool:
-    done = proc.run(["dpkg-query", "-W", "-f=${Status}", package], capture=True, check=False)
-    return done.ok and "install ok installed" in done.output
+def package_versions(packages: Sequence[str]) -> dict[str, str]:
+    """The installed version of each of ``packages`` that is installed (one dpkg-query call)."""
+    if not packages:
+        return {}
+    argv = ["dpkg-query", "-W", "-f=${Package}\t${Status}\t${Version}\n", *dict.fromkeys(packages)]
+    try:
+        done = proc.run(argv, capture=True, check=False)
+    except MissingTool:  # not a Debian host: nothing is known installed
+        return {}
+    versions = {}
+    for line in done.output.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[1] == "install ok installed":
+            versions[fields[0]] = fields[2]
+    return versions
 
 
-def ensure(build: bool = False, install: bool = True, test: bool = False) -> list[str]:
+def ensure(build: bool = False, install: bool = True, test: bool = False, fstests: bool = False) -> list[str]:
     """Install what is missing (as root, with apt); return what was installed."""
-    pkgs = missing(build, test)
+    pkgs = missing(build, test, fstests)
     if not pkgs:
         return []
     command = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
