@@ -1,4 +1,4 @@
-"""Developer entry points: nox -s repro|tests|lint|bench (README has the two commands)."""
+"""Developer entry points: nox -s repro|tests|lint|bench|chaos (README has the two commands)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,17 @@ def matrix(session: nox.Session) -> None:
     """Kernels x reproducers: nox -s matrix -- [SPEC] [--only KERNEL:REPRO] [--jobs N] [--resume FOLDER]."""
     _install(session)
     session.run("harness", "matrix", "run", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The harness under real faults, as root (README "What survives what"):
+    nox -s chaos [-- --list | --only GLOB | --group kill|space|concurrency|corrupt|hang|input|venv | --keep]."""
+    _install(session, "--test")
+    if not {"--list", "-h", "--help"} & set(session.posargs):  # what the suite copies into its own caches
+        session.run("harness", "accel", "debian:6.1", "--accel", "tcg")  # the newest Debian 6.1 kernel
+        session.run("harness", "kernel", "build", "debian-src:6.1.192")  # the unpacked source, its ccache
+    session.run("python", "-m", "harness.chaos", *session.posargs)
 
 
 @nox.session

@@ -3,7 +3,9 @@
 Images are built on the host without mounting anything: mkfs populates files
 from a staging directory (mke2fs -d, mkfs.xfs -p protofile) and tweaks run
 through the filesystem's own offline tools (debugfs).  The cache key is a hash
-of the recipe's content and the mkfs tool's version.
+of the recipe's content and the mkfs tool's version.  A cached image's sum is
+recorded beside it (``NAME.img.sha256``) and checked before each use: a
+damaged image is built again, never attached.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from filelock import FileLock
 
 from harness import proc
 from harness.errors import SpecError, UnknownName
+from harness.kernels import integrity
 from harness.paths import cache_dir, images_dir
 from harness.registry import Registry
 from harness.sizes import parse_size
@@ -250,7 +253,12 @@ def build(recipe: Recipe, *, progress=None) -> Path:
     image = root / f"{recipe.name}-{recipe.key()}.img"
     with FileLock(str(image) + ".lock"):
         if image.exists():
-            return image
+            damaged = integrity.file_problem(image)
+            if damaged is None:
+                return image
+            if progress:
+                progress(f"the cached image {image.name} is damaged ({damaged}): building it again")
+            image.unlink()
         if progress:
             progress(f"building image {recipe.name} ({recipe.fs}, {recipe.size >> 20} MiB)")
         log = root / f"{image.stem}.log"
@@ -274,6 +282,7 @@ def build(recipe: Recipe, *, progress=None) -> Path:
             for t in recipe.tweaks:
                 TWEAKS.select(t).apply(partial, log)
             partial.rename(image)
+        integrity.record_file(image)
     return image
 
 

@@ -49,7 +49,7 @@ from filelock import FileLock, Timeout
 
 from harness import proc
 from harness.errors import KernelError, SpecError
-from harness.kernels import kconfig, pvh
+from harness.kernels import integrity, kconfig, pvh
 from harness.kernels import patches as patchlib
 from harness.kernels.kernel import SOURCES, Kernel, split_name
 from harness.kernels.patches import PatchFailed, PatchOp
@@ -341,8 +341,25 @@ def _kernelversion(srctree: Path, builddir: Path, make, env) -> str:
 
 
 def _entry(layout: Layout, key: str) -> Path | None:
+    """The cached kernel ``key``, checked against the sums recorded when it was stored (a damaged one is
+    removed, so it is built again, never booted); None when there is none."""
     entry = layout.built / key
-    return entry if (entry / ".complete").exists() else None
+    if not (entry / ".complete").exists():
+        return None
+    manifest = integrity.Manifest(entry)
+    if not manifest.exists():  # stored before sums were recorded: trusted so far, checked from now on
+        manifest.record([entry / name for name in ARTIFACTS if (entry / name).exists()])
+        return entry
+    problems = manifest.problems()
+    if not problems:
+        return entry
+    log.warning("cached kernel %s is damaged (%s): building it again", key, "; ".join(problems))
+    with FileLock(str(layout.built / ".lock")):
+        if entry.exists():
+            gone = entry.with_name(f".damaged-{key}-{os.getpid()}")
+            entry.rename(gone)
+            shutil.rmtree(gone, ignore_errors=True)
+    return None
 
 
 def _store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict) -> Path:
@@ -353,6 +370,7 @@ def _store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict)
         shutil.copyfile(builddir / rel, staging / name)
     shutil.copyfile(log_path, staging / "build.log")
     (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    integrity.Manifest(staging).record([staging / name for name in ARTIFACTS])
     (staging / ".complete").write_text(key + "\n")
     staging.chmod(0o755)
     with FileLock(str(layout.built / ".lock")):
@@ -593,7 +611,7 @@ def find_named(name: str, layout: Layout | None = None) -> Kernel | None:
     other patches), the newest build wins.
     """
     layout = layout or Layout.default()
-    newest: tuple[tuple[str, float], Path, dict] | None = None
+    found: list[tuple[tuple[str, float], Path, dict]] = []
     for marker in layout.built.glob("*/.complete"):
         entry = marker.parent
         try:
@@ -601,10 +619,11 @@ def find_named(name: str, layout: Layout | None = None) -> Kernel | None:
             stamp = (str(meta.get("built_at", "")), marker.stat().st_mtime)
         except (OSError, ValueError):
             continue  # an entry being evicted, or a damaged one: not a candidate
-        if meta.get("name") == name and (newest is None or stamp > newest[0]):
-            newest = (stamp, entry, meta)
-    if newest is None:
-        return None
-    _, entry, meta = newest
-    variant = Variant(source=meta["source"], name=meta.get("variant") or "default")
-    return _record(variant, entry, None, cached=True)
+        if meta.get("name") == name:
+            found.append((stamp, entry, meta))
+    for _, entry, meta in sorted(found, key=lambda f: f[0], reverse=True):
+        if _entry(layout, entry.name) is None:  # damaged (and removed): the next newest, if any
+            continue
+        variant = Variant(source=meta["source"], name=meta.get("variant") or "default")
+        return _record(variant, entry, None, cached=True)
+    return None

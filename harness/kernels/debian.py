@@ -1,8 +1,14 @@
 """Debian's prebuilt kernel images: apt-get download + dpkg-deb -x, no install.
 
 Names: ``debian:6.1.0-47`` (linux-image-6.1.0-47-amd64), ``debian:6.12.117``
-(linux-image-6.12.117+deb12-amd64), and ``debian:6.1`` / ``debian:6.12`` for
-the newest of a series the configured apt sources offer.
+(linux-image-6.12.117+deb12-amd64), and names that do not go stale as Debian
+publishes: ``debian:6.1`` / ``debian:6.12`` for the newest of a series the
+configured apt sources offer, ``debian:6.1-oldest`` / ``debian:6.12-oldest``
+for the oldest.
+
+An unpacked kernel records its files when it is fetched (``.sha256``: boot/
+by sum, the rest by size, harness.kernels.integrity) and is checked on every
+use: a damaged one is fetched again, never booted.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ from filelock import FileLock
 
 from harness import proc
 from harness.errors import KernelError, UnknownName
-from harness.kernels import pvh
+from harness.kernels import integrity, pvh
 from harness.kernels.kernel import SOURCES, Kernel
 from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)
 _PKG_RE = re.compile(r"^linux-image-(6\.1\.0-\d+|6\.12\.\d+\+deb12)-amd64$")
 _NAME_RE = re.compile(r"^(6\.1\.0-\d+|6\.12\.\d+)$")
+SERIES = ("6.1", "6.12")
+OLDEST = "-oldest"  # debian:6.1-oldest: the oldest image of the series in the apt sources
 
 
 def package_for(rest: str) -> str:
@@ -33,7 +41,7 @@ def package_for(rest: str) -> str:
     if not _NAME_RE.match(rest):
         raise UnknownName(
             f"Unknown Debian kernel {rest!r}: use a name like debian:6.1.0-47, debian:6.12.117, "
-            "debian:6.1 or debian:6.12 (`harness kernels` lists them)"
+            "debian:6.1 or debian:6.12 (the newest), debian:6.1-oldest (`harness kernels` lists them)"
         )
     if rest.startswith("6.1.0-"):
         return f"linux-image-{rest}-amd64"
@@ -53,10 +61,11 @@ def apt_download(spec: str, tmpdir: Path, progress=None) -> Path:
     if progress:
         progress(f"downloading {spec}")
     tmpdir.chmod(0o755)  # let apt's _apt user write the download
-    done = proc.run(["apt-get", "download", spec], cwd=tmpdir, check=False, capture=True)
+    done = proc.run(["apt-get", "download", spec], cwd=tmpdir, check=False, capture=True, leash=True)  # dies with us
     debs = list(tmpdir.glob("*.deb"))
     if not done.ok or not debs:
-        tail = done.output.strip().splitlines()[-1] if done.output.strip() else "no output"
+        lines = done.output.strip().splitlines()
+        tail = next((ln for ln in lines if ln.startswith("E: ")), lines[-1] if lines else "no output")  # apt's error
         raise KernelError(f"apt-get download {spec} failed: {tail}", hint="check `harness kernels`; run `apt-get update`")
     if progress:
         progress(f"unpacking {debs[0].name}")
@@ -67,9 +76,30 @@ def version_key(name: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", name))
 
 
+def is_alias(rest: str) -> bool:
+    """``6.1``, ``6.12``, ``6.1-oldest``, ``6.12-oldest``: names that stand for a kernel as Debian publishes."""
+    return rest.removesuffix(OLDEST) in SERIES
+
+
+def pick(rest: str, names: list[str]) -> str | None:
+    """The concrete name (``6.1.0-57``) the alias ``rest`` stands for among ``names`` (``debian:...``);
+    None when ``rest`` is no alias."""
+    if not is_alias(rest):
+        return None
+    series, oldest = rest.removesuffix(OLDEST), rest.endswith(OLDEST)
+    prefix = "debian:6.1.0-" if series == "6.1" else "debian:6.12."
+    found = sorted((n for n in names if n.startswith(prefix)), key=version_key)
+    if not found:
+        raise UnknownName(
+            f"No Debian {series} kernel images in the apt sources (run `apt-get update`; `harness kernels` lists them)"
+        )
+    return found[0 if oldest else -1].removeprefix("debian:")
+
+
 class DebianImage:
     kind = "debian"
-    help = "Debian's prebuilt linux-image packages (6.1.0-NN, 6.12.NNN), fetched with apt"
+    help = ("Debian's prebuilt linux-image packages (6.1.0-NN, 6.12.NNN; 6.1 and 6.12 name the newest, "
+            "6.1-oldest and 6.12-oldest the oldest), fetched with apt")
 
     def available(self) -> list[str]:
         names = self._listed()
@@ -83,21 +113,23 @@ class DebianImage:
         done = proc.run(["apt-cache", "pkgnames", "linux-image-6."], capture=True, check=False)
         return {name_for(p) for p in done.output.split() if _PKG_RE.match(p)}
 
-    def _latest(self, series: str) -> str:
-        prefix = "debian:6.1.0-" if series == "6.1" else "debian:6.12."
-        names = [n for n in self.available() if n.startswith(prefix)]
-        if not names:
-            raise UnknownName(
-                f"No Debian {series} kernel images in the apt sources (run `apt-get update`; `harness kernels` lists them)"
-            )
-        return names[-1].removeprefix("debian:")
+    def alias(self, rest: str, names: list[str] | None = None) -> str | None:
+        """The concrete name an alias stands for today (``6.1`` -> ``6.1.0-57``) among ``names``
+        (default: what the apt sources offer); None for a concrete name."""
+        if not is_alias(rest):
+            return None
+        return pick(rest, self.available() if names is None else names)
 
     def resolve(self, rest: str, *, progress=None) -> Kernel:
-        if rest in ("6.1", "6.12"):
-            rest = self._latest(rest)
+        rest = self.alias(rest) or rest
         package = package_for(rest)
         dest = cache_dir("kernels", "debian", rest)
         with FileLock(str(dest) + ".lock"):
+            damaged = _damaged(dest) if (dest / ".complete").exists() else None
+            if damaged:
+                say = progress or log.warning
+                say(f"the cached {package} is damaged ({damaged}): fetching it again")
+                (dest / ".complete").unlink()
             if not (dest / ".complete").exists():
                 self._fetch(package, dest, progress)
             kernel = self._record(rest, dest)
@@ -111,18 +143,21 @@ class DebianImage:
         return kernel
 
     def _fetch(self, package: str, dest: Path, progress) -> None:
-        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        for stale in dest.parent.glob(f".{dest.name}.fetch-*"):  # a fetch killed before it could clean up (we hold
+            shutil.rmtree(stale, ignore_errors=True)             # this kernel's lock: no live fetch owns it)
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.fetch-") as tmp:
             tmpdir = Path(tmp)
             deb = apt_download(package, tmpdir, progress)
             version = proc.run(["dpkg-deb", "-f", deb, "Version"], capture=True).output.strip()
             root = tmpdir / "root"
-            proc.run(["dpkg-deb", "-x", deb, root])
+            proc.run(["dpkg-deb", "-x", deb, root], leash=True)
             release = next((root / "lib" / "modules").iterdir()).name
-            proc.run(["depmod", "-a", "-b", root, release], check=False)
+            proc.run(["depmod", "-a", "-b", root, release], check=False, leash=True)
             (root / "DEBIAN-VERSION").write_text(version + "\n")
             if dest.exists():
                 shutil.rmtree(dest)
             root.rename(dest)
+        _record_sums(dest)
         (dest / ".complete").write_text(package + "\n")
 
     def _record(self, rest: str, dest: Path) -> Kernel:
@@ -144,6 +179,25 @@ class DebianImage:
             kind=self.kind,
             extra={"debian_version": deb_version},
         )
+
+
+def _record_sums(dest: Path) -> None:
+    """The unpack's manifest: boot/ files by sum (what QEMU loads), every other file by size."""
+    boot = dest / "boot"
+    files = [p for p in dest.rglob("*") if p.is_file() and not p.is_symlink() and p.parent != dest
+             and not (p.parent == boot and p.name.startswith("vmlinux"))]  # the PVH unpack has its own sum
+    integrity.Manifest(dest).record([p for p in files if p.parent == boot], [p for p in files if p.parent != boot])
+
+
+def _damaged(dest: Path) -> str | None:
+    """Why an unpacked kernel is not what was fetched (None: it is).  An unpack made before manifests
+    were kept is recorded now and checked from then on."""
+    manifest = integrity.Manifest(dest)
+    if not manifest.exists():
+        _record_sums(dest)
+        return None
+    problems = manifest.problems()
+    return "; ".join(problems) if problems else None
 
 
 SOURCES.add("debian", DebianImage())

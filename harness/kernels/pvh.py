@@ -12,10 +12,14 @@ it beside the vmlinuz, so virtme-ng still finds the modules next to it.
 The kernel is the same code either way; only the boot path differs, and PVH
 boots without KASLR ("Kernel Offset: disabled"), so addresses match
 System.map directly.
+
+The unpacked vmlinux's sum is recorded beside it (``vmlinux-R.sha256``) and
+checked on every use: a truncated or altered one is unpacked again.
 """
 
 from __future__ import annotations
 
+import logging
 import lzma
 import os
 import shutil
@@ -25,7 +29,9 @@ import zlib
 from pathlib import Path
 
 from harness.errors import KernelError
+from harness.kernels import integrity
 
+log = logging.getLogger(__name__)
 XEN_ELFNOTE_PHYS32_ENTRY = 18
 _PT_NOTE = 4
 _MAGICS = {
@@ -107,7 +113,11 @@ def ensure_pvh(image: Path) -> Path | None:
     when the kernel has no PVH entry.  The caller holds the kernel's lock."""
     out = pvh_path(image)
     if out.exists():
-        return out
+        damaged = integrity.file_problem(out)
+        if damaged is None:
+            return out
+        log.warning("%s is damaged (%s): unpacking it again", out, damaged)
+        out.unlink()  # never booted
     marker = out.with_name(out.name + ".no-pvh")
     if marker.exists():
         return None
@@ -118,4 +128,5 @@ def ensure_pvh(image: Path) -> Path | None:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     tmp.write_bytes(elf)
     tmp.replace(out)
+    integrity.record_file(out)
     return out

@@ -8,6 +8,7 @@
       - {name: xfs_mkwrite_delalloc}         # a spec with variants runs on them (like `harness repro`)
       - {name: ext2_iomap_blkseq, variants: [stock], runs: 1}
       - {name: x, kernels: [{name: 'debian-src:6.1.192', variant: v}]}
+      - {name: ext4_inline, kernels: ['debian:6.1', 'debian:6.1-oldest']}   # the newest and the oldest 6.1
       - name: ext2_iomap_blkseq               # a proof: one cell, one row, both kernels
         prove: {patch: [reproducers/ext2_iomap_blkseq/patches/0002-x.patch], variant: ext2-iomap,
                 confidence: 0.95, fraction: 0.1, max_runs: 120, expect: fixed}
@@ -163,18 +164,35 @@ def _kernels(value: Any, where: str, available: Available) -> list[tuple[str, st
             raise SpecError(f"{where}[{i}]: expected a kernel name or a mapping with name and variant")
         f = Fields(entry, f"{where}[{i}]", {"name", "variant"})
         name, variant = f.get("name", str, required=True), f.get("variant", str, None)
-        kind, _ = kernels.split_name(name)
+        kind, rest = kernels.split_name(name)
         names = available(kind)  # [] when the source cannot list its kernels (git:, dir:)
         if any(ch in name for ch in "*?["):
             matches = [n for n in names if fnmatch.fnmatchcase(n, name)]
             if not matches:
                 raise UnknownName(f"Unknown kernel {name!r} (no match). Available: {', '.join(names) or '(none listed)'}")
             out += [(n, variant) for n in matches]
-        elif names and name not in names:
+        elif names and name not in names and not _concrete(kind, rest, names):
             raise UnknownName(f"Unknown kernel {name!r}. Available: {', '.join(names)}")
         else:
             out.append((name, variant))
     return out
+
+
+def _concrete(kind: str, rest: str, names: list[str]) -> str | None:
+    """``debian:6.1`` (the newest), ``debian:6.1-oldest``: the kernel the alias names today, or None.
+    A cell keeps the alias (its id and its history do not go stale); the spec's expectation (globs
+    over kernel names) judges it by the kernel it names today."""
+    alias = getattr(kernels.SOURCES.select(kind), "alias", None)
+    concrete = alias(rest, names) if alias is not None and names else None
+    return f"{kind}:{concrete}" if concrete else None
+
+
+def _judged_as(cell: Cell, available: Available) -> str:
+    """The kernel id a cell's expectation is looked up for: an alias stands for its kernel of today."""
+    if cell.variant:
+        return cell.kernel_id
+    kind, rest = kernels.split_name(cell.kernel)
+    return _concrete(kind, rest, available(kind)) or cell.kernel_id
 
 
 def _entry_kernels(e: Fields, spec: specs.Spec, default: list, where: str, avail: Available) -> list:
@@ -234,5 +252,5 @@ def load_matrix(path: Path | str | None = None, *, available: Available | None =
             if variant and spec.variant(variant).source != kernel:
                 raise SpecError(f"{where}: variant {variant} of {name} builds {spec.variant(variant).source}, not {kernel}")
             cell = Cell(kernel, name, variant, None, runs)
-            cells[cell.id] = replace(cell, expectation=spec.expect.for_kernel(cell.kernel_id))
+            cells[cell.id] = replace(cell, expectation=spec.expect.for_kernel(_judged_as(cell, avail)))
     return Matrix(path=path, name=f.get("name", str, path.stem), cells=tuple(cells.values()), specs=loaded)

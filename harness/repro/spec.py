@@ -281,6 +281,9 @@ def load(name: str) -> Spec:
         folder = path
     elif path.name == SPEC_FILE and path.exists():
         folder = path.parent
+    elif ".." in path.parts:  # a name stays inside the reproducers folder (a path is given as a path)
+        raise UnknownName(f"Unknown reproducer {name!r}: a reproducer name has no '..' (give the path of its folder "
+                          f"to run one from elsewhere). Available: {', '.join(available()) or '(none)'}")
     else:
         folder = reproducers_dir() / name
     spec_file = folder / SPEC_FILE
