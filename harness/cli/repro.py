@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from harness import kernels
 from harness.cli.options import accel_for, add_run_options, run_options
 from harness.cli.output import console, progress
-from harness.errors import ExitCode, KernelError
+from harness.errors import ExitCode, KernelError, UnknownName
 from harness.matrix.proof import Target, base_target, load_ops, patched_target, variant_target
+from harness.repro import adhoc
 from harness.repro import spec as specs
 from harness.repro.run import RunResult, Summary, build_error, run_repro
 from harness.verdict import Outcome
@@ -98,8 +100,21 @@ def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Targ
     return exit_code(summary)
 
 
+def _spec(args: argparse.Namespace) -> specs.Spec:
+    """The reproducer: a spec by name or folder, or a C file as it was published (no spec: harness.repro.adhoc)."""
+    path = Path(args.reproducer)
+    if path.suffix == ".c":
+        if not path.is_file():
+            raise UnknownName(f"{path}: no such C file (give the path of the reproducer, or a name in reproducers/)")
+        return adhoc.spec_for_file(path, expect_titles=tuple(args.expect or ()), fs=args.fs, timeout=args.timeout,
+                                   kernel=args.kernel)
+    if args.expect or args.fs:
+        args.usage_error("--expect and --fs are for a bare C file; a spec says its titles and image itself")
+    return specs.load(args.reproducer)
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
-    spec = specs.load(args.reproducer)
+    spec = _spec(args)
     codes = [_run_on(args, spec, label, target) for label, target in _targets(args, spec)]
     return max(codes, key=lambda c: (c != 0, c)) if codes else ExitCode.OK
 
@@ -117,7 +132,8 @@ def cmd_patches(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("repro", help="run a reproducer on a kernel")
-    r.add_argument("reproducer", help="name in reproducers/ (or a folder)")
+    r.add_argument("reproducer", help="name in reproducers/, a folder, or a C file as it was published (a syzkaller "
+                                      "reproducer is recognised and given syzkaller's environment)")
     which = r.add_mutually_exclusive_group()
     which.add_argument("-k", "--kernel", help="kernel name, e.g. debian:6.1.0-47, or any name `harness kernel list` "
                                               "shows (default: the spec's variants or kernel)")
@@ -127,6 +143,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-p", "--patch", action="append", default=[], metavar="P",
                    help="apply P on top of the kernel's stack: a patch file, a series file, an mbox, or revert:P; "
                         "repeatable, in order")
+    r.add_argument("--expect", action="append", metavar="TITLE", help="with a C file: a crash title that counts as "
+                   "the hit (repeatable; none: any crash report counts, and the verdict says so)")
+    r.add_argument("--fs", choices=("ext4", "ext2", "xfs", "none"), help="with a C file: the harness image's "
+                   "filesystem (default: none for a syzkaller reproducer, which brings its own; ext4 otherwise)")
     add_run_options(r)
     r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     r.set_defaults(func=cmd_repro, usage_error=r.error)
