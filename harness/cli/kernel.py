@@ -95,7 +95,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"]))
         frags = "+".join(r.get("fragments", []))
         print(f"{r['key']}  {r['name']:<40} {r.get('release', '?'):<12} {frags:<28} "
-              f"{kbuild.human_size(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}")
+              f"{kbuild.human_size(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}"
+              + (f"  also: {' '.join(r['also_named'])}" if r.get("also_named") else ""))
     return ExitCode.OK
 
 

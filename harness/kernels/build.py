@@ -389,9 +389,30 @@ def _touch(entry: Path) -> None:
     (entry / ".last_used").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
 
 
+NAMES = "names"  # in a cache entry: the other names it was asked for under (`--name`), one a line
+
+
+def _names(entry: Path) -> list[str]:
+    try:
+        return (entry / NAMES).read_text().split()
+    except OSError:
+        return []
+
+
+def _remember_name(entry: Path, meta: dict, name: str) -> None:
+    """A named request the entry answered (the same final config built before under another name): the
+    name finds this entry from now on (`--kernel SRC/NAME`, `kernel list`)."""
+    if name == meta.get("name") or name in _names(entry) or "/" not in name:
+        return
+    tmp = entry / f".{NAMES}.{os.getpid()}"
+    tmp.write_text("".join(f"{n}\n" for n in (*_names(entry), name)))
+    os.replace(tmp, entry / NAMES)
+
+
 def _record(variant: Variant, entry: Path, progress: Progress, *, cached: bool) -> Kernel:
     _touch(entry)
     meta = json.loads((entry / "meta.json").read_text())
+    _remember_name(entry, meta, variant.kernel_name)
     if progress:
         progress(f"{variant.kernel_name}: {'cached' if cached else 'built'} {entry.name}")
     config = entry / "config"
@@ -427,7 +448,8 @@ def list_cached(layout: Layout | None = None) -> list[dict]:
     for entry in layout.built.glob("*/.complete"):
         entry = entry.parent
         meta = json.loads((entry / "meta.json").read_text())
-        rows.append({**meta, "path": str(entry), "bytes": _size(entry), "last_used": _last_used(entry)})
+        rows.append({**meta, "also_named": _names(entry), "path": str(entry), "bytes": _size(entry),
+                     "last_used": _last_used(entry)})
     return sorted(rows, key=lambda r: r["last_used"], reverse=True)
 
 
@@ -619,11 +641,12 @@ def find_named(name: str, layout: Layout | None = None) -> Kernel | None:
             stamp = (str(meta.get("built_at", "")), marker.stat().st_mtime)
         except (OSError, ValueError):
             continue  # an entry being evicted, or a damaged one: not a candidate
-        if meta.get("name") == name:
+        if meta.get("name") == name or name in _names(entry):
             found.append((stamp, entry, meta))
     for _, entry, meta in sorted(found, key=lambda f: f[0], reverse=True):
         if _entry(layout, entry.name) is None:  # damaged (and removed): the next newest, if any
             continue
-        variant = Variant(source=meta["source"], name=meta.get("variant") or "default")
+        source, _, given = name.partition("/")
+        variant = Variant(source=meta["source"], name=given or meta.get("variant") or "default")
         return _record(variant, entry, None, cached=True)
     return None

@@ -26,6 +26,7 @@ from filelock import FileLock
 
 from harness import git, proc
 from harness.errors import GitError, KernelError, SpecError, UnknownName
+from harness.kernels import build
 from harness.kernels import patches as patchlib
 from harness.kernels.debian import apt_download
 from harness.kernels.kernel import SOURCES, Kernel
@@ -56,10 +57,8 @@ class _Buildable:
     def resolve(self, rest: str, *, progress=None) -> Kernel:
         """``SOURCE`` builds the default variant; ``SOURCE/NAME`` is a cached build of that name
         (``harness kernel build SOURCE --name NAME``, or a reproducer's variant), as ``harness kernel list`` shows it."""
-        from harness.kernels import build  # build imports this package: at module level it would be a cycle
-
-        named = build.find_named(f"{self.kind}:{rest}")
-        if named is not None and named.extra.get("variant", "default") != "default":
+        named = build.find_named(f"{self.kind}:{rest}") if "/" in rest else None
+        if named is not None:
             return named
         source, sep, name = rest.rpartition("/")
         if sep and name and (isinstance(self, DebianSource)
