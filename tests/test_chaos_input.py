@@ -23,7 +23,6 @@ from harness.errors import SpecError, UnknownName
 from harness.repro import spec as specs
 from harness.yamlio import MAX_BYTES, load_mapping
 
-
 # Cases that do not hold yet, in files the chaos suite does not own: the owner's fix makes the test fail
 # until the case is taken off this list.
 KNOWN = {

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.vm
 @pytest.fixture
 def ctx(vm, tmp_path):
     """The chaos sandbox over the user's (CI's) cache: these faults do not damage it."""
-    box = Sandbox(tmp_path / "chaos", cache_dir().parent / cache_dir().name, venv_harness())
+    box = Sandbox(tmp_path / "chaos", cache_dir(), venv_harness())
     write_reproducers(box.fixtures)
     box.run(["accel", "debian:6.1", "--accel", "tcg"], cache=cache_dir(), results=tmp_path, label="fetch")
     context = Context(box, box.debian_release())

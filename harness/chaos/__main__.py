@@ -26,7 +26,8 @@ from harness.chaos.suite import Context, run_faults, select, table, write_report
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", action="append", default=[], metavar="GLOB", help="faults whose name matches")
+    p.add_argument("--only", action="append", default=[], metavar="GLOB",
+                   help="faults whose name matches (repeatable; with --group: either)")
     p.add_argument("--group", action="append", default=[],
                    help="kill, space, concurrency, corrupt, hang, input, venv (repeatable)")
     p.add_argument("--list", action="store_true", help="list the faults and exit")

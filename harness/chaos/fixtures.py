@@ -6,7 +6,7 @@ found through ``HARNESS_REPRODUCERS``):
 - ``chaos_sleep``, ``chaos_quick`` (1 s), ``chaos_long`` (45 s), ``chaos_stop``
   (5 s, a 15 s limit), ``chaos_small`` (1 s, a 1-vCPU guest): write a file on
   the image, then sleep (the run phase lasts as long as the fault needs); CLEAN.
-- ``chaos_freeze``: in its first run folder (``run-01``) freezes the
+- ``chaos_freeze``: in its first run (vng's boot options name ``run-01``) freezes the
   filesystem and writes to it: a task in D state for good, no oops, no
   end: a hang the guest cannot get out of; later runs are clean.
 - ``chaos_release``: DATA_LOSS (an ``@@lost`` line) on kernels whose release
@@ -43,8 +43,11 @@ FREEZE_C = r"""// chaos: a hang the guest cannot end (a write to a frozen filesy
 #include <sys/ioctl.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
-	char cwd[4096] = "";
-	if (!getcwd(cwd, sizeof cwd) || !strstr(cwd, "run-01")) { printf("chaos: not run-01, no hang\n"); return 0; }
+	char cmdline[8192] = "";  /* vng's boot options name the run folder (virtme_chdir=.../run-01) */
+	FILE *f = fopen("/proc/cmdline", "r");
+	if (!f || !fgets(cmdline, sizeof cmdline, f) || !strstr(cmdline, "/run-01")) {
+		printf("chaos: not run-01, no hang\n"); return 0;
+	}
 	int dir = open(argv[1], O_RDONLY);
 	if (dir < 0 || ioctl(dir, FIFREEZE, 0)) { perror("FIFREEZE"); return 1; }
 	char p[4096]; snprintf(p, sizeof p, "%s/stuck", argv[1]);

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from harness.chaos.fixtures import ESCAPING_PATCH, billion_laughs
-from harness.chaos.kills import RUN
-from harness.chaos.sandbox import ChaosError, Harness, guest_state, run_dirs, survivors, tagged, wait_for
+from harness.chaos.kills import RUN, Runs
+from harness.chaos.sandbox import ChaosError, Harness, run_dirs, survivors, tagged, wait_for
 from harness.chaos.suite import Context, Row, check, fault
 
 USAGE, SPEC, UNKNOWN = 2, 3, 4
@@ -135,8 +135,6 @@ def venv_not_activated(ctx: Context) -> list[Row]:
 # --- hangs ---------------------------------------------------------------------------------------------------
 
 
-def _runs(results: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(results.rglob("run-*/result.json"))]
 
 
 @fault("a guest that hangs hard", "hang")
@@ -144,10 +142,13 @@ def hangs(ctx: Context) -> list[Row]:
     return [_frozen_fs(ctx), _stopped_qemu(ctx)]
 
 
-def _judge_hang(h: Harness, results: Path, budget: float, what: str, hung_for: float) -> Row:
-    runs = _runs(results)
+def _judge_hang(h: Harness, made: Runs, budget: float, what: str, hung_for: float) -> Row:
+    runs = [json.loads((d / "result.json").read_text()) for d in made.new()]
     verdicts = [r.get("verdict") for r in runs]
     problems = [] if verdicts == ["HANG", "CLEAN"] else [f"verdicts {verdicts} (HANG then CLEAN wanted)"]
+    if runs and verdicts[0] != "HANG":
+        steps = ", ".join(f"{st['name']} rc {st['rc']}" for st in runs[0].get("steps", []) if st.get("rc") not in (0,))
+        problems.append(f"run 1: {runs[0].get('detail', '')[:70]!r}; {steps}")
     problems += [] if hung_for <= budget else [f"ended {hung_for:.0f} s after the hang began (budget {budget:.0f} s)"]
     problems += [] if h.popen.returncode == 0 else [f"exit {h.popen.returncode}: {h.last_line()[:100]}"]
     problems += [f"left running: {p}" for p in survivors(h.tag, 5)]
@@ -159,28 +160,28 @@ def _judge_hang(h: Harness, results: Path, budget: float, what: str, hung_for: f
 
 def _frozen_fs(ctx: Context) -> Row:
     results = ctx.box.folder("results-hang-frozen")
+    runs = Runs(results)
     h = ctx.box.start(["repro", "chaos_freeze", "-k", ctx.kernel, "-n", "2", *RUN], cache=ctx.warm(), results=results,
                       label="hang-frozen")
-    run1 = lambda: next(iter(run_dirs(results)), None)  # noqa: E731
-    wait_for("run-01's run step", lambda: run1() and guest_state(run1()) == "run:begin", 400, alive=lambda: h.alive)
+    wait_for("run-01's run step", lambda: runs.state() == "run:begin", 400, alive=lambda: h.alive)
     began = time.monotonic()
-    wait_for("run-02", lambda: len(run_dirs(results)) >= 2, 600, alive=lambda: h.alive)
+    wait_for("run-02", lambda: len(runs.new()) >= 2, 600, alive=lambda: h.alive)
     hung_for = time.monotonic() - began
     h.wait(600)
-    return _judge_hang(h, results, 10 + 45 + 30, "reproducer stuck in D state (frozen fs)", hung_for)
+    return _judge_hang(h, runs, 10 + 45 + 30, "reproducer stuck in D state (frozen fs)", hung_for)
 
 
 def _stopped_qemu(ctx: Context) -> Row:
     results = ctx.box.folder("results-hang-sigstop")
+    runs = Runs(results)
     h = ctx.box.start(["repro", "chaos_stop", "-k", ctx.kernel, "-n", "2", *RUN], cache=ctx.warm(), results=results,
                       label="hang-sigstop")
-    run1 = lambda: next(iter(run_dirs(results)), None)  # noqa: E731
-    wait_for("run-01's run step", lambda: run1() and guest_state(run1()) == "run:begin", 400, alive=lambda: h.alive)
+    wait_for("run-01's run step", lambda: runs.state() == "run:begin", 400, alive=lambda: h.alive)
     qemus = [p for p in tagged(h.tag) if p.name.startswith("qemu-system")]
     for p in qemus:
         os.kill(p.pid, signal.SIGSTOP)
     began = time.monotonic()
-    wait_for("run-02", lambda: len(run_dirs(results)) >= 2, 600, alive=lambda: h.alive)
+    wait_for("run-02", lambda: len(runs.new()) >= 2, 600, alive=lambda: h.alive)
     hung_for = time.monotonic() - began
     h.wait(600)
-    return _judge_hang(h, results, 15 + 45 + 30, f"QEMU stopped (SIGSTOP of {len(qemus)} process)", hung_for)
+    return _judge_hang(h, runs, 15 + 45 + 30, f"QEMU stopped (SIGSTOP of {len(qemus)} process)", hung_for)

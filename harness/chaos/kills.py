@@ -20,7 +20,7 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.chaos import checks
@@ -51,6 +51,7 @@ class Kill:
     left: list[str]  # ... still alive SETTLE seconds later
     harness: Harness
     lingered: float = 0.0  # seconds the last of them outlived the harness
+    outlived: list[str] = field(default_factory=list)  # what was still running when the harness was gone
 
     @property
     def name(self) -> str:
@@ -69,11 +70,11 @@ def kill_in(ctx: Context, h: Harness, phase: str, reached: Callable[[], object],
     running = sorted({p.name for p in tagged(h.tag)} - {"harness", "python3", "python"})
     h.kill(sig)
     rc = h.wait(180)
-    died = time.monotonic()
+    died, outlived = time.monotonic(), {p.name for p in tagged(h.tag)}
     left = [str(p) for p in survivors(h.tag)]
     lingered = time.monotonic() - died
     kill_tagged(h.tag)
-    return Kill(sig, rc, running, left, h, lingered)
+    return Kill(sig, rc, running, left, h, lingered, sorted(outlived))
 
 
 def kill_problems(k: Kill) -> list[str]:
@@ -95,7 +96,8 @@ def rows_for(fault_name: str, phase: str, kills: list[Kill], after: list[str], r
     for k in kills:
         problems = kill_problems(k) + after
         seen, held = check(problems)
-        gone = f"all gone after {k.lingered:.0f} s" if k.lingered >= 1 else "all gone with it"
+        gone = (f"{'+'.join(k.outlived)} gone {k.lingered:.0f} s later" if k.lingered >= 1 and k.outlived
+                else "all gone with it")
         what = f"killed during {'+'.join(k.running) or 'harness'}: exit {k.rc}, {gone}, {rerun}"
         exp = ("exit 130; " if k.sig == signal.SIGTERM else "") + expected
         rows.append(Row(fault_name, f"{phase} ({k.name})", exp, what if held else f"{seen} [{what}]", held))
@@ -129,8 +131,11 @@ class Runs:
         self.results = results
         self.before = set(run_dirs(results))
 
+    def new(self) -> list[Path]:
+        return [d for d in run_dirs(self.results) if d not in self.before]
+
     def last(self) -> Path | None:
-        new = [d for d in run_dirs(self.results) if d not in self.before]
+        new = self.new()
         return new[-1] if new else None
 
     def state(self) -> str:

@@ -78,7 +78,8 @@ def kill_matrix(ctx: Context) -> list[Row]:
         f"resume: exit {h.popen.returncode}, {len(done)}/3 cells done: {h.last_line()[:120]}"]
     problems += [f"cell {c} changed on resume" for c, v in done_before.items() if done.get(c) != v]
     return rows_for("kill the harness", "matrix, between cells", kills, after + problems,
-                    f"--resume ran {3 - len(done_before)} cell(s)", "no orphan; whole files; --resume completes")
+                    f"--resume kept the {len(done_before)} finished cells, ran the last",
+                    "no orphan; whole files; --resume completes")
 
 
 # --- bisect ---------------------------------------------------------------------------------------------

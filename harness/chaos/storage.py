@@ -17,13 +17,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from harness.chaos import checks
 from harness.chaos.fixtures import one_line_patch
-from harness.chaos.kills import RUN
+from harness.chaos.inputs import short
+from harness.chaos.kills import RUN, Runs
 from harness.chaos.proxy import AptProxy
-from harness.chaos.sandbox import ChaosError, Harness, fill, survivors, tmpfs, unparsable_json
+from harness.chaos.sandbox import ChaosError, Harness, fill, survivors, tmpfs, unparsable_json, wait_for
 from harness.chaos.suite import Context, Row, check, fault
 from harness.kernels import integrity
 
@@ -46,25 +48,33 @@ def _one_line_exit(h: Harness, code: int, *also: str) -> list[str]:
 
 @fault("ENOSPC in the results folder", "space", ci=True)
 def space_results(ctx: Context) -> list[Row]:
-    rows = []
-    for phase, leave in (("results folder full at the start", 0), ("results folder full mid-run", 48 << 10)):
-        with tmpfs(ctx.box.root / "space" / "results", "8M") as results:
-            fill(results, leave)
-            h = ctx.box.run(["repro", "chaos_sleep", "-k", ctx.kernel, *RUN, "--results", str(results)],
-                            cache=ctx.warm(), results=results, label="enospc-results")
-            problems = _one_line_exit(h, NO_SPACE, "no space left")
-            problems += [f"unparsable: {p}" for p in unparsable_json(results)]
-            problems += [f"left running: {p}" for p in survivors(h.tag, 5)]
-        seen, held = check(problems)
-        rows.append(Row("ENOSPC", phase, "one line, exit 12, no half record", seen if not held else
-                        f"exit 12: {h.last_line()[:90]}", held))
-    return rows
+    return [_full_results(ctx, "results folder full at the start", mid_run=False),
+            _full_results(ctx, "results folder filled mid-run", mid_run=True)]
+
+
+def _full_results(ctx: Context, phase: str, *, mid_run: bool) -> Row:
+    with tmpfs(ctx.box.root / "space" / "results", "8M") as results:
+        runs = Runs(results)
+        if not mid_run:
+            fill(results, 0)
+        h = ctx.box.start(["repro", "chaos_long", "-k", ctx.kernel, *RUN, "--results", str(results)],
+                          cache=ctx.warm(), results=results, label="enospc-results")
+        if mid_run:  # the disk fills while the reproducer runs: its output, the console, the records fail
+            wait_for("the run step", lambda: runs.state() == "run:begin", 600, alive=lambda: h.alive)
+            fill(results, 0)
+        h.wait(900)
+        problems = _one_line_exit(h, NO_SPACE, "no space left")
+        problems += [f"unparsable: {p}" for p in unparsable_json(results)]
+        problems += [f"left running: {p}" for p in survivors(h.tag, 5)]
+    seen, held = check(problems)
+    return Row("ENOSPC", phase, "one line, exit 12, no half record", f"exit 12: {short(h.last_line())}" if held
+               else seen, held)
 
 
 @fault("ENOSPC in the cache", "space", ci=True)
 def space_cache(ctx: Context) -> list[Row]:
     rows = []
-    size = _kernel_bytes(ctx) + (3 << 20)
+    size = _kernel_bytes(ctx)
     for phase, tmpfs_size, warm in (("cache full: kernel download", "8M", False),
                                     ("cache full: image build", str(size), True)):
         with tmpfs(ctx.box.root / "space" / "cache", tmpfs_size) as cache:
@@ -83,8 +93,9 @@ def space_cache(ctx: Context) -> list[Row]:
 
 
 def _kernel_bytes(ctx: Context) -> int:
+    """What the Debian kernel's copy takes on a tmpfs (whole pages a file, folders too)."""
     src = ctx.box.shared / "kernels" / "debian" / ctx.release
-    return sum(p.stat().st_size for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+    return sum(-(-p.lstat().st_size // 4096) * 4096 + 4096 for p in src.rglob("*")) + (8 << 20)
 
 
 # --- two harnesses, one cache ----------------------------------------------------------------------------
@@ -179,15 +190,17 @@ def damaged_deb(ctx: Context) -> list[Row]:
     rows = []
     cache = ctx.box.folder("cache-deb")
     with AptProxy(ctx.box.root) as proxy:
-        for mode in ("corrupt", "truncate"):
+        for mode, what in (("corrupt", "corrupted"), ("truncate", "truncated")):
             proxy.mode = mode
             h = ctx.box.run(["accel", ctx.kernel, "--accel", "tcg"], cache=cache, results=ctx.box.folder("results-deb"),
                             label=f"deb-{mode}", **proxy.env)
             problems = _one_line_exit(h, 6)
             problems += [f"cached: {p}" for p in (cache / "kernels" / "debian").glob("*/.complete")]
             seen, held = check(problems)
-            rows.append(Row("damaged cache entry", f".deb {mode}ed in transit", "refused (exit 6), nothing cached",
-                            f"exit 6: {h.last_line()[16:90]}" if held else seen, held))
+            said = re.search(r"E: Failed to fetch \S+\s+(.*?)(?: \[IP|\(check|$)", h.last_line())
+            rows.append(Row("damaged cache entry", f".deb {what} in transit", "refused (exit 6), nothing cached",
+                            f"exit 6: apt: {said.group(1).strip() if said else short(h.last_line())}" if held else seen,
+                            held))
         proxy.mode = "pass"
         h = ctx.box.run(["accel", ctx.kernel, "--accel", "tcg"], cache=cache, results=ctx.box.folder("results-deb"),
                         label="deb-refetch", **proxy.env)

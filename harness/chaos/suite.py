@@ -110,8 +110,8 @@ GROUPS = ("input", "venv", "kill", "space", "concurrency", "corrupt", "hang")  #
 
 
 def select(names: Sequence[str] = (), groups: Sequence[str] = ()) -> list[Fault]:
-    chosen = [f for f in FAULTS if (not names or any(fnmatch.fnmatchcase(f.name, n) for n in names))
-              and (not groups or f.group in groups)]
+    everything = not names and not groups
+    chosen = [f for f in FAULTS if everything or f.group in groups or any(fnmatch.fnmatchcase(f.name, n) for n in names)]
     if not chosen:
         raise ChaosError(f"no fault matches {list(names) or ''} {list(groups) or ''}; --list names them")
     return sorted(chosen, key=lambda f: GROUPS.index(f.group))

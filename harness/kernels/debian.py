@@ -13,6 +13,7 @@ use: a damaged one is fetched again, never booted.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -63,6 +64,8 @@ def apt_download(spec: str, tmpdir: Path, progress=None) -> Path:
     tmpdir.chmod(0o755)  # let apt's _apt user write the download
     done = proc.run(["apt-get", "download", spec], cwd=tmpdir, check=False, capture=True, leash=True)  # dies with us
     debs = list(tmpdir.glob("*.deb"))
+    if not done.ok and os.strerror(errno.ENOSPC) in done.output:  # the cache's disk, not the package: exit 12
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmpdir.parent))
     if not done.ok or not debs:
         lines = done.output.strip().splitlines()
         tail = next((ln for ln in lines if ln.startswith("E: ")), lines[-1] if lines else "no output")  # apt's error
