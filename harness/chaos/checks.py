@@ -4,7 +4,9 @@
 unpack or a built kernel with its ``.complete`` marker, an image, a PVH
 vmlinux, a compiled binary with its record.  Each must match what was
 recorded when it was made; an entry without its marker (a fetch or build cut
-short) is not taken for whole by the harness, so it is no problem here.
+short) is not taken for whole by the harness, so it is no problem here; nor
+is an entry made before sums were recorded (the harness sums it on its next
+use).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ def _debian(cache: Path) -> list[str]:
     out = []
     for marker in sorted((cache / "kernels" / "debian").glob("*/.complete")):
         entry = marker.parent
-        problems = integrity.Manifest(entry).problems()
-        out += [f"debian {entry.name}: {p}" for p in problems]
+        if integrity.Manifest(entry).exists():  # none: made before sums were kept (summed on its next use)
+            out += [f"debian {entry.name}: {p}" for p in integrity.Manifest(entry).problems()]
         for vmlinux in (entry / "boot").glob("vmlinux-*"):
             if vmlinux.name.endswith((".sha256", ".no-pvh")) or ".tmp" in vmlinux.name:
                 continue
@@ -34,7 +36,8 @@ def _debian(cache: Path) -> list[str]:
 def _built(cache: Path) -> list[str]:
     out = []
     for marker in sorted((cache / "kernels" / "built").glob("*/.complete")):
-        out += [f"built {marker.parent.name}: {p}" for p in integrity.Manifest(marker.parent).problems()]
+        if integrity.Manifest(marker.parent).exists():  # none: built before sums were kept
+            out += [f"built {marker.parent.name}: {p}" for p in integrity.Manifest(marker.parent).problems()]
     return out
 
 
