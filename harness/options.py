@@ -30,6 +30,7 @@ class RunOptions:
     host_compile: bool = False  # compile on the host (the gcc and headers a vng guest uses) instead of in a guest
     timeout: int | None = None  # the reproducer's own limit in seconds (None: the spec's)
     cmdline: tuple[str, ...] = ()  # extra kernel boot options (a variant's)
+    fstests: str | None = None  # the fstests tree for fstests runs (a checkout or tarball; None: $HARNESS_FSTESTS)
 
     def with_(self, **changes) -> RunOptions:
         return replace(self, **changes)

@@ -30,6 +30,7 @@ class Outcome(StrEnum):
     OTHER_CRASH = "OTHER_CRASH"  # an oops, but not the expected one
     DATA_LOSS = "DATA_LOSS"  # the reproducer found lost or wrong data
     FS_CORRUPT = "FS_CORRUPT"  # the filesystem checker complained
+    TEST_FAILED = "TEST_FAILED"  # an fstests test failed (its output differed, or its own checks failed)
     HANG = "HANG"  # no progress past a timeout
     CLEAN = "CLEAN"
     BOOT_FAILURE = "BOOT_FAILURE"
@@ -38,7 +39,8 @@ class Outcome(StrEnum):
 
     @property
     def is_bug(self) -> bool:
-        return self in (Outcome.REPRODUCED, Outcome.OTHER_CRASH, Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.HANG)
+        return self in (Outcome.REPRODUCED, Outcome.OTHER_CRASH, Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.HANG,
+                        Outcome.TEST_FAILED)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Evidence:
     # why a reproducer exited non-zero, from what it is (a syzkaller reproducer exits 1 when the guest lacks
     # something its setup needs): (rc, guest output) -> a sentence, or None
     explain: Callable[[int | None, str], str | None] | None = None
+    # fstests' own verdicts, test by test (an fstests run): harness.fstests.results.Results, or None
+    fstests: object = None
 
     @cached_property
     def guest(self) -> GuestOutput:
@@ -183,6 +187,31 @@ def data_rule(ev: Evidence) -> Verdict | None:
     )
 
 
+def fstests_rule(ev: Evidence) -> Verdict | None:
+    """An fstests run: its tests' own verdicts (a crash, a hang or a harness fault spoke already)."""
+    res = ev.fstests
+    if res is None:
+        return None
+    counts = res.counts()
+    failed = [t for t in res.tests if str(t.status) == "fail"]
+    if failed:
+        first = failed[0]
+        reason = (first.reason.splitlines() or ["its output differed"])[0]
+        names = ", ".join(t.name for t in failed)
+        return Verdict(Outcome.TEST_FAILED, title=f"fstests: {first.name} failed",
+                       detail=f"{len(failed)} failed ({names}): {reason}", lost=tuple(t.name for t in failed))
+    run = _step(ev, "run")
+    cut = [t.name for t in res.tests if str(t.status) in ("unfinished", "unreached")]
+    if cut and run is not None and run.timed_out:  # the harness's budget, not the kernel, ended check
+        return Verdict(Outcome.INFRA_ERROR, detail=f"fstests ran past the run's time limit ({run.seconds or 0:.0f} s) "
+                       f"in {cut[0]}; {len(cut)} test(s) without a result: raise --timeout")
+    if not counts.get("pass") and not counts.get("notrun") and run is not None and run.rc not in (0, None):
+        return Verdict(Outcome.INFRA_ERROR, detail=f"fstests' check exited {run.rc} without a result: "
+                       f"{_tail(step_text(ev.output, 'run'))}")
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return Verdict(Outcome.CLEAN, detail=f"fstests: {summary}")
+
+
 def fsck_rule(ev: Evidence) -> Verdict | None:
     check = _step(ev, "check")
     if check is None or check.rc in (0, None):
@@ -199,8 +228,8 @@ def time_limit_rule(ev: Evidence) -> Verdict | None:
                    "stayed healthy (the steps after it ran)")
 
 
-RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, failed_run_rule, fsck_rule,
-                           time_limit_rule)
+RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, fstests_rule, failed_run_rule,
+                           fsck_rule, time_limit_rule)
 
 
 def judge(ev: Evidence, rules: tuple[Rule, ...] = RULES) -> Verdict:

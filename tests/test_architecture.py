@@ -69,10 +69,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("3 specs, judging", (
         "harness.repro", "harness.repro.spec", "harness.repro.faults", "harness.repro.syzkaller",
         "harness.repro.adhoc", "harness.verdict", "harness.stats",
+        # fstests' host side (build, config, disks, results, guest staging): what a run of it is made of
+        "harness.fstests.*",
     )),
     ("4 run driver, results", ("harness.repro.run", "harness.repro.binaries", "harness.results.*")),
     ("5 drivers", (
-        "harness.prove", "harness.matrix.*", "harness.bisect.*", "harness.fstests.*", "harness.repro.scaffold",
+        "harness.prove", "harness.matrix.*", "harness.bisect.*", "harness.repro.scaffold",
     )),
     # bench and chaos drive the harness from outside (timings; faults injected into whole commands)
     ("6 entry points, tools", (

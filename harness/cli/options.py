@@ -96,6 +96,8 @@ def add_run_options(
     if timeout:
         parser.add_argument("--timeout", type=positive, metavar="SECONDS",
                             help="the reproducer's own limit in the guest (default: the spec's timeout:)")
+    parser.add_argument("--fstests", metavar="PATH", help="the fstests tree for fstests runs (a checkout or a "
+                        "tarball; default $HARNESS_FSTESTS)")
     left_out = {"runs": runs, "results": results, "host_compile": host_compile, "timeout": timeout}
     parser.set_defaults(**{dest: getattr(DEFAULTS, dest) for dest, declared in left_out.items() if not declared})
 
@@ -103,7 +105,8 @@ def add_run_options(
 def run_options(args: argparse.Namespace, **changes) -> RunOptions:
     """The RunOptions the command line asked for (an option the command left out: its default), with ``changes``."""
     options = RunOptions(accel=args.accel, backend=args.backend, runs=args.runs, results=args.results,
-                         fresh_compile=args.fresh_compile, host_compile=args.host_compile, timeout=args.timeout)
+                         fresh_compile=args.fresh_compile, host_compile=args.host_compile, timeout=args.timeout,
+                         fstests=args.fstests)
     return options.with_(**changes) if changes else options
 
 

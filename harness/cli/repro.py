@@ -78,9 +78,10 @@ def _report(args: argparse.Namespace, summary: Summary, kernel_name: str, accel:
         print(line)
 
 
-def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Target | None) -> ExitCode:
+def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Target | None
+            ) -> tuple[ExitCode, Summary | None]:
     """One kernel: build it (a variant, a base, patched or not) or fetch it by name, pick the accelerator,
-    run, report."""
+    run, report; the exit code and the summary (None: the kernel did not build)."""
     options = run_options(args, cmdline=target.cmdline if target is not None else ())
     if target is not None:
         console.print(f"[bold]{spec.name}[/bold] on {target.name}: {target.describe()}")
@@ -89,7 +90,7 @@ def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Targ
         except KernelError as exc:  # a patch that does not apply, a failed build: a result
             summary = build_error(spec, label, exc, options.results)
             _report(args, summary, label, "-")
-            return exit_code(summary)
+            return exit_code(summary), None
     else:
         kernel = kernels.resolve(label, progress=progress)
     accel = accel_for(options, kernel)
@@ -97,7 +98,7 @@ def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Targ
                   f"accel {accel.name}: {accel.reason}")
     summary = run_repro(spec, kernel, options, accel=accel, progress=progress, on_run=_print_run)
     _report(args, summary, kernel.name, accel.name)
-    return exit_code(summary)
+    return exit_code(summary), summary
 
 
 def _spec(args: argparse.Namespace) -> specs.Spec:
@@ -115,7 +116,7 @@ def _spec(args: argparse.Namespace) -> specs.Spec:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     spec = _spec(args)
-    codes = [_run_on(args, spec, label, target) for label, target in _targets(args, spec)]
+    codes = [_run_on(args, spec, label, target)[0] for label, target in _targets(args, spec)]
     return max(codes, key=lambda c: (c != 0, c)) if codes else ExitCode.OK
 
 

@@ -65,6 +65,66 @@ PROFILES = {
 }
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What to run: tests (globs allowed), groups, exclusions, on which filesystem, with which settings.
+
+    A reproducer spec's ``fstests:`` key (``fstests: generic/346`` or a mapping) and
+    ``harness fstests`` both make one."""
+
+    fs: str = "xfs"
+    tests: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    exclude_groups: tuple[str, ...] = ()
+    exclude_tests: tuple[str, ...] = ()
+    settings: tuple[tuple[str, str], ...] = ()  # more local.config lines (TIME_FACTOR, LOAD_FACTOR...)
+
+    def __post_init__(self) -> None:
+        profile(self.fs)
+        for name in (*self.tests, *self.exclude_tests):
+            validate_test(name, globs=True)
+        for name in (*self.groups, *self.exclude_groups):
+            validate_group(name)
+        if not self.tests and not self.groups:
+            raise SpecError("fstests: name tests (generic/001) or groups (-g quick)")
+
+    def describe(self) -> str:
+        bits = [*self.tests, *(f"-g {g}" for g in self.groups), *(f"-x {g}" for g in self.exclude_groups),
+                *(f"-e {e}" for e in self.exclude_tests)]
+        return f"{' '.join(bits)} on {self.fs}"
+
+
+def parse_selection(data: object, where: str) -> Selection:
+    """A spec's ``fstests:``: one test name, a list of them, or a mapping (tests, groups, exclude, fs, settings)."""
+    if isinstance(data, str):
+        data = {"tests": [data]}
+    elif isinstance(data, list):
+        data = {"tests": data}
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: fstests: expected a test name, a list of them, or a mapping")
+    allowed = {"tests", "groups", "exclude_groups", "exclude_tests", "fs", "settings"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: fstests: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+    def names(key: str) -> tuple[str, ...]:
+        value = data.get(key) or []
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SpecError(f"{where}: fstests: {key}: expected a list of names")
+        return tuple(value)
+
+    settings = data.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise SpecError(f"{where}: fstests: settings: expected a mapping of NAME: value")
+    try:
+        return Selection(fs=str(data.get("fs", "xfs")), tests=names("tests"), groups=names("groups"),
+                         exclude_groups=names("exclude_groups"), exclude_tests=names("exclude_tests"),
+                         settings=tuple((str(k), str(v)) for k, v in settings.items()))
+    except (SpecError, UnknownName) as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
 def profile(fs: str, *, mkfs_options: str | None = None, mount_options: str | None = None) -> Profile:
     """The profile for ``fs``, with MKFS_OPTIONS / MOUNT_OPTIONS overridden when given."""
     if fs not in PROFILES:

@@ -145,7 +145,9 @@ class Backend:
     initramfs).  ``own_toolchain``: its machine compiles with its own compiler
     and libraries (a user's machine), so the host's binary cache is neither
     used nor fed.  ``persistent``: a guest outlives a run, so the driver's
-    replace decisions matter."""
+    replace decisions matter.  ``shares_root``: the guest reads the host's files where
+    they are; ``attaches_disks``: a run's disks reach it as virtio disks with their
+    serials (fstests needs both: check from the host's build, TEST_DEV and SCRATCH_DEV)."""
 
     name = "backend"
     usage = "backend"
@@ -153,6 +155,8 @@ class Backend:
     compiles = True
     own_toolchain = False
     persistent = False
+    shares_root = False  # the guest sees the host's files at their paths (a vng guest's 9p root)
+    attaches_disks = False  # every run's disks are attached as virtio disks (vng at boot, snapshot at restore)
 
     def __init__(self) -> None:
         self.folder: Path | None = None

@@ -85,6 +85,7 @@ class GuestPlan:
     workdir: str | None = None  # where the reproducer runs (None: the mounted image)
     image: bool = True  # False: no harness image (the reproducer brings its own filesystem)
     compile_only: bool = False  # setup and compile, nothing else (a guest that compiles for guests without gcc)
+    run_argv: tuple[str, ...] | None = None  # the run step runs this instead of a compiled reproducer (fstests' check)
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,10 @@ def script(plan: GuestPlan, device: Device) -> str:
     if plan.compile_only:
         run, pre, post = "mark 'step run skipped (compile only)'", (), ()
     else:
-        run = f"step run {plan.run_timeout} {' '.join(_quote(expand(a)) for a in (BINARY, *plan.args))}"
+        argv = plan.run_argv or (BINARY, *plan.args)
+        run = f"step run {plan.run_timeout} {' '.join(_quote(expand(a)) for a in argv)}"
         pre, post = plan.pre_run, plan.post_run
+    compile_step = "mark 'step compile skipped (nothing to compile)'" if plan.run_argv else "step compile 0 compile || exit 0"
     return render(
         "steps.sh",
         TITLE=plan.title.replace("\n", " "), MARK=MARK, KMSG=KMSG, SYSCTLS=sysctls or "  :", MNT=mnt,
@@ -178,7 +181,7 @@ def script(plan: GuestPlan, device: Device) -> str:
         COMPILER=q(plan.compiler), COMPILER_TEXT=plan.compiler.replace('"', ""),
         CFLAGS=" ".join(q(f) for f in plan.cflags), SOURCE=q(plan.source),
         ATTACH=attach.rstrip("\n"), DETACH=detach.rstrip("\n"), PRE_RUN="\n".join(pre), POST_RUN="\n".join(post),
-        WORKDIR=q(plan.workdir) if plan.workdir else mnt, RUN=run,
+        WORKDIR=q(plan.workdir) if plan.workdir else mnt, RUN=run, COMPILE=compile_step,
     )
 
 

@@ -126,6 +126,8 @@ class Vng(Backend):
     name = "vng"
     usage = "vng"
     help = "one boot per run (virtme-ng); the guest shares the host's root read-only and compiles there"
+    shares_root = True
+    attaches_disks = True
 
     def run(self, req: GuestRequest, *, watchdog=None, timeout: float | None = None) -> GuestRun:
         run_dir = req.run_dir

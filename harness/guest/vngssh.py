@@ -281,6 +281,7 @@ class VngSsh(Backend):
     help = ("one long-lived guest, runs over SSH, replaced after an oops/new taint/hang/lost connection, with N "
             f"guests (default {DEFAULT_AHEAD}) booting ahead once a run has needed one")
     persistent = True
+    shares_root = True
 
     def __init__(self, ahead: int = DEFAULT_AHEAD):
         super().__init__()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness import images, report
 from harness.errors import GuestError, KernelError
+from harness.fstests import guest as fguest
 from harness.guest.backends import backend as make_backend
 from harness.guest.backends import choose as choose_backend
 from harness.guest.machine import Backend, Disk, GuestRequest, GuestRun, unfit_reason
@@ -63,6 +64,7 @@ class RunResult:
     guest_up_at: float | None  # guest uptime when the steps began (boot cost)
     guest: dict = field(default_factory=dict, compare=False)  # the backend's record of the run
     binary: dict = field(default_factory=dict, compare=False)  # where the reproducer was compiled
+    fstests: dict = field(default_factory=dict, compare=False)  # an fstests run: every test's own result
 
     @property
     def outcome(self) -> Outcome:
@@ -78,6 +80,7 @@ class RunResult:
             "steps": [{"name": s.name, "rc": s.rc, "seconds": s.seconds} for s in self.steps],
             **({"guest": self.guest} if self.guest else {}),
             **({"binary": self.binary} if self.binary else {}),
+            **({"fstests": self.fstests} if self.fstests else {}),
         }
 
 
@@ -99,7 +102,8 @@ class Summary:
     def verdict(self) -> Outcome:
         """The headline: the first hit's outcome, else the most telling one."""
         outcomes = [r.outcome for r in self.runs]
-        for o in (Outcome.REPRODUCED, Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.OTHER_CRASH, Outcome.HANG,
+        for o in (Outcome.REPRODUCED, Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.TEST_FAILED, Outcome.OTHER_CRASH,
+                  Outcome.HANG,
                   Outcome.BOOT_FAILURE, Outcome.INFRA_ERROR, Outcome.BUILD_ERROR):
             if o in outcomes:
                 return o
@@ -236,6 +240,7 @@ class ReproSession:
         self.cache = BinaryCache()
         self.key = ""
         self.binary: Cached | None = None
+        self.fstests: fguest.Prepared | None = None
         self.interrupted = False
 
     # --- prepare once ------------------------------------------------------------------------
@@ -246,12 +251,20 @@ class ReproSession:
         if self.backend is None:
             name, self.backend_reason = choose_backend(self.options.backend, self.kernel,
                                                        boot_per_run=spec.guest.fresh_boot,
-                                                       fresh_compile=self.options.fresh_compile)
+                                                       fresh_compile=self.options.fresh_compile,
+                                                       needs_root_share=spec.fstests is not None)
             self.backend = make_backend(name)
+        if spec.fstests is not None:
+            if not (self.backend.shares_root and self.backend.attaches_disks):
+                raise GuestError(f"fstests runs check from the host's build on two virtio disks: {self.backend.name} "
+                                 "guests cannot have both (use --backend vng)")
+            self.fstests = fguest.prepare(spec.fstests, source=self.options.fstests, progress=self.progress)
         self.folder = new_run_folder(spec.name, self.kernel.name, self.options.results)
         self._write("running")
         self.progress(f"backend {self.backend.name}: {self.backend_reason}")
         self.image = images.build(spec.image, progress=self.progress) if spec.image is not None else None
+        if self.fstests is not None:
+            self.progress(self.fstests.describe())
         self.backend.open(self.folder, progress=self.progress)
         self.backend.plan(self.requested)
         try:
@@ -264,6 +277,8 @@ class ReproSession:
     def _prepare_binary(self) -> None:
         """A binary compiled earlier for this kernel, or one compiled now where the backend cannot."""
         spec, opts = self.spec, self.options
+        if spec.fstests is not None:  # fstests' own programs were built on the host (harness.fstests.build)
+            return
         self.key = binary_key(spec, self.kernel)
         if self.backend.own_toolchain:  # a user's machine compiles every run with its own compiler
             return
@@ -314,6 +329,8 @@ class ReproSession:
 
     def _stage(self, run_dir: Path) -> tuple[GuestRequest, dict]:
         """The run folder's inputs and the request for the backend; the binary's record."""
+        if self.fstests is not None:
+            return self._stage_fstests(run_dir), {}
         spec = self.spec
         source = run_dir / spec.source.name
         source.write_bytes(spec.source_text)  # the source as loaded, even if the file changes meanwhile
@@ -331,14 +348,32 @@ class ReproSession:
                 fh.truncate(1 << 20)
         plan = guest_plan(spec, run_dir, source, prebuilt, self.timeout)
         env = spec.environment
-        cmdline = (*spec.guest.cmdline, *(env.cmdline if env else ()), *self.options.cmdline)
         preload = ((f"fs-{plan.fs_type}",) if plan.image else ()) + (
             (*env.modules, *(f"fs-{fs}" for fs in env.filesystems)) if env else ())
         req = GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
                            cpus=spec.guest.cpus, memory=spec.guest.memory, disks=(Disk(disk, DISK_SERIAL),),
-                           cmdline=tuple(dict.fromkeys(cmdline)), preload=tuple(dict.fromkeys(preload)),
+                           cmdline=self._cmdline(), preload=tuple(dict.fromkeys(preload)),
                            inputs=(source, *((prebuilt,) if prebuilt else ())))
         return req, record
+
+    def _cmdline(self) -> tuple[str, ...]:
+        env = self.spec.environment
+        return tuple(dict.fromkeys((*self.spec.guest.cmdline, *(env.cmdline if env else ()), *self.options.cmdline)))
+
+    def _stage_fstests(self, run_dir: Path) -> GuestRequest:
+        """An fstests run: its two disks, local.config and check command in the run folder (harness.fstests.guest)."""
+        spec, prep = self.spec, self.fstests
+        run_argv, (test, scratch) = fguest.stage(prep, run_dir, progress=self.progress)
+        plan = GuestPlan(
+            title=f"{spec.name}: fstests {prep.selection.describe()}", fs_type=prep.profile.fs, mount_options="",
+            source="", cflags=(), args=(), run_timeout=self.timeout, check_argv=None, sysctls=spec.guest.sysctls,
+            pre_run=faults.setup_lines(spec.faults), post_run=faults.teardown_lines(spec.faults), image=False,
+            run_argv=run_argv,
+        )
+        return GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
+                            cpus=spec.guest.cpus, memory=spec.guest.memory,
+                            disks=(Disk(test.path, test.serial), Disk(scratch.path, scratch.serial)),
+                            cmdline=self._cmdline(), preload=(f"fs-{prep.profile.fs}",))
 
     def _run_once(self, index: int) -> RunResult:
         assert self.folder is not None and self.backend is not None
@@ -364,11 +399,12 @@ class ReproSession:
         text = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
         console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
         output = GuestOutput.parse(text)
+        tests = fguest.read(self.fstests, run_dir, text, console) if self.fstests is not None else None
         verdict = judge(Evidence(
             console=console, output=text, expected_titles=self.spec.expect.titles,
             killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
             guest_rc=guest.returncode, any_crash=self.spec.expect.any_crash, timeout_is=self.spec.timeout_is,
-            explain=self._explain,
+            explain=self._explain, fstests=tests,
         ))
         if not binary:
             binary = self._adopt(run_dir, output)
@@ -382,12 +418,14 @@ class ReproSession:
             (run_dir / "report.txt").write_text(report.symbolize(
                 verdict.report_text, self.kernel.vmlinux, self.kernel.system_map, self.kernel.extra.get("source_dir")))
         result = RunResult(index, run_dir, verdict, output.steps, time.monotonic() - started, output.up_at,
-                           {**info, "backend_reason": self.backend_reason}, binary)
+                           {**info, "backend_reason": self.backend_reason}, binary,
+                           tests.to_json() if tests is not None else {})
         write_json(run_dir / "result.json", {**result.to_dict(), "status": "done"})
         if verdict.outcome is Outcome.CLEAN or verdict.outcome.is_bug and verdict.outcome not in (
-            Outcome.DATA_LOSS, Outcome.FS_CORRUPT
+            Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.TEST_FAILED
         ):
-            req.disks[0].path.unlink(missing_ok=True)  # keep the image only where its content is the evidence
+            for disk in req.disks:  # keep the images only where their content is the evidence
+                disk.path.unlink(missing_ok=True)
         (run_dir / BINARY_NAME).unlink(missing_ok=True)  # in the cache (or not worth keeping)
         return result
 

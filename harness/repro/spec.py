@@ -8,6 +8,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from harness.errors import SpecError, UnknownName
+from harness.fstests import config as fstests_config
+from harness.fstests.config import Selection
 from harness.images import Recipe, load_recipe, parse_recipe
 from harness.paths import reproducers_dir
 from harness.repro import faults, syzkaller
@@ -48,12 +50,15 @@ class Expectation:
     min_hits: int = 1
     data_loss: bool = False  # the bug shows as DATA_LOSS/FS_CORRUPT, not an oops
     any_crash: bool = False  # no title expected: any crash report is a hit (a bare C file without --expect)
+    failure: bool = False  # an fstests spec: the test failing (TEST_FAILED) is the bug showing
 
     def is_hit(self, outcome) -> bool:
         """Whether a run's outcome counts as reproducing this bug."""
         from harness.verdict import Outcome  # verdict pulls in the guest protocol: specs load without it
 
         if outcome is Outcome.REPRODUCED or (self.any_crash and outcome is Outcome.OTHER_CRASH):
+            return True
+        if self.failure and outcome is Outcome.TEST_FAILED:
             return True
         return self.data_loss and outcome in (Outcome.DATA_LOSS, Outcome.FS_CORRUPT)
 
@@ -107,6 +112,7 @@ class Spec:
     timeout_is: str = "clean"  # at its time limit with a healthy kernel: "clean" (CLEAN) or "hang" (HANG)
     syzkaller: SyzInfo | None = None  # what the source says, in syzkaller mode
     links: tuple[str, ...] = ()
+    fstests: Selection | None = None  # an fstests test (or a selection) instead of a C source (mode "fstests")
 
     @property
     def environment(self) -> GuestEnvironment | None:
@@ -143,7 +149,7 @@ def _guest(data: object, where: str) -> GuestOptions:
 
 def _expect(data: object, where: str) -> Expectation:
     f = Fields(data if isinstance(data, dict) else {}, f"{where}: expect",
-               {"titles", "reproduce", "clean", "other_crash", "min_hits", "data_loss", "any_crash"})
+               {"titles", "reproduce", "clean", "other_crash", "min_hits", "data_loss", "any_crash", "failure"})
     exp = Expectation(
         titles=f.strings("titles"),
         reproduce=f.strings("reproduce"),
@@ -152,12 +158,13 @@ def _expect(data: object, where: str) -> Expectation:
         min_hits=f.get("min_hits", int, 1),
         data_loss=f.get("data_loss", bool, False),
         any_crash=f.get("any_crash", bool, False),
+        failure=f.get("failure", bool, False),
     )
     if exp.any_crash and exp.titles:
         raise SpecError(f"{where}: expect: any_crash: true counts every crash report: drop the titles or any_crash")
-    if exp.reproduce and not (exp.titles or exp.data_loss or exp.any_crash):
+    if exp.reproduce and not (exp.titles or exp.data_loss or exp.any_crash or exp.failure):
         raise SpecError(f"{where}: expect: lists kernels that must reproduce but no titles "
-                        "(or data_loss: true, or any_crash: true)")
+                        "(or data_loss: true, any_crash: true, or failure: true for an fstests spec)")
     return exp
 
 
@@ -229,18 +236,21 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         data,
         where,
         {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel",
-         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is"},
+         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is", "fstests"},
     )
+    selection = fstests_config.parse_selection(data["fstests"], where) if "fstests" in data else None
+    if selection is not None and ("source" in data or "image" in data):
+        raise SpecError(f"{where}: an fstests spec names tests, not a source or an image (fstests makes its disks)")
     source = folder / f.get("source", str, "repro.c")
-    if not source.exists():
+    if selection is None and not source.exists():
         raise SpecError(f"{where}: source: {source.name} does not exist in {folder}")
-    recipe = _image(f, where)
+    recipe = _image(f, where) if selection is None else None
     runs = f.get("runs", int, 1)
     timeout = f.get("timeout", int, 120)
     if runs < 1 or timeout < 1:
         raise SpecError(f"{where}: runs and timeout must be positive")
-    text = source.read_bytes()
-    mode, info = _mode(f, text, where)
+    text = source.read_bytes() if selection is None else b""
+    mode, info = _mode(f, text, where) if selection is None else ("fstests", None)
     timeout_is = f.get("timeout_is", str, "clean")
     if timeout_is not in TIMEOUT_IS:
         raise SpecError(f"{where}: timeout_is: {timeout_is!r}: use clean (the limit is a normal end) or hang")
@@ -271,6 +281,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         timeout_is=timeout_is,
         syzkaller=info,
         links=f.strings("links"),
+        fstests=selection,
     )
 
 

@@ -21,6 +21,7 @@ COLOURS = {
     "OTHER_CRASH": "#c58af9",
     "DATA_LOSS": "#ff8a65",
     "FS_CORRUPT": "#bcaaa4",
+    "TEST_FAILED": "#ffab91",  # an fstests test failed
     "HANG": "#fdd663",
     "CLEAN": "#81c995",
     "BOOT_FAILURE": "#9aa0a6",

@@ -175,6 +175,7 @@ class Snapshot(Backend):
             "compiled once in a vng guest of the same kernel)")
     compiles = False
     persistent = True
+    attaches_disks = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -35,7 +35,7 @@ mark "guest up $(up) kernel $(uname -r)"
 taint before
 step setup 0 setup || exit 0
 @ATTACH@
-step compile 0 compile || exit 0
+@COMPILE@
 @PRE_RUN@
 cd @WORKDIR@
 @RUN@
