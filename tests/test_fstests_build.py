@@ -147,6 +147,8 @@ def test_ensure_built_once_from_a_tarball(tmp_path, fake_env):
     first = build.ensure_built(tarball, progress=lines.append)
     assert builds(fake_env) == 1 and lines and "make -j2" in lines[0]
     assert first.root.parent == build.cache_dir("fstests") and (first.root / "src" / "holetest").exists()
+    with tarfile.open(first.archive) as tar:
+        assert {"./check", "./src/holetest", "./ltp/fsx"} <= set(tar.getnames()) and build.MARKER not in str(tar.getnames())
     marker = json.loads((first.root / build.MARKER).read_text())
     assert marker["key"] == first.key and marker["revision"] == "0" * 40
     again = build.ensure_built(tarball)
@@ -216,6 +218,9 @@ def test_real_build_of_the_shared_tarball():
     done = build.ensure_built(SHARED_TARBALL[-1])
     for rel in ("check", "ltp/fsstress", "ltp/fsx", "src/holetest"):
         assert (done.root / rel).exists()
+    with tarfile.open(done.archive) as tar:
+        names = set(tar.getnames())
+    assert {"./check", "./src/holetest", "./tests/generic/group.list"} <= names and not any(n.endswith(".o") for n in names)
     index = build.group_index(done.root)
     assert {"generic/001", "generic/344", "generic/346", "xfs/001"} <= set(index)
     assert "quick" in index["generic/346"]

@@ -101,8 +101,9 @@ def test_check_argv_golden():
 
 def test_check_command_quotes():
     argv = config.check_argv(["generic/346"])
-    assert config.check_command("/c/fstests-x", "/r/run 01/local.config", argv) == (
-        "cd /c/fstests-x && HOST_OPTIONS='/r/run 01/local.config' ./check --exact-order generic/346"
+    assert config.check_command("/c/fstests-x/.harness-tree.tar", "/r/run 01/local.config", argv) == (
+        "mkdir -p /tmp/fstests/tree && tar -xf /c/fstests-x/.harness-tree.tar -C /tmp/fstests/tree && "
+        "cd /tmp/fstests/tree && HOST_OPTIONS='/r/run 01/local.config' ./check --exact-order generic/346"
     )
 
 

@@ -107,6 +107,28 @@ def test_to_json_and_table():
     assert "generic/548  notrun   42s  No encryption support for xfs" in table
 
 
+# --- a whole run on ext4 without the xunit report (the default under TCG) --------------------
+
+
+def test_ext4_plain_from_check_output_and_files():
+    res = fixture_parse("ext4-plain")
+    assert res.report is None and res.complete
+    assert res.counts() == {"pass": 28, "fail": 0, "notrun": 3, "unfinished": 0, "unreached": 0}
+    assert one(res, "generic/263").seconds == 89 and one(res, "generic/005").seconds == 14
+    assert {t.name: t.reason for t in res.by_status(Status.NOTRUN)} == {
+        "generic/514": "Reflink not supported by scratch filesystem type: ext4",
+        "generic/548": "keyctl utility required, skipped this test",
+        "generic/689": "fsgqa user not defined.",
+    }
+    assert one(res, "generic/514").full and one(res, "generic/514").out_bad is None
+
+
+def test_ext4_plain_header():
+    out = results.parse_check_output((DATA / "ext4-plain" / "check.out").read_text())
+    assert out.header["MOUNT_OPTIONS"] == "-o acl,user_xattr /dev/vdb /tmp/fstests/scratch"
+    assert out.finished and out.failures == ()
+
+
 # --- check's output, line by line ------------------------------------------------------------
 
 

@@ -52,7 +52,10 @@ def test_xfs_mkwrite_delalloc(vm, kernels, tmp_path, method, variant, expected):
     summary = runner.run_repro(spec, kernel, RunOptions(runs=2, results=tmp_path), accel=Accel(accel, why))
     result = summary.to_dict()
     outcomes = [r.outcome for r in summary.runs]
-    assert outcomes == [expected, expected], json.dumps(result, indent=1)[-4000:]
+    # unfixed: a race, so a run may miss it (inject on the snapshot backend: 7/10 runs at -t 20, hence
+    # -t 60); 2 runs must show it at least once.  stock: every run clean.
+    allowed = {expected, Outcome.CLEAN}
+    assert set(outcomes) <= allowed and expected in outcomes, json.dumps(result, indent=1)[-4000:]
     assert summary.expectation == ("reproduce" if variant == "xfs-unfixed" else "clean")
     assert summary.met is True
     for r in summary.runs:
@@ -65,8 +68,8 @@ def test_xfs_mkwrite_delalloc(vm, kernels, tmp_path, method, variant, expected):
         assert failed and int(failed.group(1)) > 0, done  # the writes did fail: the race was tested
         if method == "inject":
             assert "harness-faults: fail_usercopy" in output and "harness-faults: marked" in output
-        if expected is Outcome.DATA_LOSS:
+        if r.outcome is Outcome.DATA_LOSS:
             assert r.verdict.lost and r.verdict.lost[0].startswith("page ")
-            assert r.verdict.time_to_hit is not None and 0 <= r.verdict.time_to_hit <= 25
+            assert r.verdict.time_to_hit is not None and 0 <= r.verdict.time_to_hit <= 65
         else:
             assert not r.verdict.lost and "0 lost markers" in done

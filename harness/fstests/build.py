@@ -34,6 +34,10 @@ from harness.paths import cache_dir
 
 ENV = "HARNESS_FSTESTS"
 MARKER = ".harness-build.json"
+# The built tree as one tar file (objects left out), inside the tree: a guest unpacks it into
+# its tmpfs and runs check there.  check lists tests/*/* at start: 110 s over the guest's 9p
+# root under TCG, 0.9 s in tmpfs (after a 9 s unpack); one file also travels to any machine.
+ARCHIVE = ".harness-tree.tar"
 # What a tree must hold to be fstests, and what a build must leave (common/config
 # refuses to start without fsstress and fsx; holetest serves generic/344 and 346).
 SOURCE_FILES = ("check", "common/rc", "common/config")
@@ -63,6 +67,11 @@ class Build:
     toolchain: str
     source: str  # the path the user named
     seconds: float  # how long make took (0 when it was already cached)
+
+    @property
+    def archive(self) -> Path:
+        """The built tree as a tar (paths relative to the top: ``./check``...)."""
+        return self.root / ARCHIVE
 
 
 def source_path(path: str | os.PathLike | None = None) -> Path:
@@ -169,7 +178,7 @@ def read_marker(root: Path, key: str) -> Build | None:
         data = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
         return None
-    if data.get("key") != key or any(not (root / f).exists() for f in BUILT_FILES):
+    if data.get("key") != key or any(not (root / f).exists() for f in (*BUILT_FILES, ARCHIVE)):
         return None
     return Build(root, key, data["revision"], data["toolchain"], data["source"], 0.0)
 
@@ -218,11 +227,19 @@ def _build(tree: Tree, tools: str, key: str, final: Path, jobs: int) -> Build:
         if absent:
             raise HarnessError(f"the fstests build from {tree.path} has no {', '.join(absent)}", hint=f"see {log}")
         built = Build(final, key, tree.revision, tools, str(tree.path), round(seconds, 1))
+        archive(src, work / ARCHIVE).rename(src / ARCHIVE)
         (src / MARKER).write_text(json.dumps({**asdict(built), "root": str(final)}, indent=1) + "\n")
         src.rename(final)
         return built
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def archive(src: Path, dest: Path) -> Path:
+    """``src`` (a built tree) as one uncompressed tar at ``dest``, without object files."""
+    proc.run(["tar", "-cf", str(dest), "--exclude=*.o", "--exclude=*.lo", "--exclude=.git", "-C", str(src), "."],
+             what="archiving the fstests build")
+    return dest
 
 
 def stage(tree: Tree, work: Path) -> Path:

@@ -39,6 +39,16 @@ from harness.guest.vng import Vng
 from harness.kernels import Kernel
 from harness.paths import cache_dir
 from harness.repro.spec import Spec
+from harness.verdict import Evidence, Outcome, Verdict, judge
+
+
+class CompileFailed(GuestError):
+    """The compile boot did not leave a binary; ``verdict`` says why (an INFRA_ERROR the runs record)."""
+
+    def __init__(self, message: str, verdict: Verdict, *, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.verdict = verdict
+
 
 BINARY_NAME = "repro.bin"  # in a run folder: the binary the harness placed, or the one its guest compiled
 
@@ -168,9 +178,19 @@ def compile_in_guest(spec: Spec, kernel: Kernel, accel: str, plan: GuestPlan, fo
     output = GuestOutput.parse(run.output_log.read_text(errors="replace") if run.output_log.exists() else "")
     cached = adopt_compiled(cache, spec.name, key, folder, output, kernel)
     if cached is None:
-        step = output.step("compile")
-        said = run.output_log.read_text(errors="replace").strip().splitlines()[-1:] if run.output_log.exists() else []
-        why = f"compile step exit {step.rc}" if step else f"the guest never reached its compile step (exit {run.returncode})"
-        raise GuestError(f"compiling {spec.source.name} in a vng guest of {kernel.name} failed: {why}"
-                         f"{': ' + said[0][:200] if said else ''}", hint=f"see {folder}/guest.log and console.log")
+        raise _compile_failed(spec, kernel, folder, run)
     return cached
+
+
+def _compile_failed(spec: Spec, kernel: Kernel, folder: Path, run) -> CompileFailed:
+    """Why the compile boot left no binary, judged like a run (a missing compiler, a crash while compiling)."""
+    text = run.output_log.read_text(errors="replace") if run.output_log.exists() else ""
+    console = run.console_log.read_text(errors="replace") if run.console_log.exists() else ""
+    judged = judge(Evidence(console=console, output=text, killed=run.detail or ("host timeout" if run.timed_out else None),
+                            guest_rc=run.returncode))
+    step = GuestOutput.parse(text).step("compile")
+    why = judged.detail or judged.title or (f"compile step exit {step.rc}" if step else
+                                            f"the guest never reached its compile step (exit {run.returncode})")
+    where = f"compiling {spec.source.name} in a vng guest of {kernel.name}"
+    verdict = Verdict(Outcome.INFRA_ERROR, detail=f"{where} failed: {why} (see {folder.name}/guest.log)")
+    return CompileFailed(f"{where} failed: {why}", verdict, hint=f"see {folder}/guest.log and console.log")

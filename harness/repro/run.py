@@ -36,6 +36,7 @@ from harness.repro.binaries import (
     BINARY_NAME,
     BinaryCache,
     Cached,
+    CompileFailed,
     adopt_compiled,
     binary_key,
     compile_in_guest,
@@ -241,6 +242,7 @@ class ReproSession:
         self.key = ""
         self.binary: Cached | None = None
         self.fstests: fguest.Prepared | None = None
+        self.unrunnable: Verdict | None = None  # why no run can start (the compile boot left no binary)
         self.interrupted = False
 
     # --- prepare once ------------------------------------------------------------------------
@@ -300,8 +302,12 @@ class ReproSession:
                 plan = guest_plan(spec, self.folder, spec.source, None, self.timeout)
                 compile_dir = self.folder / "compile"
                 watchdog = StepWatchdog(compile_dir / "guest.log", spec.guest.boot_timeout, self.timeout)
-                self.binary = compile_in_guest(spec, self.kernel, self.accel.name, plan, compile_dir, self.cache,
-                                               self.key, watchdog=watchdog)
+                try:
+                    self.binary = compile_in_guest(spec, self.kernel, self.accel.name, plan, compile_dir, self.cache,
+                                                   self.key, watchdog=watchdog)
+                except CompileFailed as exc:  # an outcome to record (every run would meet it), not a crash
+                    self.unrunnable = exc.verdict
+                    self.progress(exc.one_line())
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
@@ -316,6 +322,8 @@ class ReproSession:
     def run(self) -> RunResult:
         """One more run (a stillborn guest, dead at once without a byte of console, is run again once)."""
         index = len(self.done) + 1
+        if self.unrunnable is not None:
+            return self._record_unrunnable(index)
         result = self._run_once(index)
         if stillborn(result):  # QEMU/vng died at once: infrastructure, not the kernel; once more
             kept = result.folder.with_name(result.folder.name + ".stillborn")
@@ -323,6 +331,17 @@ class ReproSession:
             self.progress(f"run {index}: the guest died in {result.wall_seconds:.0f} s without a byte of console "
                           f"({result.verdict.detail}); kept in {kept.name}, running it again")
             result = self._run_once(index)
+        self.done.append(result)
+        self._write("running")
+        return result
+
+    def _record_unrunnable(self, index: int) -> RunResult:
+        """A run that could not start (no binary): recorded like any run, with the reason and no guest."""
+        run_dir = self.folder / f"run-{index:02d}"
+        run_dir.mkdir(parents=True)
+        result = RunResult(index, run_dir, self.unrunnable, (), 0.0, None,
+                           {"backend_reason": self.backend_reason, "not_started": True})
+        write_json(run_dir / "result.json", {**result.to_dict(), "status": "done"})
         self.done.append(result)
         self._write("running")
         return result
@@ -477,6 +496,8 @@ def run_repro(spec: Spec, kernel: Kernel, options: RunOptions, *, accel: Accel, 
             result = session.run()
             if on_run:
                 on_run(result)
+            if session.unrunnable is not None:  # the next runs would meet the same reason
+                break
     return session.summary()
 
 
