@@ -18,7 +18,7 @@ from harness.cli.options import add_run_options
 from harness.cli.output import console
 from harness.cli.repro import _run_on, _targets
 from harness.errors import ExitCode
-from harness.fstests import config
+from harness.fstests import config, subsets
 from harness.fstests import guest as fguest
 from harness.fstests.results import Status, TestResult, summary_table
 from harness.repro import faults as faultlib
@@ -31,7 +31,9 @@ PER_TEST = 900  # seconds a listed test may take under TCG (loaded host, quick t
 
 def fstests_spec(args: argparse.Namespace) -> Spec:
     """An fstests spec made from the command line (what a repro.yaml with ``fstests:`` would hold)."""
-    selection = config.Selection(fs=args.fs, tests=tuple(args.tests), groups=tuple(args.group or ()),
+    listed = tuple(t for name in args.subset or () for t in subsets.load(name).tests)
+    selection = config.Selection(fs=args.fs, tests=tuple(dict.fromkeys((*args.tests, *listed))),
+                                 groups=tuple(args.group or ()),
                                  exclude_groups=tuple(args.exclude_group or ()),
                                  exclude_tests=tuple(args.exclude or ()),
                                  settings=tuple(s.split("=", 1) for s in args.set or ()))  # type: ignore[misc]
@@ -80,6 +82,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     f.add_argument("-g", "--group", action="append", help="a group (quick, auto, xfs/quick...); repeatable")
     f.add_argument("-x", "--exclude-group", action="append", help="leave out a group's tests; repeatable")
     f.add_argument("-e", "--exclude", action="append", help="leave out a test; repeatable")
+    f.add_argument("--subset", action="append", metavar="NAME",
+                   help="a documented list of tests (harness/fstests/subsets/NAME.txt: tcg20, 22 tests in about "
+                        "20 minutes under TCG); repeatable")
     f.add_argument("--fs", default="xfs", choices=config.FILESYSTEMS, help="FSTYP (default xfs)")
     f.add_argument("--set", action="append", metavar="NAME=VALUE", help="a local.config setting (TIME_FACTOR=1...)")
     f.add_argument("--faults", metavar="FILE", help="a YAML file holding a spec's faults: block (fail_usercopy "
