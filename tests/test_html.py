@@ -114,3 +114,34 @@ def test_screenshot_in_headless_chromium(tmp_path):
     assert f"Kernel × reproducer matrix {index.id}" in dom and "debian:6.1.0-47" in dom and "<svg" in dom
     if os.environ.get("HARNESS_SCREENSHOT"):  # keep a copy to look at
         shutil.copy(shot, os.environ["HARNESS_SCREENSHOT"])
+
+
+def test_fstests_cell_shows_counts_and_links_the_out_bad_diffs(tmp_path):
+    """An fstests cell: the run's pass/fail/notrun counts and a link to each failed test's .out.bad."""
+    import json
+
+    from harness.results.db import CellResult
+
+    cell_dir = tmp_path / "cells" / "fstests-xfs"
+    run = cell_dir / "run-01"
+    (run / "fstests" / "generic").mkdir(parents=True)
+    (run / "fstests" / "generic" / "263.out.bad").write_text("READ BAD DATA: offset = 0x1200\n")
+    (run / "console.log").write_text("[ 1.0] harness: run fstests\n")
+    tests = [{"name": "generic/002", "status": "pass", "seconds": 59, "reason": ""},
+             {"name": "generic/263", "status": "fail", "seconds": 89, "reason": "output mismatch",
+              "out_bad": str(run / "fstests" / "generic" / "263.out.bad")},
+             {"name": "generic/548", "status": "notrun", "seconds": None, "reason": "No encryption support for xfs"}]
+    record = {"run": 1, "verdict": "TEST_FAILED", "wall_seconds": 900.0,
+              "fstests": {"complete": True, "counts": {"pass": 1, "fail": 1, "notrun": 1, "unfinished": 0,
+                                                       "unreached": 0}, "tests": tests}}
+    (cell_dir / "result.json").write_text(json.dumps({"repro": "fstests-xfs", "verdict": "TEST_FAILED", "hits": 1,
+                                                      "runs": 1, "status": "done", "results": [record]}))
+    cell = CellResult.from_folder("debian:6.1:fstests-xfs", "debian:6.1", cell_dir, tmp_path)
+    assert cell.results[0].fstests["failed"] == [{"name": "generic/263", "out_bad": "fstests/generic/263.out.bad"}]
+    again = CellResult.from_dict(json.loads(json.dumps(cell.to_dict())))  # the history keeps it
+    assert again.results[0].fstests == cell.results[0].fstests
+    text = html.cell_html(cell, tmp_path)
+    assert "fstests: 1 pass, 1 fail, 1 notrun" in text
+    hrefs = re.findall(r'href="([^"]+)"', text)
+    target = next(h for h in hrefs if h.endswith(".out.bad"))
+    assert (tmp_path / unquote(target)).read_text().startswith("READ BAD DATA")

@@ -43,6 +43,27 @@ class RunInfo:
     detail: str = ""
     path: str = ""  # the run's folder relative to the cell's, when it is not run-NN (a proof's runs)
     side: str = ""  # a proof's run: base or patched
+    # an fstests run: {"counts": {pass, fail, notrun, ...}, "failed": [{"name", "out_bad"}]} (paths relative to
+    # the run's folder), else empty
+    fstests: dict = field(default_factory=dict)
+
+
+def fstests_info(record: dict | None, run_folder: Path) -> dict:
+    """What a cell shows of an fstests run's record (``harness.fstests.results.Results.to_json``)."""
+    if not record:
+        return {}
+
+    def rel(path: str | None) -> str | None:
+        if not path:
+            return None
+        try:
+            return str(Path(path).relative_to(run_folder))
+        except ValueError:  # moved since (a merged CI artifact): fstests' own layout under the run folder
+            return str(Path("fstests") / Path(path).parent.name / Path(path).name)
+
+    failed = [{"name": t.get("name"), "out_bad": rel(t.get("out_bad"))}
+              for t in record.get("tests", ()) if t.get("status") == "fail"]
+    return {"counts": dict(record.get("counts") or {}), "failed": failed}
 
 
 def _detail(runs: tuple[RunInfo, ...], verdict: str | None) -> str | None:
@@ -129,6 +150,7 @@ class CellResult:
                 detail=r.get("detail") or "",
                 path=r.get("path") or "",
                 side=r.get("side") or "",
+                fstests=fstests_info(r.get("fstests"), folder / (r.get("path") or f"run-{r.get('run', i + 1):02d}")),
             )
             for i, r in enumerate(data.get("results", ()))
         )

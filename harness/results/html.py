@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from harness.results import write_text
-from harness.results.db import CellResult, MatrixIndex
+from harness.results.db import CellResult, MatrixIndex, RunInfo
 
 COLOURS = {
     "REPRODUCED": "#f28b82",
@@ -68,9 +68,20 @@ def _links(cell: CellResult, base: Path) -> str:
             for name, label in (("console.log", "console"), ("report.txt", "report"), ("build-error.txt", "build error"))
             if (base / run / name).exists()
         ]
-        bits.append(f"{r.side + ' ' if r.side else ''}run {r.index}: {' · '.join(links)}")
+        bits.append(f"{r.side + ' ' if r.side else ''}run {r.index}: {' · '.join(links)}{_fstests(r, run)}")
     bits.append(f'<a href="{escape(_href(cell.folder, "result.json"))}">result.json</a>')
     return '<div class="small links">' + "<br>".join(bits) + "</div>"
+
+
+def _fstests(r: RunInfo, run: str) -> str:
+    """An fstests run: its pass/fail/notrun counts, and each failed test's .out.bad diff."""
+    if not r.fstests:
+        return ""
+    counts = r.fstests.get("counts", {})
+    said = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    failed = [f'<a href="{escape(_href(run, t["out_bad"]))}">{escape(t["name"])}.out.bad</a>' if t.get("out_bad")
+              else escape(str(t.get("name"))) for t in r.fstests.get("failed", ())]
+    return f"<br>fstests: {escape(said) or 'no tests'}" + (f" · failed: {' '.join(failed)}" if failed else "")
 
 
 def _met(cell: CellResult) -> str:
