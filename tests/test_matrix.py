@@ -462,3 +462,22 @@ def test_one_cell_matrix_boots_for_real(vm, tmp_path):
     assert [(r.matrix, r.verdict, r.hits, r.runs, r.met) for r in rows] == [(index.id, "REPRODUCED", 1, 1, True)]
     assert exit_code(index) == 0
     assert isinstance(CellResult.from_folder(cell, "debian:6.1-oldest", index.folder / result.folder, index.folder), CellResult)
+
+
+def test_only_names_a_cell_outside_the_matrix_yaml(tmp_path):
+    """`matrix run --only KERNEL:REPRO` for a reproducer the matrix does not list (one `harness new` made)."""
+    m = load_matrix(write_matrix(tmp_path, SMALL), available=available)
+    grown = m.with_cells_named(["debian:6.1.0-48:ext4_inline", "debian-src:6.1.192/xfs-unfixed:xfs_mkwrite_delalloc",
+                                "debian-src:6.1.192/debug:ext4_inline", "debian:6.1.0-47:ext4_inline"], available)
+    extra = [c for c in grown.cells if c not in m.cells]
+    assert [(c.id, c.variant, c.expectation) for c in extra] == [
+        ("debian:6.1.0-48:ext4_inline", None, "reproduce"),
+        ("debian-src:6.1.192/xfs-unfixed:xfs_mkwrite_delalloc", "xfs-unfixed", "reproduce"),
+        ("debian-src:6.1.192/debug:ext4_inline", None, None),  # a named build, found by the resolver
+    ]
+    assert grown.select(["debian:6.1.0-48:ext4_inline"]) == (extra[0],)
+    with pytest.raises(UnknownName, match="Unknown kernel 'debian:6.1.0-99'"):
+        m.with_cells_named(["debian:6.1.0-99:ext4_inline"], available)
+    with pytest.raises(UnknownName, match="Unknown reproducer 'nope'"):
+        m.with_cells_named(["debian:6.1.0-47:nope"], available)
+    assert m.with_cells_named(["debian:6.1.0-9*:ext4_inline"], available).cells == m.cells  # a glob adds nothing

@@ -45,7 +45,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = msub.add_parser("run", help="run the matrix (bounded parallel guests); resumable")
     r.add_argument("spec", nargs="?", help=f"matrix file (default {DEFAULT_SPEC.name} in the project)")
     r.add_argument("--only", action="append", default=[], metavar="KERNEL:REPRO",
-                   help="only these cells (globs over KERNEL:REPRO, a kernel or a reproducer); repeatable")
+                   help="only these cells (globs over KERNEL:REPRO, a kernel or a reproducer; an exact "
+                        "KERNEL:REPRO the file does not list is run too); repeatable")
     r.add_argument("-j", "--jobs", type=positive,
                    help="guests at a time (default and cap: host CPUs/2 and free memory)")
     add_run_options(r, runs_help="runs per cell (default: matrix.yaml's, else the spec's)")

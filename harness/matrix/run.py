@@ -332,7 +332,7 @@ def run_matrix(
     if prior:
         spec_path, only = spec_path or prior.spec, only or prior.only
         options = options.with_(runs=options.runs or prior.runs)
-    matrix = load_matrix(spec_path, available=available)
+    matrix = load_matrix(spec_path, available=available).with_cells_named(only, available)
     cells = matrix.select(only)
     rec = Recorder(open_index(matrix, cells, options, only, prior), cells, console)
     console.print(f"[bold]matrix {rec.index.id}[/bold]: {rec.total} cells, {len(rec.todo)} to run · {rec.index.folder}")

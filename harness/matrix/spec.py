@@ -133,6 +133,28 @@ class Matrix:
     cells: tuple[Cell, ...]
     specs: Mapping[str, specs.Spec] = field(default_factory=dict, compare=False, repr=False)
 
+    def with_cells_named(self, only: Sequence[str], available: Available | None = None) -> Matrix:
+        """The matrix plus a cell for every ``KERNEL:REPRO`` in ``only`` that names no cell of it but a
+        kernel and a reproducer that exist (a reproducer just made by ``harness new``, on any kernel)."""
+        avail = functools.cache(available or _sources_available)
+        cells, loaded = dict((c.id, c) for c in self.cells), dict(self.specs)
+        for pattern in only:
+            if any(ch in pattern for ch in "*?[") or ":" not in pattern or any(
+                    fnmatch.fnmatchcase(s, pattern) for c in self.cells for s in (c.id, c.kernel_id, c.repro)):
+                continue
+            kernel, name = pattern.rsplit(":", 1)
+            spec = loaded.setdefault(name, specs.load(name))  # "Unknown reproducer ..." as anywhere
+            source, _, variant = kernel.partition("/")
+            if variant and variant in {v.name for v in spec.variants}:
+                cell = Cell(source, name, variant)
+            elif variant:  # a named build (SOURCE/NAME): the resolver finds it in the cache, or says how to build it
+                cell = Cell(kernel, name)
+            else:
+                ((kernel, variant),) = _kernels([kernel], f"--only {pattern}", avail)  # an unknown kernel: one line
+                cell = Cell(kernel, name, variant)
+            cells[cell.id] = replace(cell, expectation=spec.expect.for_kernel(_judged_as(cell, avail)))
+        return replace(self, cells=tuple(cells.values()), specs=loaded)
+
     def select(self, only: Sequence[str] = ()) -> tuple[Cell, ...]:
         """Cells matching any of ``only`` (globs over KERNEL:REPRO, a kernel or a reproducer)."""
         if not only:
