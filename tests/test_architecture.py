@@ -1,4 +1,4 @@
-"""The harness's structural rules (docs/PLAN.md "Rules", issue 14 "Done when"), checked on the source.
+"""The harness's structural rules (docs/architecture.md, issue 14 "Done when"), checked on the source.
 
 Each test reads every ``harness/**/*.py`` with ``ast`` and ``tokenize`` (nothing
 is imported) and fails listing every offender as ``path:line: what``, so one
@@ -24,7 +24,7 @@ run tells each owner what to fix.
 4. **The literal** ``@@harness`` (the guest protocol's marker) appears in
    ``harness/guest/protocol.py`` and the templates it renders
    (``harness/guest/templates/``) only; any file under ``harness/`` counts.
-5. **Layers** (docs/PLAN.md "Layers"): a module imports only from its own
+5. **Layers** (docs/architecture.md "Layers"): a module imports only from its own
    layer or a lower one.  ``LAYERS`` below is the table (``pkg.*`` names a
    package and everything in it, a plain name one module; the most specific
    entry wins); a module no entry names is an offender too (place it when you
@@ -354,7 +354,7 @@ def test_protocol_marker_in_protocol_module_only():
 
 def test_modules_import_from_their_layer_or_below():
     offenders = layer_offenders()
-    assert not offenders, report(offenders, "a module imports only from its layer or below (docs/PLAN.md)")
+    assert not offenders, report(offenders, "a module imports only from its layer or below (docs/architecture.md)")
 
 
 # The checks check themselves on small trees, so a rule that finds nothing is not a rule that sees nothing.
