@@ -6,6 +6,7 @@ Python), so a crash, a hang or Ctrl-C never loses what was already printed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shlex
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from harness.errors import HarnessError, MissingTool
+from harness.errors import ExitCode, HarnessError, MissingTool
 
 log = logging.getLogger("harness.cmd")
 LEASH = Path(__file__).resolve().with_name("leash.py")
@@ -47,12 +48,19 @@ class Completed:
         return self.returncode == 0
 
 
+NO_SPACE_HINT = "free some: `harness kernel evict --max-size SIZE`, old results folders"
+
+
 class CommandFailed(HarnessError):
     def __init__(self, done: Completed, what: str, tail: str = ""):
         rc = "timed out" if done.timed_out else f"exit {done.returncode}"
         detail = f": {tail.strip().splitlines()[-1]}" if tail.strip() else ""
-        super().__init__(f"{what} failed ({rc}){detail}")
+        full = os.strerror(errno.ENOSPC) in tail or os.strerror(errno.ENOSPC) in (done.output or "")  # ENOSPC: the disk, not the tool
+        super().__init__(f"{what} failed ({rc}){detail}" + ("; no space left on device" if full else ""),
+                         hint=NO_SPACE_HINT if full else None)
         self.done = done
+        if full:
+            self.exit_code = ExitCode.NO_SPACE
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:

@@ -37,6 +37,21 @@ def test_failure_raises_with_last_line():
         proc.run(["sh", "-c", "echo bad option >&2; exit 3"], what="mkfs for x")
 
 
+def test_a_full_disk_is_exit_12_whatever_tool_said_it(tmp_path):
+    """mkfs, tar or make out of space: the disk is full, not the tool broken (exit 12, one line saying so)."""
+    from harness.errors import ExitCode
+
+    with pytest.raises(proc.CommandFailed) as caught:
+        proc.run(["sh", "-c", "echo 'mke2fs: No space left on device while writing out and closing file system' >&2; "
+                  "exit 1"], what="mkfs for image x", log_path=tmp_path / "mkfs.log")
+    assert caught.value.exit_code == ExitCode.NO_SPACE
+    assert caught.value.one_line().startswith("mkfs for image x failed (exit 1): mke2fs: No space left")
+    assert "; no space left on device" in caught.value.one_line() and "harness kernel evict" in caught.value.one_line()
+    with pytest.raises(proc.CommandFailed) as other:
+        proc.run(["sh", "-c", "echo bad option >&2; exit 3"], what="mkfs for x")
+    assert other.value.exit_code == ExitCode.HARNESS
+
+
 def test_missing_program():
     with pytest.raises(MissingTool, match="no-such-tool-xyz not found"):
         proc.run(["no-such-tool-xyz"])

@@ -79,3 +79,40 @@ def test_what_is_not_stillborn(tmp_path):
     (d / "console.log").write_text("Kernel panic - not syncing: VFS")
     assert not runner.stillborn(runner.RunResult(1, d, silent, (), 2.0, None))
     assert not runner.stillborn(runner.RunResult(1, d, Verdict(Outcome.CLEAN), (), 2.0, None))
+
+
+class Compiling(Flaky):
+    """A backend whose guests compile (vng): run 1 compiles the reproducer."""
+
+    name = "compiling"
+    compiles = True
+
+    def __init__(self, probe):
+        super().__init__(dead=0)
+        self.probe, self.held = probe, []
+
+    def run(self, req, *, timeout=None, watchdog=None) -> GuestRun:
+        self.held.append(self.probe())
+        return super().run(req, timeout=timeout, watchdog=watchdog)
+
+
+def test_binary_lock_is_held_until_run_1_compiled(tmp_path, monkeypatch):
+    """Two harnesses, one cache: the one that did not get the lock waits for run 1's binary (no second compile)."""
+    import filelock
+
+    from harness.repro.binaries import BinaryCache
+
+    def held() -> bool:  # another process's view: a second lock object on the same file
+        other = BinaryCache().lock("ext4_inline", "k")
+        try:
+            other.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        other.release()
+        return False
+
+    backend = Compiling(held)
+    summary, _ = _run(tmp_path, monkeypatch, backend)
+    assert [r.outcome for r in summary.runs] == [Outcome.CLEAN, Outcome.CLEAN]
+    assert backend.held == [True, False]  # held through run 1 (which compiles), released after it
+    assert not held()

@@ -12,12 +12,15 @@ one decision about the guest (``unfit_reason`` -> ``backend.replace``).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import filelock
 
 from harness import images, report
 from harness.errors import GuestError, KernelError
@@ -224,6 +227,20 @@ def stillborn(result: RunResult) -> bool:
     return not console.exists() or console.stat().st_size == 0
 
 
+@contextlib.contextmanager
+def _waiting(lock, say: Callable[[], None]):
+    """Hold ``lock``; say so once if another process holds it first."""
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        say()
+        lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 class ReproSession:
     """One reproducer on one kernel: prepared once, then ``run()`` as often as needed (see the module doc)."""
 
@@ -243,6 +260,7 @@ class ReproSession:
         self.binary: Cached | None = None
         self.fstests: fguest.Prepared | None = None
         self.unrunnable: Verdict | None = None  # why no run can start (the compile boot left no binary)
+        self.compiling = None  # the binary's lock, held from prepare until run 1 compiled it (compiling backends)
         self.interrupted = False
 
     # --- prepare once ------------------------------------------------------------------------
@@ -289,9 +307,15 @@ class ReproSession:
                 raise GuestError(f"--fresh-compile compiles in every guest; {self.backend.name} guests have no "
                                  "compiler (use --backend vng or vng-ssh)")
             return
-        with self.cache.lock(spec.name, self.key):
+        lock = self.cache.lock(spec.name, self.key)
+        with _waiting(lock, lambda: self.progress(f"another harness is compiling {spec.source.name} for "
+                                                  f"{self.kernel.name}: waiting for its binary")):
             self.binary = self.cache.get(spec.name, self.key)
             if self.binary is not None:
+                return
+            if self.backend.compiles and not opts.host_compile:  # run 1 compiles: another harness waits for it
+                lock.acquire()
+                self.compiling = lock
                 return
             if opts.host_compile:
                 self.progress(f"compiling {spec.source.name} on the host (--host-compile)")
@@ -309,8 +333,15 @@ class ReproSession:
                     self.unrunnable = exc.verdict
                     self.progress(exc.one_line())
 
+    def _compiled(self) -> None:
+        """Run 1 is over: the binary is in the cache (or it failed to compile): a waiting harness goes on."""
+        if self.compiling is not None:
+            self.compiling.release()
+            self.compiling = None
+
     def __exit__(self, exc_type, exc, tb) -> None:
         self.interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self._compiled()
         try:
             if self.backend is not None:
                 self.backend.close()
@@ -427,6 +458,7 @@ class ReproSession:
         ))
         if not binary:
             binary = self._adopt(run_dir, output)
+        self._compiled()
         info = dict(guest.info)
         if self.backend.persistent and guest.signals is not None:
             why = unfit_reason(guest.signals)
