@@ -205,6 +205,9 @@ def fstests_rule(ev: Evidence) -> Verdict | None:
     if cut and run is not None and run.timed_out:  # the harness's budget, not the kernel, ended check
         return Verdict(Outcome.INFRA_ERROR, detail=f"fstests ran past the run's time limit ({run.seconds or 0:.0f} s) "
                        f"in {cut[0]}; {len(cut)} test(s) without a result: raise --timeout")
+    if cut:  # no report, no timeout, yet tests without a result: never CLEAN (a test not seen is not a pass)
+        return Verdict(Outcome.INFRA_ERROR, detail=f"fstests: {len(cut)} test(s) without a result ({', '.join(cut[:5])}): "
+                       f"check's output and result files do not say how they ended")
     if not counts.get("pass") and not counts.get("notrun") and run is not None and run.rc not in (0, None):
         return Verdict(Outcome.INFRA_ERROR, detail=f"fstests' check exited {run.rc} without a result: "
                        f"{_tail(step_text(ev.output, 'run'))}")

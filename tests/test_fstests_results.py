@@ -123,6 +123,14 @@ def test_ext4_plain_from_check_output_and_files():
     assert one(res, "generic/514").full and one(res, "generic/514").out_bad is None
 
 
+def test_fault_marker_output_inside_a_test_line():
+    """generic/346 with fail_page_alloc on holetest (real output): the harness's fault marker printed into
+    check's line for the test, which ended on the next line; it passed, and the run is not CLEAN by omission."""
+    out = results.parse_check_output((DATA / "faults-marker" / "check.out").read_text())
+    assert out.tests["generic/346"].status is Status.PASS and out.tests["generic/346"].seconds == 13
+    assert out.finished and out.ran == ("generic/346",)
+
+
 def test_ext4_plain_header():
     out = results.parse_check_output((DATA / "ext4-plain" / "check.out").read_text())
     assert out.header["MOUNT_OPTIONS"] == "-o acl,user_xattr /dev/vdb /tmp/fstests/scratch"

@@ -113,6 +113,9 @@ class Results:
         }
 
 
+_OWN = re.compile(r"harness-faults: .*$")  # repro/faults.py's marker lines
+
+
 def parse_check_output(text: str) -> CheckOutput:
     """check's stdout (other lines, e.g. the harness's own, are skipped)."""
     header: dict[str, str] = {}
@@ -121,7 +124,8 @@ def parse_check_output(text: str) -> CheckOutput:
     finished = interrupted = False
     current: str | None = None
     for raw in text.splitlines():
-        line = raw.rstrip()
+        # the harness's fault marker prints from the background, also into a test's line ("generic/346  harness-...")
+        line = _OWN.sub("", raw).rstrip()
         if m := _HEADER.match(line):
             header[m.group(1)] = m.group(2).strip()
         elif m := re.match(r"^(Ran|Not run|Failures): (.*)$", line):
@@ -158,9 +162,12 @@ def _failure_text(tail: str) -> str:
 
 
 def _continued(line: CheckLine, text: str) -> CheckLine:
-    """A message check printed on the line after the test's name (e.g. after a core dump)."""
+    """What check printed on the line after the test's name (after a core dump, or after another
+    program's output broke its line): a failure, or the seconds of a pass."""
     if text.startswith(("- output mismatch", "[failed", "_check_", "[dumped core]")):
         return CheckLine(Status.FAIL, reason=text)
+    if re.fullmatch(r"(\d+s \.\.\.\s+)?\d+s", text):
+        return _check_line(text)
     return line
 
 
