@@ -97,8 +97,9 @@ class BinaryCache:
         return base, base.with_name(base.name + ".json")
 
     def lock(self, name: str, key: str) -> FileLock:
-        """Held while a binary is compiled for (name, key): a second harness waits instead of compiling too."""
-        return FileLock(str(self._paths(name, key)[0]) + ".lock")
+        """Held while a binary is compiled for (name, key): a second harness waits instead of compiling too.
+        Not thread-local: a session holds it from prepare until its run 1 compiled, whoever runs that."""
+        return FileLock(str(self._paths(name, key)[0]) + ".lock", thread_local=False)
 
     def get(self, name: str, key: str) -> Cached | None:
         binary, meta_path = self._paths(name, key)
