@@ -43,6 +43,13 @@ def test_report_command(capsys):
     assert json.loads(capsys.readouterr().out)["title"] is None
 
 
+def test_report_of_a_missing_log_is_a_usage_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as done:
+        main(["report", str(tmp_path / "no-such.log")])
+    assert done.value.code == 2
+    assert "no-such.log: cannot read: No such file or directory (give the path of a console log)" in capsys.readouterr().err
+
+
 def test_python_m_harness_runs():
     done = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "repro" in done.stdout

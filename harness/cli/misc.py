@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import images, kernels, report, setup
 from harness.cli.options import ACCELS, accel_for
 from harness.cli.output import progress
-from harness.errors import ExitCode, HarnessError
+from harness.errors import ExitCode
 from harness.options import RunOptions
 
 
@@ -30,7 +30,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise HarnessError(f"{path}: cannot read: {exc.strerror}") from None
+        args.usage_error(f"{path}: cannot read: {exc.strerror} (give the path of a console log)")  # exit 2
     reports = report.parse(text)
     if args.json:
         print(json.dumps(report.summary(reports)))
@@ -68,7 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="parse a console log: first crash title and type")
     rep.add_argument("file")
     rep.add_argument("--json", action="store_true")
-    rep.set_defaults(func=cmd_report)
+    rep.set_defaults(func=cmd_report, usage_error=rep.error)
 
     s = sub.add_parser("setup", help="install missing host packages (apt, as root)")
     s.add_argument("--build", action="store_true", help="also what kernel builds need")
