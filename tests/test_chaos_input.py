@@ -25,10 +25,7 @@ from harness.yamlio import MAX_BYTES, load_mapping
 
 # Cases that do not hold yet, in files the chaos suite does not own: the owner's fix makes the test fail
 # until the case is taken off this list.
-KNOWN = {
-    "missing console log": "harness/cli/misc.py cmd_report: an unreadable file is a HarnessError (exit 10), "
-                           "not a usage or spec error (matrix+cli)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def test_every_bad_input_is_one_line_and_runs_nothing(tmp_path):
