@@ -379,12 +379,19 @@ def test_in_processes_is_parallel_and_reports_failures():
 def test_in_processes_ctrl_c_stops_every_worker_cleanly(tmp_path):
     def work(i):
         try:
+            (tmp_path / f"started-{i}").write_text("")
             time.sleep(60)
         except KeyboardInterrupt:
             (tmp_path / f"stopped-{i}").write_text("recorded\n")  # run_repro records its partial cell here
             raise
 
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    def interrupt_once_both_work():  # not a fixed delay: a loaded host starts workers slowly
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_once_both_work, daemon=True)
     timer.start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
