@@ -8,7 +8,8 @@ report parser (harness.report).
 A reproducer still running at its time limit with a healthy kernel (the
 in-guest timeout ended it and the steps went on to the end) is CLEAN: it ran
 its course without a report.  HANG is a guest that stopped making progress
-(the host's watchdog or timeout had to act), or a reproducer whose spec says
+(the host's watchdog or timeout had to act), a reproducer whose processes
+SIGKILL at the time limit left in D state (named with their wchan), or one whose spec says
 ``timeout_is: hang`` (it is meant to stop by itself) ran into its limit.  A
 hung-task or stall report is a crash report like any other, named by its
 title.
@@ -167,6 +168,9 @@ def hang_rule(ev: Evidence) -> Verdict | None:
     run = _step(ev, "run")
     if run is not None and run.timed_out and ev.timeout_is == "hang":
         return Verdict(Outcome.HANG, detail=f"the reproducer ran past its timeout ({run.seconds:.0f} s)")
+    if run is not None and run.timed_out and ev.guest.stuck:  # unkillable: the kernel holds them, not the time limit
+        return Verdict(Outcome.HANG, detail=f"the reproducer stopped at its time limit ({run.seconds:.0f} s) and "
+                       f"SIGKILL left {len(ev.guest.stuck)} of its processes in D state: {'; '.join(ev.guest.stuck[:3])}")
     open_steps = ev.guest.open_steps if ev.steps is None else tuple(s.name for s in ev.steps if s.rc is None)
     if ev.killed or (open_steps and not ev.guest.done):
         where = f" in step {open_steps[-1]}" if open_steps else ""

@@ -103,6 +103,16 @@ def test_a_timeout_is_not_a_hang():
     assert v.outcome is Outcome.HANG
 
 
+def test_processes_sigkill_left_in_d_state_are_a_hang():
+    """A writer blocked on a frozen filesystem: the time limit's SIGKILL cannot end it (the steps name it)."""
+    out = (UP + INFRA_OK + "@@harness step run begin 3.0\n@@harness step run end 137 18.0\n"
+           "@@harness stuck 212 chaos_freeze percpu_rwsem_wait\n" + TAIL_OK[-80:] + "@@harness done\n")
+    v = judge(ev("", out))
+    assert v.outcome is Outcome.HANG
+    assert v.detail == ("the reproducer stopped at its time limit (15 s) and SIGKILL left 1 of its processes "
+                        "in D state: 212 chaos_freeze in percpu_rwsem_wait")
+
+
 def test_host_kill_in_run_is_hang():
     out = UP + INFRA_OK + "@@harness step run begin 3.0\n"
     v = judge(ev("", out, killed="step run made no progress for 110 s", guest_rc=None))

@@ -229,6 +229,7 @@ _UP_RE = re.compile(rf"^{MARK} guest up ([\d.]+)(?: kernel (\S+))?")
 _TAINT_RE = re.compile(rf"^{MARK} taint (before|after) (\d+)\s*$")
 _DEVICE_RE = re.compile(rf"^{MARK} device (\S+)")
 _BINARY_RE = re.compile(rf"^{MARK} binary (compiled|prebuilt)(?: ([0-9a-f]{{64}}))?\s*$")
+_STUCK_RE = re.compile(rf"^{MARK} stuck (\d+) (\S+) (\S+)\s*$")
 _LOST_RE = re.compile(r"^@@lost (.*)$")
 _LOSS_AFTER_RE = re.compile(r"^@@first-loss-after ([\d.]+)")
 
@@ -250,11 +251,12 @@ class GuestOutput:
     first_loss_after: float | None = None  # "@@first-loss-after S": seconds into the run
     sessions: tuple[str, ...] = ()  # host-side session events
     last_mark: str | None = None  # the last step mark: "run:begin", "sync:end"...
+    stuck: tuple[str, ...] = ()  # "PID comm in wchan": processes the run's time limit left in D state
 
     @classmethod
     def parse(cls, text: str) -> GuestOutput:
         steps: dict[str, StepResult] = {}
-        found: dict = {"lost": [], "sessions": []}
+        found: dict = {"lost": [], "sessions": [], "stuck": []}
         for raw in text.splitlines():
             line = raw.strip()
             if line.startswith(MARK):
@@ -264,7 +266,7 @@ class GuestOutput:
             elif (m := _LOSS_AFTER_RE.match(line)) and "first_loss_after" not in found:
                 found["first_loss_after"] = float(m.group(1))
         return cls(steps=tuple(steps.values()), lost=tuple(found.pop("lost")), sessions=tuple(found.pop("sessions")),
-                   **found)
+                   stuck=tuple(found.pop("stuck")), **found)
 
     @staticmethod
     def _mark(line: str, steps: dict[str, StepResult], found: dict) -> None:
@@ -279,6 +281,8 @@ class GuestOutput:
             found["up_at"], found["kernel"] = float(m.group(1)), m.group(2)
         elif m := _TAINT_RE.match(line):
             found[f"taint_{m.group(1)}"] = int(m.group(2))
+        elif m := _STUCK_RE.match(line):
+            found["stuck"].append(f"{m.group(1)} {m.group(2)} in {m.group(3)}")
         elif m := _DEVICE_RE.match(line):
             found["device"] = m.group(1)
         elif (m := _BINARY_RE.match(line)) and "run" not in steps and "binary" not in found:

@@ -13,6 +13,18 @@ step() {  # step NAME TIMEOUT CMD... (TIMEOUT 0: none; shell functions need 0)
   return $rc
 }
 taint() { local t; read -r t < /proc/sys/kernel/tainted; echo "@@harness taint $1 $t"; }
+stuck() {  # after the run hit its time limit: this session's processes that SIGKILL left in D state
+  local st sid d w comm
+  read -r st < /proc/$$/stat; set -- ${st##*) }; sid=$4
+  read -r -t 1 <> <(:) 2>/dev/null  # a second for the killed to go (a builtin wait, no program started)
+  for d in /proc/[0-9]*; do
+    read -r st < "$d/stat" 2>/dev/null || continue
+    set -- ${st##*) }
+    [ "$1" = D ] && [ "$4" = "$sid" ] || continue
+    comm=${st#*(}; comm=${comm%%)*}; w=; read -r w < "$d/wchan" 2>/dev/null  # no newline: read says 1
+    echo "@@harness stuck ${d#/proc/} ${comm// /_} ${w:-?}"
+  done
+}
 setup() {
   echo 8 > /proc/sys/kernel/printk
   echo 20 2>/dev/null > /proc/sys/kernel/hung_task_timeout_secs || echo 'sysctl kernel.hung_task_timeout_secs not set (not in this kernel)'
@@ -57,6 +69,7 @@ step compile 0 compile || exit 0
 
 cd /tmp/harness-mnt
 step run 60 /tmp/harness-repro /tmp/harness-mnt -t 20 -w sendfile
+case $? in 124|137) stuck ;; esac
 cd /
 
 step sync 120 sync
