@@ -391,11 +391,16 @@ def test_in_processes_ctrl_c_stops_every_worker_cleanly(tmp_path):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
+    # a shell's background job starts with SIGINT ignored, and Python then keeps it so: Ctrl-C's handler here
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Thread(target=interrupt_once_both_work, daemon=True)
     timer.start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        list(pool.in_processes([0, 1, 2], 2, work))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(pool.in_processes([0, 1, 2], 2, work))
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert time.monotonic() - started < 30
     assert sorted(p.name for p in tmp_path.glob("stopped-*")) == ["stopped-0", "stopped-1"]
 
