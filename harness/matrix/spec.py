@@ -143,7 +143,11 @@ class Matrix:
                     fnmatch.fnmatchcase(s, pattern) for c in self.cells for s in (c.id, c.kernel_id, c.repro)):
                 continue
             kernel, name = pattern.rsplit(":", 1)
-            spec = loaded.setdefault(name, specs.load(name))  # "Unknown reproducer ..." as anywhere
+            try:
+                spec = loaded.get(name) or specs.load(name)
+            except UnknownName:  # not KERNEL:REPRO (a kernel alone, a typo): select() says "Unknown cell ..."
+                continue
+            loaded[name] = spec
             source, _, variant = kernel.partition("/")
             if variant and variant in {v.name for v in spec.variants}:
                 cell = Cell(source, name, variant)
