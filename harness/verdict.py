@@ -23,6 +23,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from harness import report
+from harness.fstests.results import counts_text
 from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, step_text, tail
 
 
@@ -215,8 +216,7 @@ def fstests_rule(ev: Evidence) -> Verdict | None:
     if not counts.get("pass") and not counts.get("notrun") and run is not None and run.rc not in (0, None):
         return Verdict(Outcome.INFRA_ERROR, detail=f"fstests' check exited {run.rc} without a result: "
                        f"{_tail(step_text(ev.output, 'run'))}")
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    return Verdict(Outcome.CLEAN, detail=f"fstests: {summary}")
+    return Verdict(Outcome.CLEAN, detail=f"fstests: {counts_text(counts)}")
 
 
 def fsck_rule(ev: Evidence) -> Verdict | None:

@@ -2,9 +2,10 @@
 
 An fstests run is a reproducer run whose run step is fstests' ``./check``
 (harness.fstests.guest): the same kernels (names, ``--base``, ``--patch``),
-the same guests (vng: check runs from the host's fstests build on the guest's
-read-only view of the host's root, with TEST_DEV and SCRATCH_DEV as virtio
-disks), the same console reports and verdicts, plus fstests' own result for
+the same guests (vng: the guest unpacks the host's fstests build from its
+read-only view of the host's root into its tmpfs and runs check there, with
+TEST_DEV and SCRATCH_DEV as virtio disks), the same console reports and
+verdicts, plus fstests' own result for
 every test.  A reproducer spec may say ``fstests: generic/346`` instead of
 ``source:``; this command makes such a spec on the fly.
 """
@@ -20,7 +21,7 @@ from harness.cli.repro import _run_on, _targets
 from harness.errors import ExitCode
 from harness.fstests import config, subsets
 from harness.fstests import guest as fguest
-from harness.fstests.results import Status, TestResult, summary_table
+from harness.fstests.results import Status, TestResult, counts_text, summary_table
 from harness.repro import faults as faultlib
 from harness.repro.run import Summary
 from harness.repro.spec import Expectation, GuestOptions, Spec
@@ -58,7 +59,7 @@ def _table(summary: Summary) -> str:
         tests = [TestResult(t["name"], Status(t["status"]), t.get("seconds"), t.get("reason", ""))
                  for t in run.fstests.get("tests", [])]
         counts = run.fstests.get("counts", {})
-        lines.append(f"run {run.index}: {run.outcome.value} · " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        lines.append(f"run {run.index}: {run.outcome.value} · {counts_text(counts)}")
         lines.append(summary_table(tests).rstrip("\n"))
     return "\n".join(lines) + "\n"
 

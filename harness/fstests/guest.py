@@ -6,8 +6,9 @@ virtio disks: TEST_DEV made on the host, a blank SCRATCH_DEV; local.config
 and ``fstests.sh`` in the run folder; RESULT_BASE in the run folder, the one
 place the guest may write) and ``read`` (fstests' own results: pass, fail with
 its diff, notrun with its reason, and the tests a crash never let run).
-check runs from the build on the guest's read-only view of the host's root,
-so these runs need a backend that shares it (vng).
+The guest unpacks the build's archive from its read-only view of the host's
+root into its tmpfs and runs check there, so these runs need a backend that
+shares the root and attaches the disks (vng).
 """
 
 from __future__ import annotations

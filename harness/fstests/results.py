@@ -290,6 +290,11 @@ def _missing(name: str, unfinished: bool, ended_in: str | None) -> TestResult:
     return TestResult(name, Status.UNREACHED, reason=f"not reached: {why}")
 
 
+def counts_text(counts: dict[str, int]) -> str:
+    """``Results.counts()`` (or its JSON) as one phrase: "21 pass, 1 fail" (statuses with none left out)."""
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+
+
 def summary_table(results: Iterable[TestResult]) -> str:
     """A plain table: test, status, seconds, reason (first line)."""
     rows = [(t.name, str(t.status), "" if t.seconds is None else f"{t.seconds}s", t.reason.splitlines()[0] if t.reason else "")

@@ -122,6 +122,10 @@ class Cell:
     def id(self) -> str:
         return f"{self.kernel_id}:{self.repro}"
 
+    def matches(self, pattern: str) -> bool:
+        """``--only``: a glob over KERNEL:REPRO, the kernel or the reproducer."""
+        return any(fnmatch.fnmatchcase(s, pattern) for s in (self.id, self.kernel_id, self.repro))
+
     def pending(self) -> CellResult:
         return CellResult(cell=self.id, kernel=self.kernel_id, repro=self.repro, expectation=self.expectation)
 
@@ -139,8 +143,7 @@ class Matrix:
         avail = functools.cache(available or _sources_available)
         cells, loaded = dict((c.id, c) for c in self.cells), dict(self.specs)
         for pattern in only:
-            if any(ch in pattern for ch in "*?[") or ":" not in pattern or any(
-                    fnmatch.fnmatchcase(s, pattern) for c in self.cells for s in (c.id, c.kernel_id, c.repro)):
+            if any(ch in pattern for ch in "*?[") or ":" not in pattern or any(c.matches(pattern) for c in self.cells):
                 continue
             kernel, name = pattern.rsplit(":", 1)
             try:
@@ -165,7 +168,7 @@ class Matrix:
             return self.cells
         chosen: set[Cell] = set()
         for pattern in only:
-            hits = {c for c in self.cells if any(fnmatch.fnmatchcase(s, pattern) for s in (c.id, c.kernel_id, c.repro))}
+            hits = {c for c in self.cells if c.matches(pattern)}
             if not hits:
                 raise UnknownName(
                     f"Unknown cell {pattern!r} in {self.path.name}. Available: {', '.join(c.id for c in self.cells)}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.errors import HarnessError, UnknownName
+from harness.fstests.guest import RESULTS  # RESULT_BASE inside a run folder
 from harness.paths import results_dir
 from harness.results import write_json
 
@@ -59,7 +60,7 @@ def fstests_info(record: dict | None, run_folder: Path) -> dict:
         try:
             return str(Path(path).relative_to(run_folder))
         except ValueError:  # moved since (a merged CI artifact): fstests' own layout under the run folder
-            return str(Path("fstests") / Path(path).parent.name / Path(path).name)
+            return str(Path(RESULTS) / Path(path).parent.name / Path(path).name)
 
     failed = [{"name": t.get("name"), "out_bad": rel(t.get("out_bad"))}
               for t in record.get("tests", ()) if t.get("status") == "fail"]

@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from harness.fstests.results import counts_text
 from harness.results import write_text
 from harness.results.db import CellResult, MatrixIndex, RunInfo
 
@@ -78,7 +79,7 @@ def _fstests(r: RunInfo, run: str) -> str:
     if not r.fstests:
         return ""
     counts = r.fstests.get("counts", {})
-    said = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    said = counts_text(counts)
     failed = [f'<a href="{escape(_href(run, t["out_bad"]))}">{escape(t["name"])}.out.bad</a>' if t.get("out_bad")
               else escape(str(t.get("name"))) for t in r.fstests.get("failed", ())]
     return f"<br>fstests: {escape(said) or 'no tests'}" + (f" · failed: {' '.join(failed)}" if failed else "")
