@@ -296,7 +296,8 @@ class FakeConn:
     def __init__(self, guest, scenario):
         self.guest, self.scenario, self.active, self.commands = guest, scenario, True, []
 
-    def run(self, command, output=None, timeout=None, watchdog=None, alive=None):
+    def run(self, command, output=None, timeout=None, watchdog=None, alive=None, stdin=None):
+        assert stdin is None  # vng-ssh's guest reads the run folder over 9p: nothing is sent
         self.commands.append(command)
         if command == "cat /proc/sys/kernel/tainted":
             return Exec(0, 0.1), f"{self.guest.taint}\n"

@@ -6,7 +6,10 @@ on 127.0.0.1 (no sshd needed); tests/test_vm_ssh.py uses a real sshd.
 
 from __future__ import annotations
 
+import io
 import socket
+import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -27,6 +30,7 @@ from harness.guest.ssh import (
     host_label,
     known_hosts_line,
     load_known_hosts,
+    tar_of,
 )
 from harness.guest.target import Target, load_target, parse_targets
 
@@ -248,6 +252,58 @@ def test_lost_connection_is_told_apart(conn, tmp_path):
     assert done.lost and done.returncode is None and text.startswith("partial")
     ok, said = conn.probe(2)
     assert not ok and "down" in said
+
+
+def _local_shell(command: str):
+    """A server command run for real by this host's sh, its stdin the channel's data."""
+
+    def handler(chan):
+        data = b"".join(iter(lambda: chan.recv(65536), b""))
+        done = subprocess.run(["sh", "-c", command], input=data, capture_output=True, check=False)
+        chan.sendall(done.stdout + done.stderr)
+        chan.send_exit_status(done.returncode)
+        chan.shutdown_write()
+        chan.close()
+
+    return handler
+
+
+def test_put_files_is_one_round_trip_through_tar(keys, tmp_path):
+    """The run's folder, its preparation and its files in one exec: names and modes kept, owned by root."""
+    server = FakeSshd(paramiko.Ed25519Key.from_private_key_file(str(keys["host"])), commands=_local_shell)
+    seen = []
+    inner = server.commands
+    server.commands = lambda command: (seen.append(command), inner(command))[1]
+    try:
+        conn = Connection(Endpoint("127.0.0.1", server.port, "root", keys["client"], host_key=_pub(keys["host"])))
+        conn.connect(timeout=10)
+        src = tmp_path / "src"
+        src.mkdir()
+        script, binary = src / "guest.sh", src / "repro.bin"
+        script.write_text("echo hi\n")
+        binary.write_bytes(bytes(range(256)) * 4096)
+        binary.chmod(0o755)
+        dest = tmp_path / "guest" / "run-01"
+        conn.put_files([script, binary], str(dest), before=f"touch {tmp_path}/prepared")
+        assert len(seen) == 1 and "tar -x" in seen[0]
+        assert (tmp_path / "prepared").exists()
+        assert script.read_bytes() == (dest / "guest.sh").read_bytes()
+        assert binary.read_bytes() == (dest / "repro.bin").read_bytes()
+        assert (dest / "repro.bin").stat().st_mode & 0o777 == 0o755
+        with pytest.raises(GuestError, match=r"copying guest.sh to /proc/nope/x on .* failed \(exit \d+\)"):
+            conn.put_files([script], "/proc/nope/x")
+        conn.close()
+    finally:
+        server.close()
+
+
+def test_tar_of_names_modes_and_owner(tmp_path):
+    a = tmp_path / "a.sh"
+    a.write_text("x")
+    a.chmod(0o700)
+    with tarfile.open(fileobj=io.BytesIO(tar_of([a]))) as tar:
+        (member,) = tar.getmembers()
+    assert (member.name, member.mode, member.uid, member.uname, member.size) == ("a.sh", 0o700, 0, "root", 1)
 
 
 # --- ssh:NAME targets ---------------------------------------------------------------------------------

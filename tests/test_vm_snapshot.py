@@ -52,6 +52,14 @@ def test_snapshot_restores_a_fresh_kernel_for_every_oops(vm, tmp_path):
         assert "kernel BUG at fs/ext4/inline.c" in console
         assert "Linux version" not in console  # restored, not booted
     assert "kernel BUG" in runs[1]["guest"]["reset_after"]  # what ended the guest before it
+    # runs 2 and 3 took a guest restored while the run before them ran: its console and log moved into the
+    # run's folder, its disk became the run's disk.img; the one restored for a 4th run left no trace
+    assert "restored_ahead" not in runs[0]["guest"]
+    for i in (2, 3):
+        assert runs[i - 1]["guest"]["restored_ahead"] and runs[i - 1]["guest"]["phases"]["ahead_connect"] > 0
+        assert "restored while the previous run ran" in (folder / f"run-0{i}" / "qemu.cmd").read_text()
+        assert (folder / f"run-0{i}" / "qemu.log").exists()
+    assert not list((folder / "guest").glob("spare-*"))
     log = (folder / "session.log").read_text()
     assert "save a post-boot snapshot" in log and log.count("fresh guest from snapshot 1") == 3
     assert "@@harness session run-02: fresh guest from snapshot 1" in (folder / "run-02" / "guest.log").read_text()

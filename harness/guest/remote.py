@@ -7,8 +7,9 @@ where its console is; one run on any of them is this module's ``run_over``:
 1. stage: the run's steps script (harness.guest.protocol.script, with the
    device the backend attaches) and the wrapper are written into the run
    folder (exactly what ran), then copied to the guest with the run's inputs
-   (source, prebuilt binary, image) unless the guest reads the host's files
-   where they are (``Staging.shared``: vng-ssh's read-only 9p root);
+   (source, prebuilt binary) in one round trip, a tar stream, unless the guest
+   reads the host's files where they are (``Staging.shared``: vng-ssh's
+   read-only 9p root); a remote machine's image follows;
 2. run: the wrapper over SSH, its output streamed into the run's guest.log
    under the run's watchdog;
 3. settle: on a host-side timeout the guest is probed (an answer: the
@@ -19,7 +20,7 @@ where its console is; one run on any of them is this module's ``run_over``:
    is (a slice of a serial log, or a machine's new dmesg lines);
 5. collect: what the guest compiled, and the image when it is the evidence
    (data loss, a failed check), come home into the run folder; the guest's
-   copy of the run is removed;
+   copy of the run is removed (unless the guest is thrown away after it);
 6. signals: taint before/after, the run step's status, the reports in the
    window, a lost connection, a kill: the driver decides from them whether
    the guest may take another run (harness.guest.machine.unfit_reason).
@@ -29,6 +30,7 @@ Guests write nothing on the host: everything comes back over SSH.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import shlex
 import time
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import report
+from harness.errors import GuestError
 from harness.guest.machine import GuestRequest, GuestRun, RunSignals, taint_letters
 from harness.guest.protocol import (
     Device,
@@ -49,8 +52,9 @@ from harness.guest.protocol import (
     script,
     wrapper,
 )
-from harness.guest.ssh import Connection
+from harness.guest.ssh import Connection, tar_of, unpack_command
 
+STAGING_FAILED = 251  # the run's command exits so when its folder, preparation or files could not be made
 PROBE_TIMEOUT = 15.0  # a trivial command's answer on a host-side timeout: does the kernel still schedule?
 PANIC_WAIT = 30.0  # a panic with panic=-1 powers the guest off; give QEMU this long
 CONSOLE_SETTLE = 10.0  # for the run's end mark to reach the console (serial is real time)
@@ -86,6 +90,7 @@ class Staging:
     prefix: str = ""  # "sudo -n " for a target that wants it
     console_level: bool = True  # raise printk's level (not on a user's machine)
     stage: str | None = None  # the guest folder holding the image's RAM copy (evidence comes from there)
+    disposable: bool = False  # the guest is thrown away after the run: nothing to clean up in it
 
     def path(self, host: Path) -> str:
         return str(host) if self.shared else posixpath.join(self.guest_run, host.name)
@@ -101,8 +106,10 @@ def guest_plan(plan: GuestPlan, staging: Staging) -> GuestPlan:
                    binary_out=posixpath.join(staging.guest_run, "repro.bin") if plan.binary_out else None)
 
 
-def _stage(req: GuestRequest, conn: Connection, staging: Staging, token: str) -> str:
-    """Write and copy the run's scripts and inputs; the guest path of the wrapper."""
+def _stage(req: GuestRequest, conn: Connection, staging: Staging, token: str) -> tuple[str, bytes | None]:
+    """Write the run's scripts; (the run's command, its input).  A guest that reads the host's files gets its
+    folder made first; any other gets the folder, the preparation and the files (a tar on the command's input)
+    in the run's own command: one round trip."""
     run_dir = req.run_dir
     steps = run_dir / "guest.sh"
     steps.write_text(script(guest_plan(req.plan, staging), staging.device))
@@ -110,14 +117,17 @@ def _stage(req: GuestRequest, conn: Connection, staging: Staging, token: str) ->
     outer.write_text(wrapper(token, staging.path(steps), posixpath.join(staging.guest_run, "steps.sid"),
                              cwd=staging.guest_run, console_level=staging.console_level))
     q, pre = shlex.quote, staging.prefix
-    conn.check(f"{pre}mkdir -p {q(staging.guest_run)}" + (f" && {staging.prepare}" if staging.prepare else ""),
-               what="preparing the run's folder in the guest", timeout=60)
-    if not staging.shared:
-        for f in (steps, outer, *(p for p in req.inputs if p.exists())):
-            conn.put(f, staging.path(f), prefix=pre)
-    if staging.image_to and req.disks:
+    if staging.image_to and req.disks:  # a remote machine's image: its own copy, before the run
+        conn.check(f"{pre}mkdir -p {q(posixpath.dirname(staging.image_to))}", what="making the image's folder")
         conn.put(req.disks[0].path, staging.image_to, prefix=pre)
-    return staging.path(outer)
+    run = f"{pre}bash {q(staging.path(outer))}"
+    if staging.shared:
+        conn.check(f"{pre}mkdir -p {q(staging.guest_run)}" + (f" && {staging.prepare}" if staging.prepare else ""),
+                   what="preparing the run's folder in the guest", timeout=60)
+        return run, None
+    unpack = unpack_command(staging.guest_run, before=staging.prepare, prefix=pre)
+    files = tar_of([steps, outer, *(p for p in req.inputs if p.exists())])
+    return f"{{ {unpack}; }} || exit {STAGING_FAILED}; {run}", files
 
 
 def settle(done, conn: Connection, guest: Guest, console: Console, info: dict, token: str, kill: str) -> str | None:
@@ -158,6 +168,8 @@ def _collect(req: GuestRequest, conn: Connection, staging: Staging, out: GuestOu
     remote_image = staging.image_to or (posixpath.join(staging.stage, "disk.img") if staging.stage else None)
     if evidence and remote_image and req.disks:
         conn.get(remote_image, req.disks[0].path, prefix=pre)  # the image is the evidence: bring it home
+    if staging.disposable:
+        return
     gone = [staging.guest_run, *([staging.image_to] if staging.image_to else []), *([staging.stage] if staging.stage else [])]
     conn.run(f"{pre}rm -rf {' '.join(q(g) for g in gone)}", timeout=120)
 
@@ -170,17 +182,25 @@ def run_over(req: GuestRequest, conn: Connection, guest: Guest, console: Console
     run_dir = req.run_dir
     out_log, console_log = run_dir / "guest.log", run_dir / "console.log"
     token = f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
-    outer = _stage(req, conn, staging, token)
-    mark = console.mark(conn)
-    done, text = conn.run(f"{staging.prefix}bash {shlex.quote(outer)}", output=out_log, timeout=timeout,
-                          watchdog=watchdog, alive=guest.gone)
+    phases = Phases(info)
+    with phases("stage"):
+        command, files = _stage(req, conn, staging, token)
+        mark = console.mark(conn)
+    with phases("run"):
+        done, text = conn.run(command, output=out_log, timeout=timeout, watchdog=watchdog, alive=guest.gone,
+                              stdin=files)
+    if done.returncode == STAGING_FAILED and GuestOutput.parse(text).taint_before is None:
+        said = text.strip().splitlines()[-1][:200] if text.strip() else "no output"
+        raise GuestError(f"staging {run_dir.name} in {staging.guest_run} on the guest failed: {said}")
     kill = staging.prefix + f"bash -c {shlex.quote(kill_command(posixpath.join(staging.guest_run, 'steps.sid')))}"
-    detail = settle(done, conn, guest, console, info, token, kill)
-    window = console.window(mark, token, conn, run_dir)
+    with phases("settle"):
+        detail = settle(done, conn, guest, console, info, token, kill)
+        window = console.window(mark, token, conn, run_dir)
     console_log.write_text(window)
     out = GuestOutput.parse(text)
     if not (done.lost or done.killed):
-        _collect(req, conn, staging, out, info)
+        with phases("collect"):
+            _collect(req, conn, staging, out, info)
     run = out.step("run")
     signals = RunSignals(out.taint_before, out.taint_after, lost=bool(done.lost or guest.gone()), killed=done.killed,
                          reports=tuple(r.title for r in report.parse(window)), run_rc=run.rc if run else 0)
@@ -188,6 +208,21 @@ def run_over(req: GuestRequest, conn: Connection, guest: Guest, console: Console
                 returncode=done.returncode, ssh_seconds=round(done.seconds, 2))
     return GuestRun(done.returncode, time.monotonic() - started, console_log, out_log, detail=detail, info=info,
                     signals=signals)
+
+
+class Phases:
+    """Where a run's wall time went: ``with phases("stage"): ...`` adds the seconds to ``info["phases"]``."""
+
+    def __init__(self, info: dict):
+        self.seconds: dict[str, float] = info.setdefault("phases", {})
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - start, 3)
 
 
 # --- console windows -------------------------------------------------------------------------------

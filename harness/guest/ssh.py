@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import logging
 import os
 import shlex
 import socket
+import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from harness import proc
 from harness.errors import GuestError, MissingTool
@@ -252,8 +255,12 @@ class Connection:
         timeout: float | None = None,
         watchdog: Callable[[], str | None] | None = None,
         alive: Callable[[], str | None] | None = None,
+        stdin: bytes | None = None,
     ) -> tuple[Exec, str]:
         """Run ``command`` (stderr merged); stream its output to ``output``.
+
+        ``stdin``, when given, is sent whole before the output is read, then
+        the command's input is closed (e.g. a tar the command unpacks first).
 
         Returns (Exec, the output text).  ``watchdog`` and ``alive`` are polled
         twice a second; a non-empty answer stops the wait: the watchdog's is
@@ -268,8 +275,12 @@ class Connection:
             try:
                 chan = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
                 chan.set_combine_stderr(True)
-                chan.settimeout(0.5)
+                chan.settimeout(CONNECT_TIMEOUT)
                 chan.exec_command(command)
+                if stdin is not None:
+                    chan.sendall(stdin)
+                    chan.shutdown_write()
+                chan.settimeout(0.5)
             except (paramiko.SSHException, OSError, EOFError, AttributeError) as exc:
                 return Exec(None, time.monotonic() - start, lost=True, killed=f"could not start: {exc}"), ""
             deadline = None if timeout is None else start + timeout
@@ -355,26 +366,38 @@ class Connection:
             return True, f"answered in {done.seconds:.1f} s (uptime {text.split()[0] if text.split() else '?'})"
         return False, done.killed or ("connection lost" if done.lost else f"exit {done.returncode}")
 
-    def put(self, local: Path, remote: str, *, prefix: str = "") -> None:
-        """Copy a file to the other side through `cat` (no sftp subsystem needed), keeping its mode."""
+    def feed(self, command: str, source: BinaryIO, *, what: str) -> None:
+        """Run ``command`` with ``source`` as its standard input; GuestError naming ``what`` unless it exits 0."""
         paramiko = _paramiko()
+        where = self.endpoint.name or self.endpoint.host
         try:
             chan = self.client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
             chan.set_combine_stderr(True)
-            mode = f"{local.stat().st_mode & 0o777:o}"  # an executable stays one (a prebuilt reproducer)
-            chan.exec_command(f"{prefix}sh -c {shlex.quote(f'cat > {shlex.quote(remote)} && chmod {mode} {shlex.quote(remote)}')}")
-            with open(local, "rb") as fh:
-                while block := fh.read(1 << 16):
-                    chan.sendall(block)
+            chan.exec_command(command)
+            while block := source.read(1 << 16):
+                chan.sendall(block)
             chan.shutdown_write()
             said = b"".join(iter(lambda: chan.recv(4096), b"")).decode(errors="replace").strip()
             rc = chan.recv_exit_status()
             chan.close()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise GuestError(f"copying {local.name} to {self.endpoint.name or self.endpoint.host}:{remote}: {exc}") from None
+            raise GuestError(f"{what} on {where}: {exc}") from None
         if rc != 0:
-            raise GuestError(f"copying {local.name} to {self.endpoint.name or self.endpoint.host}:{remote} failed "
-                             f"(exit {rc}){': ' + said.splitlines()[-1][:200] if said else ''}")
+            raise GuestError(f"{what} on {where} failed (exit {rc}){': ' + said.splitlines()[-1][:200] if said else ''}")
+
+    def put(self, local: Path, remote: str, *, prefix: str = "") -> None:
+        """Copy a file to the other side through `cat` (no sftp subsystem needed), keeping its mode."""
+        mode = f"{local.stat().st_mode & 0o777:o}"  # an executable stays one (a prebuilt reproducer)
+        inner = f"cat > {shlex.quote(remote)} && chmod {mode} {shlex.quote(remote)}"
+        with open(local, "rb") as fh:
+            self.feed(f"{prefix}sh -c {shlex.quote(inner)}", fh, what=f"copying {local.name} to {remote}")
+
+    def put_files(self, files: Sequence[Path], folder: str, *, before: str = "", prefix: str = "") -> None:
+        """Copy ``files`` into ``folder`` (made if missing) in one round trip: a tar stream into `tar -x`,
+        after the shell command ``before`` (e.g. the run's preparation).  Modes are kept, names are the
+        files' own; the archive is built in memory (scripts, a source, a binary: small)."""
+        self.feed(unpack_command(folder, before=before, prefix=prefix), io.BytesIO(tar_of(files)),
+                  what=f"copying {', '.join(f.name for f in files)} to {folder}")
 
     def get(self, remote: str, local: Path, *, prefix: str = "") -> None:
         """Copy a file from the other side through `cat`."""
@@ -395,6 +418,26 @@ class Connection:
             tmp.unlink(missing_ok=True)
             raise GuestError(f"copying {remote} from {self.endpoint.name or self.endpoint.host} failed (exit {rc})")
         tmp.replace(local)
+
+
+def unpack_command(folder: str, *, before: str = "", prefix: str = "") -> str:
+    """The shell command that makes ``folder``, runs ``before`` and unpacks a tar from its input there (pure)."""
+    q = shlex.quote
+    return (f"{prefix}mkdir -p {q(folder)}" + (f" && {before}" if before else "")
+            + f" && {prefix}tar -x -f - -C {q(folder)}")
+
+
+def tar_of(files: Sequence[Path]) -> bytes:
+    """An uncompressed tar of ``files`` under their own names, owned by root, modes kept (pure but for reads)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for f in files:
+            info = tar.gettarinfo(str(f), arcname=f.name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with open(f, "rb") as fh:
+                tar.addfile(info, fh)
+    return buf.getvalue()
 
 
 def _pub_entry(pub: Path) -> tuple[str, object]:

@@ -262,6 +262,7 @@ class ReproSession:
         self.unrunnable: Verdict | None = None  # why no run can start (the compile boot left no binary)
         self.compiling = None  # the binary's lock, held from prepare until run 1 compiled it (compiling backends)
         self.interrupted = False
+        self._staged = 0.0  # the host's share of the current run before the backend (the image copy)
 
     # --- prepare once ------------------------------------------------------------------------
 
@@ -434,6 +435,7 @@ class ReproSession:
                             "backend": self.backend.name})
         started = time.monotonic()
         req, binary = self._stage(run_dir)
+        self._staged = time.monotonic() - started
         watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout, self.timeout)
         try:
             guest = self.backend.run(req, watchdog=watchdog, timeout=None)
@@ -446,6 +448,7 @@ class ReproSession:
 
     def _record(self, index: int, run_dir: Path, req: GuestRequest, guest: GuestRun, watchdog: StepWatchdog,
                 binary: dict, started: float) -> RunResult:
+        recording = time.monotonic()
         text = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
         console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
         output = GuestOutput.parse(text)
@@ -460,6 +463,7 @@ class ReproSession:
             binary = self._adopt(run_dir, output)
         self._compiled()
         info = dict(guest.info)
+        info["phases"] = {"host_stage": round(self._staged, 3), **info.get("phases", {})}
         if self.backend.persistent and guest.signals is not None:
             why = unfit_reason(guest.signals)
             info["replace"] = why
@@ -468,6 +472,7 @@ class ReproSession:
         if verdict.report_text:
             (run_dir / "report.txt").write_text(report.symbolize(
                 verdict.report_text, self.kernel.vmlinux, self.kernel.system_map, self.kernel.extra.get("source_dir")))
+        info["phases"]["host_record"] = round(time.monotonic() - recording, 3)
         result = RunResult(index, run_dir, verdict, output.steps, time.monotonic() - started, output.up_at,
                            {**info, "backend_reason": self.backend_reason}, binary,
                            tests.to_json() if tests is not None else {})

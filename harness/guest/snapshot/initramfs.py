@@ -31,7 +31,7 @@ PROGRAMS = (
     "timeout", "setsid", "stat", "readlink", "grep", "pkill", "kill", "ip", "modprobe", "insmod", "seq", "cut",
     "head", "tail", "ls", "env", "chmod", "dd", "uname", "true", "false", "id", "tee", "tr", "wc", "date", "dmesg",
     "sed", "find", "xargs", "od", "cmp", "truncate", "fallocate", "e2fsck", "fsck.ext2", "fsck.ext3", "fsck.ext4",
-    "xfs_repair", "xfs_db", "mknod", "findmnt", "sort", "pgrep", "nproc", "swapoff", "/usr/sbin/sshd",
+    "xfs_repair", "xfs_db", "mknod", "findmnt", "sort", "pgrep", "nproc", "swapoff", "tar", "/usr/sbin/sshd",
 )
 # Modules loaded at boot, before the snapshot (plus the request's preload, e.g. fs-ext4).
 BOOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "loop")

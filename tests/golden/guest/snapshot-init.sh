@@ -12,7 +12,10 @@ nic=
 for n in /sys/class/net/*; do n=${n##*/}; [[ $n != lo ]] && { nic=$n; break; }; done
 [ -n "$nic" ] || fail "no network interface (the kernel needs virtio-net)"
 printf '%s\n' "link set lo up" "addr add 10.0.2.15/24 dev $nic" "link set $nic up" | ip -batch - || fail "cannot configure $nic"
-/usr/sbin/sshd -e -f /run/harness-ssh/sshd_config -E /run/sshd.log || fail "sshd did not start: $(cat /run/sshd.log)"
+# -r: no re-exec of sshd for each connection (under TCG a connection then takes 0.2 s, not 0.35 s);
+# an OpenSSH that no longer takes -r (9.8 split sshd-session off) starts without it
+/usr/sbin/sshd -r -e -f /run/harness-ssh/sshd_config -E /run/sshd.log 2>/dev/null ||
+    /usr/sbin/sshd -e -f /run/harness-ssh/sshd_config -E /run/sshd.log || fail "sshd did not start: $(cat /run/sshd.log)"
 read -r UP _ < /proc/uptime
 echo "@@harness snapshot-guest ready $UP kernel $(</proc/sys/kernel/osrelease) nic $nic"
 while :; do wait; sleep 3600; done
