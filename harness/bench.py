@@ -235,7 +235,10 @@ def _side_by_side(label: str, spec, kernel, runs: int, root: Path, goal: str,
         try:
             plain_s, plain = _timed_runs(spec, kernel, accel, runs, "auto", root / "auto-plain")
         finally:
-            os.environ.pop(AHEAD) if previous is None else os.environ.__setitem__(AHEAD, previous)
+            if previous is None:
+                del os.environ[AHEAD]
+            else:
+                os.environ[AHEAD] = previous
         rows.append((f"{label}, default without restoring the next guest ahead ({AHEAD}=0): {plain.hits}/{runs} "
                      "hits", plain_s, f"{plain_s / vng_s:.2f} x vng"))
     return rows

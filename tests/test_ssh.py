@@ -31,6 +31,7 @@ from harness.guest.ssh import (
     known_hosts_line,
     load_known_hosts,
     tar_of,
+    unpack_command,
 )
 from harness.guest.target import Target, load_target, parse_targets
 
@@ -268,8 +269,9 @@ def _local_shell(command: str):
     return handler
 
 
-def test_put_files_is_one_round_trip_through_tar(keys, tmp_path):
-    """The run's folder, its preparation and its files in one exec: names and modes kept, owned by root."""
+def test_unpack_command_and_tar_of_make_the_run_folder_in_one_exec(keys, tmp_path):
+    """What a run's command starts with (harness.guest.remote._stage), through a real sh and tar: the folder,
+    its preparation and the files from the tar on the input, in one exec; names and modes kept."""
     server = FakeSshd(paramiko.Ed25519Key.from_private_key_file(str(keys["host"])), commands=_local_shell)
     seen = []
     inner = server.commands
@@ -284,14 +286,15 @@ def test_put_files_is_one_round_trip_through_tar(keys, tmp_path):
         binary.write_bytes(bytes(range(256)) * 4096)
         binary.chmod(0o755)
         dest = tmp_path / "guest" / "run-01"
-        conn.put_files([script, binary], str(dest), before=f"touch {tmp_path}/prepared")
+        conn.feed(unpack_command(str(dest), before=f"touch {tmp_path}/prepared"), io.BytesIO(tar_of([script, binary])),
+                  what="staging")
         assert len(seen) == 1 and "tar -x" in seen[0]
         assert (tmp_path / "prepared").exists()
         assert script.read_bytes() == (dest / "guest.sh").read_bytes()
         assert binary.read_bytes() == (dest / "repro.bin").read_bytes()
         assert (dest / "repro.bin").stat().st_mode & 0o777 == 0o755
-        with pytest.raises(GuestError, match=r"copying guest.sh to /proc/nope/x on .* failed \(exit \d+\)"):
-            conn.put_files([script], "/proc/nope/x")
+        with pytest.raises(GuestError, match=r"staging on .* failed \(exit \d+\)"):
+            conn.feed(unpack_command("/proc/nope/x"), io.BytesIO(tar_of([script])), what="staging")
         conn.close()
     finally:
         server.close()

@@ -392,12 +392,6 @@ class Connection:
         with open(local, "rb") as fh:
             self.feed(f"{prefix}sh -c {shlex.quote(inner)}", fh, what=f"copying {local.name} to {remote}")
 
-    def put_files(self, files: Sequence[Path], folder: str, *, before: str = "", prefix: str = "") -> None:
-        """Copy ``files`` into ``folder`` (made if missing) in one round trip: a tar stream into `tar -x`,
-        after the shell command ``before`` (e.g. the run's preparation).  Modes are kept, names are the
-        files' own; the archive is built in memory (scripts, a source, a binary: small)."""
-        self.feed(unpack_command(folder, before=before, prefix=prefix), io.BytesIO(tar_of(files)),
-                  what=f"copying {', '.join(f.name for f in files)} to {folder}")
 
     def get(self, remote: str, local: Path, *, prefix: str = "") -> None:
         """Copy a file from the other side through `cat`."""
