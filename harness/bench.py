@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from harness import kernels, proc
 from harness.guest.accel import choose_accel
+from harness.guest.protocol import RUN_MARK, line_stamp
 from harness.guest.snapshot.machine import AHEAD
 from harness.guest.vng import VngBoot, vng_argv, vng_binary
 from harness.kernels import build as kbuild
@@ -250,12 +250,9 @@ def in_guest_seconds(summary) -> float:
     for run in summary.runs:
         console = (run.folder / "console.log").read_text(errors="replace") if (run.folder / "console.log").exists() \
             else ""
-        stamps = [float(m.group(1)) for m in _WRAPPER_LINE.finditer(console)]
+        stamps = [t for ln in console.splitlines() if f"{RUN_MARK} " in ln and (t := line_stamp(ln)) is not None]
         total += stamps[-1] - stamps[0] if len(stamps) >= 2 else 0.0
     return total
-
-
-_WRAPPER_LINE = re.compile(r"^\[\s*(\d+\.\d+)\] harness: run \S+ (?:begin|end)", re.M)
 
 
 def fast_path_figures(runs: int = 10) -> list[tuple[str, float, str]]:

@@ -189,7 +189,8 @@ def run_over(req: GuestRequest, conn: Connection, guest: Guest, console: Console
     with phases("run"):
         done, text = conn.run(command, output=out_log, timeout=timeout, watchdog=watchdog, alive=guest.gone,
                               stdin=files)
-    if done.returncode == STAGING_FAILED and GuestOutput.parse(text).taint_before is None:
+    out = GuestOutput.parse(text)
+    if done.returncode == STAGING_FAILED and out.taint_before is None:
         said = text.strip().splitlines()[-1][:200] if text.strip() else "no output"
         raise GuestError(f"staging {run_dir.name} in {staging.guest_run} on the guest failed: {said}")
     kill = staging.prefix + f"bash -c {shlex.quote(kill_command(posixpath.join(staging.guest_run, 'steps.sid')))}"
@@ -197,7 +198,6 @@ def run_over(req: GuestRequest, conn: Connection, guest: Guest, console: Console
         detail = settle(done, conn, guest, console, info, token, kill)
         window = console.window(mark, token, conn, run_dir)
     console_log.write_text(window)
-    out = GuestOutput.parse(text)
     if not (done.lost or done.killed):
         with phases("collect"):
             _collect(req, conn, staging, out, info)

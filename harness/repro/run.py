@@ -262,7 +262,6 @@ class ReproSession:
         self.unrunnable: Verdict | None = None  # why no run can start (the compile boot left no binary)
         self.compiling = None  # the binary's lock, held from prepare until run 1 compiled it (compiling backends)
         self.interrupted = False
-        self._staged = 0.0  # the host's share of the current run before the backend (the image copy)
 
     # --- prepare once ------------------------------------------------------------------------
 
@@ -435,7 +434,7 @@ class ReproSession:
                             "backend": self.backend.name})
         started = time.monotonic()
         req, binary = self._stage(run_dir)
-        self._staged = time.monotonic() - started
+        staged = time.monotonic() - started
         watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout, self.timeout)
         try:
             guest = self.backend.run(req, watchdog=watchdog, timeout=None)
@@ -444,10 +443,10 @@ class ReproSession:
                                time.monotonic() - started, None)
             write_json(record, {**result.to_dict(), "status": "interrupted"})
             raise
-        return self._record(index, run_dir, req, guest, watchdog, binary, started)
+        return self._record(index, run_dir, req, guest, watchdog, binary, started, staged)
 
     def _record(self, index: int, run_dir: Path, req: GuestRequest, guest: GuestRun, watchdog: StepWatchdog,
-                binary: dict, started: float) -> RunResult:
+                binary: dict, started: float, staged: float) -> RunResult:
         recording = time.monotonic()
         text = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
         console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
@@ -463,7 +462,7 @@ class ReproSession:
             binary = self._adopt(run_dir, output)
         self._compiled()
         info = dict(guest.info)
-        info["phases"] = {"host_stage": round(self._staged, 3), **info.get("phases", {})}
+        info["phases"] = {"host_stage": round(staged, 3), **info.get("phases", {})}
         if self.backend.persistent and guest.signals is not None:
             why = unfit_reason(guest.signals)
             info["replace"] = why

@@ -176,7 +176,6 @@ class Spare:
     conn: Connection | None = None
     error: str | None = None
     phases: Phases = field(default_factory=lambda: Phases({}))  # its restore and connect, done ahead
-    folder_name: str = ""  # guest/spare-NN, where it was restored (its files move into the run's folder)
 
 
 def _move_into(machine: Machine, run_dir: Path) -> None:
@@ -374,14 +373,13 @@ class Snapshot(Backend):
 
     def _wake(self, machine: Machine, saved: Saved, phases: Phases) -> Connection:
         """Load the saved state into ``machine``, let it run, connect; raises GuestError (the machine stopped)."""
-        started = time.monotonic()
         try:
-            q = machine.qmp()
-            q.command("migrate-incoming", uri=f"exec:cat {shlex.quote(str(saved.state))}")
-            q.wait("query-status", lambda s: s.get("status") != "inmigrate", RESTORE_TIMEOUT)
-            q.command("cont")
-            q.close()
-            phases.seconds["restore"] = round(time.monotonic() - started, 3)
+            with phases("restore"):
+                q = machine.qmp()
+                q.command("migrate-incoming", uri=f"exec:cat {shlex.quote(str(saved.state))}")
+                q.wait("query-status", lambda s: s.get("status") != "inmigrate", RESTORE_TIMEOUT)
+                q.command("cont")
+                q.close()
             with phases("connect"):
                 return Connection(self._endpoint(machine.port)).connect(timeout=30)
         except GuestError:
@@ -411,7 +409,7 @@ class Snapshot(Backend):
         except (GuestError, OSError) as exc:
             self.event(f"restoring the next run's guest ahead failed: {exc}", None)
             return
-        spare = Spare(machine, snapshot_key(req), slot, self.saved.disk_size, folder_name=folder.name)
+        spare = Spare(machine, snapshot_key(req), slot, self.saved.disk_size)
         spare.thread = threading.Thread(target=self._wake_spare, args=(spare, self.saved), daemon=True,
                                         name="harness-snapshot-spare")
         spare.thread.start()
@@ -423,7 +421,7 @@ class Snapshot(Backend):
         except Exception as exc:  # noqa: BLE001 (told at take(): that run restores the usual way)
             spare.error = str(exc)
 
-    def _take(self, req: GuestRequest, info: dict) -> tuple[Machine, Connection] | None:
+    def _take(self, req: GuestRequest, phases: Phases) -> tuple[Machine, Connection] | None:
         """The spare for this run, its disk filled with the run's image and moved into the run folder; None
         when there is none or it does not fit (that run restores the usual way)."""
         spare, self.spare = self.spare, None
@@ -441,6 +439,7 @@ class Snapshot(Backend):
             return None
         # QEMU has the slot open: the run's image goes into that very file, which then becomes the run's disk.img
         # (a failure on the way leaves disk.img a fresh copy of the image: the usual restore takes it)
+        restored_as = spare.machine.folder.name
         try:
             proc.run(["cp", "--sparse=always", "--reflink=auto", str(disk), str(spare.slot)])
             os.replace(spare.slot, disk)
@@ -450,10 +449,9 @@ class Snapshot(Backend):
             _discard(spare, "hand-over failed")
             return None
         (req.run_dir / "qemu.cmd").write_text(
-            shlex.join(spare.machine.argv) + f"\n# restored while the previous run ran (as {spare.folder_name}); "
+            shlex.join(spare.machine.argv) + f"\n# restored while the previous run ran (as {restored_as}); "
             "its disk then received this run's image and became this folder's disk.img\n")
-        info.update(restored_ahead=True, phases={**info.get("phases", {}),
-                                                 **{f"ahead_{k}": v for k, v in spare.phases.seconds.items()}})
+        phases.seconds.update({f"ahead_{k}": v for k, v in spare.phases.seconds.items()})
         return spare.machine, spare.conn
 
     def _ensure_saved(self, req: GuestRequest, out: Path, info: dict) -> str | None:
@@ -491,8 +489,10 @@ class Snapshot(Backend):
         reset = self.previous or "the first run on this snapshot"
         t0 = time.monotonic()
         try:
-            taken = self._take(req, info)
             phases = Phases(info)
+            taken = self._take(req, phases)
+            if taken:
+                info["restored_ahead"] = True
             machine, conn = taken or self._restore(req, self.saved, phases)
         except GuestError as exc:
             self.event(f"{req.run_dir.name}: restoring the snapshot failed: {exc}", out)
