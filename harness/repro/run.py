@@ -187,8 +187,13 @@ class StepWatchdog:
         return self.reason
 
 
-def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, timeout: int) -> GuestPlan:
-    """The guest steps of one run (host paths: a backend maps them to where its guest sees them)."""
+def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, timeout: int,
+               seconds: float | None = None) -> GuestPlan:
+    """The guest steps of one run (host paths: a backend maps them to where its guest sees them).
+
+    ``seconds`` is the trial's length (``Spec.trial_args``): the race's own
+    argument where the spec has a ``{seconds}`` placeholder, else the run
+    step's time limit; None runs the spec as written."""
     recipe = spec.image
     fs = FILESYSTEMS.select(recipe.fs) if recipe is not None else None
     env = spec.environment
@@ -198,8 +203,8 @@ def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, t
         mount_options=recipe.mount_options if recipe else "",
         source=str(source),
         cflags=spec.cflags,
-        args=spec.args,
-        run_timeout=timeout,
+        args=spec.trial_args(seconds),
+        run_timeout=spec.trial_timeout(seconds, timeout),
         check_argv=tuple(fs.check_argv("{dev}")) if fs and recipe.check else None,
         sysctls=spec.guest.sysctls,
         compiler=spec.compiler,
@@ -350,18 +355,20 @@ class ReproSession:
 
     # --- one run ---------------------------------------------------------------------------------
 
-    def run(self) -> RunResult:
-        """One more run (a stillborn guest, dead at once without a byte of console, is run again once)."""
+    def run(self, seconds: float | None = None) -> RunResult:
+        """One more run (a stillborn guest, dead at once without a byte of console, is run again once).
+
+        ``seconds``: a trial of that length (the proof's D) instead of the spec's full race."""
         index = len(self.done) + 1
         if self.unrunnable is not None:
             return self._record_unrunnable(index)
-        result = self._run_once(index)
+        result = self._run_once(index, seconds)
         if stillborn(result):  # QEMU/vng died at once: infrastructure, not the kernel; once more
             kept = result.folder.with_name(result.folder.name + ".stillborn")
             result.folder.rename(kept)
             self.progress(f"run {index}: the guest died in {result.wall_seconds:.0f} s without a byte of console "
                           f"({result.verdict.detail}); kept in {kept.name}, running it again")
-            result = self._run_once(index)
+            result = self._run_once(index, seconds)
         self.done.append(result)
         self._write("running")
         return result
@@ -377,7 +384,7 @@ class ReproSession:
         self._write("running")
         return result
 
-    def _stage(self, run_dir: Path) -> tuple[GuestRequest, dict]:
+    def _stage(self, run_dir: Path, seconds: float | None = None) -> tuple[GuestRequest, dict]:
         """The run folder's inputs and the request for the backend; the binary's record."""
         if self.fstests is not None:
             return self._stage_fstests(run_dir), {}
@@ -396,7 +403,7 @@ class ReproSession:
             disk = run_dir / "disk.img"
             with open(disk, "wb") as fh:
                 fh.truncate(1 << 20)
-        plan = guest_plan(spec, run_dir, source, prebuilt, self.timeout)
+        plan = guest_plan(spec, run_dir, source, prebuilt, self.timeout, seconds)
         env = spec.environment
         preload = ((f"fs-{plan.fs_type}",) if plan.image else ()) + (
             (*env.modules, *(f"fs-{fs}" for fs in env.filesystems)) if env else ())
@@ -425,7 +432,7 @@ class ReproSession:
                             disks=(Disk(test.path, test.serial), Disk(scratch.path, scratch.serial)),
                             cmdline=self._cmdline(), preload=(f"fs-{prep.profile.fs}",))
 
-    def _run_once(self, index: int) -> RunResult:
+    def _run_once(self, index: int, seconds: float | None = None) -> RunResult:
         assert self.folder is not None and self.backend is not None
         run_dir = self.folder / f"run-{index:02d}"
         run_dir.mkdir(parents=True)
@@ -433,9 +440,10 @@ class ReproSession:
         write_json(record, {"run": index, "status": "running", "kernel": self.kernel.name, "accel": self.accel.name,
                             "backend": self.backend.name})
         started = time.monotonic()
-        req, binary = self._stage(run_dir)
+        req, binary = self._stage(run_dir, seconds)
         staged = time.monotonic() - started
-        watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout, self.timeout)
+        watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout,
+                                self.spec.trial_timeout(seconds, self.timeout))
         try:
             guest = self.backend.run(req, watchdog=watchdog, timeout=None)
         except KeyboardInterrupt:

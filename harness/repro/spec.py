@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,7 @@ from harness.yamlio import Fields, load_mapping
 SPEC_FILE = "repro.yaml"
 MODES = ("plain", "syzkaller")  # syzkaller: the environment syzkaller's executor gives (repro/syzkaller.py)
 TIMEOUT_IS = ("clean", "hang")  # what reaching the time limit with a healthy kernel is
+SECONDS = "{seconds}"  # in args: the race's length, which a proof's trials shorten (``race:`` is the full one)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,33 @@ class Spec:
     syzkaller: SyzInfo | None = None  # what the source says, in syzkaller mode
     links: tuple[str, ...] = ()
     fstests: Selection | None = None  # an fstests test (or a selection) instead of a C source (mode "fstests")
+    race: float | None = None  # the race's full length in seconds, what "{seconds}" in args stands for by default
+
+    @property
+    def timed_race(self) -> bool:
+        """The race's length is an argument (``{seconds}`` in args): a trial shortens the race itself."""
+        return any(SECONDS in a for a in self.args)
+
+    @property
+    def full_trial(self) -> float:
+        """The seconds one run races as written: ``race:``, else the run step's time limit."""
+        return self.race if self.timed_race and self.race is not None else float(self.timeout)
+
+    def trial_args(self, seconds: float | None = None) -> tuple[str, ...]:
+        """``args`` with ``{seconds}`` replaced by the trial's length (the full race when None)."""
+        if not self.timed_race:
+            return self.args
+        value = f"{(self.full_trial if seconds is None else seconds):g}"
+        return tuple(a.replace(SECONDS, value) for a in self.args)
+
+    def trial_timeout(self, seconds: float | None, timeout: int) -> int:
+        """The run step's time limit for a trial of ``seconds``: the same slack past the race as the
+        spec's own (``timeout - race``); a C file without ``{seconds}`` is stopped at the trial's end."""
+        if seconds is None:
+            return timeout
+        if self.timed_race:
+            return max(1, math.ceil(timeout - self.full_trial + seconds))
+        return max(1, math.ceil(seconds))
 
     @property
     def environment(self) -> GuestEnvironment | None:
@@ -236,7 +265,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         data,
         where,
         {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel",
-         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is", "fstests"},
+         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is", "fstests", "race"},
     )
     selection = fstests_config.parse_selection(data["fstests"], where) if "fstests" in data else None
     if selection is not None and ("source" in data or "image" in data):
@@ -257,6 +286,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
     args = f.strings("args", ("{mnt}",) if recipe else ())
     if recipe is None and any("{mnt}" in a or "{dev}" in a for a in args):
         raise SpecError(f"{where}: args: {{mnt}} and {{dev}} need a harness image, and image is none: drop them")
+    race = _race(f, args, timeout, where)
     guest = _guest(f.get("guest", dict, {}), where)
     if mode == "syzkaller" and "cmdline" not in (data.get("guest") or {}):
         guest = replace(guest, cmdline=tuple(dict.fromkeys((*guest.cmdline, *syzkaller.BOOT_OPTIONS))))
@@ -282,7 +312,23 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         syzkaller=info,
         links=f.strings("links"),
         fstests=selection,
+        race=race,
     )
+
+
+def _race(f: Fields, args: tuple[str, ...], timeout: int, where: str) -> float | None:
+    """``race:`` (seconds), required by and only with a ``{seconds}`` placeholder in args."""
+    placeholder = any(SECONDS in a for a in args)
+    if "race" not in f.data:
+        if placeholder:
+            raise SpecError(f"{where}: args has {SECONDS} but no race: say the race's full length (race: 30)")
+        return None
+    if not placeholder:
+        raise SpecError(f"{where}: race: needs {SECONDS} in args, where the reproducer takes its race's length")
+    race = f.get("race", float, 0.0)
+    if isinstance(race, bool) or not 0 < race < timeout:
+        raise SpecError(f"{where}: race: {race!r}: give the race's seconds, above 0 and below timeout ({timeout})")
+    return float(race)
 
 
 def load(name: str) -> Spec:
