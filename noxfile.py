@@ -43,17 +43,17 @@ def chaos(session: nox.Session) -> None:
     if not {"--list", "-h", "--help"} & set(session.posargs):  # what the suite copies into its own caches
         session.run("harness", "accel", "debian:6.1", "--accel", "tcg")  # the newest Debian 6.1 kernel
         session.run("harness", "kernel", "build", "debian-src:6.1.192")  # the unpacked source, its ccache
-    session.run("python", "-m", "harness.chaos", *session.posargs)
+    session.run("python", "-m", "tools.chaos", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "harness", "tests", "noxfile.py")
+    session.run("ruff", "check", "harness", "tools", "tests", "noxfile.py")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side timings (ratios measured in one run): nox -s bench [-- --quick]."""
     _install(session)
-    session.run("python", "-m", "harness.bench", *session.posargs)
+    session.run("python", "-m", "tools.bench", *session.posargs)

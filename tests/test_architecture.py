@@ -1,6 +1,6 @@
 """The harness's structural rules (docs/architecture.md, issue 14 "Done when"), checked on the source.
 
-Each test reads every ``harness/**/*.py`` with ``ast`` and ``tokenize`` (nothing
+Each test reads every ``harness/**/*.py`` and ``tools/**/*.py`` with ``ast`` and ``tokenize`` (nothing
 is imported) and fails listing every offender as ``path:line: what``, so one
 run tells each owner what to fix.
 
@@ -28,7 +28,9 @@ run tells each owner what to fix.
    layer or a lower one.  ``LAYERS`` below is the table (``pkg.*`` names a
    package and everything in it, a plain name one module; the most specific
    entry wins); a module no entry names is an offender too (place it when you
-   add it).  ``__main__`` modules may import ``harness.cli``.
+   add it).  ``__main__`` modules may import ``harness.cli``.  ``tools/`` (chaos,
+   bench: the test tools, not in the wheel) is the top layer, so no module of
+   the product imports it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "harness"
+TOOLS = ROOT / "tools"  # the test tools (chaos, bench): held to the same rules, above every layer of the product
+TOP = ("harness", "tools")
 
 MAX_FUNCTION_LINES = 60
 LONG_MARKER = re.compile(r"#.*\b(long:|longer than 60 lines)", re.IGNORECASE)
@@ -68,7 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("2d guest backends", ("harness.guest.*",)),
     ("3 specs, judging", (
         "harness.repro", "harness.repro.spec", "harness.repro.faults", "harness.repro.syzkaller",
-        "harness.repro.adhoc", "harness.verdict", "harness.stats",
+        "harness.repro.adhoc", "harness.repro.syzbot", "harness.verdict", "harness.stats",
         # fstests' host side (build, config, disks, results, guest staging): what a run of it is made of
         "harness.fstests.*",
     )),
@@ -76,10 +80,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("5 drivers", (
         "harness.prove", "harness.matrix.*", "harness.bisect.*", "harness.repro.scaffold",
     )),
-    # bench and chaos drive the harness from outside (timings; faults injected into whole commands)
-    ("6 entry points, tools", (
-        "harness.bench", "harness.chaos.*", "harness.cli.*", "harness.__main__", "harness.bisect.__main__",
-    )),
+    ("6 entry points", ("harness.cli.*", "harness.__main__", "harness.bisect.__main__")),
+    # outside the product (tools/, not in the wheel): bench and chaos drive the harness from outside (timings;
+    # faults injected into whole commands), so nothing in harness/ may import them
+    ("7 test tools", ("tools.*",)),
 )
 
 
@@ -99,7 +103,7 @@ def rel(path: Path) -> str:
 @cache
 def modules() -> dict[str, Path]:
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *TOOLS.rglob("*.py")]):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -131,14 +135,14 @@ def resolve(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
     known = modules()
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
-        return [_deepest(name) for name in names if name == "harness" or name.startswith("harness.")]
+        return [_deepest(name) for name in names if name in TOP or name.startswith(tuple(f"{t}." for t in TOP))]
     base = node.module or ""
     if node.level:
         package = module if is_package(module) else module.rpartition(".")[0]
         for _ in range(node.level - 1):
             package = package.rpartition(".")[0]
         base = f"{package}.{base}" if base else package
-    if base != "harness" and not base.startswith("harness."):
+    if base not in TOP and not base.startswith(tuple(f"{t}." for t in TOP)):
         return []
     out = []
     for alias in node.names:
@@ -384,3 +388,9 @@ def test_every_module_is_read():
     assert layer_of("harness.kernels.build") == layer_of("harness.kernels")
     assert layer_of("harness.nowhere") is None and layer_of("harness.repro.nowhere") is None
     assert layer_of("harness.bisect.__main__") > layer_of("harness.bisect.driver")
+    assert "tools.chaos.kills" in known and "tools.bench.figures" in known
+    assert layer_of("tools.bench.figures") > layer_of("harness.cli") > layer_of("harness.prove")
+    into_tools = Import("harness.cli.repro", "tools.bench.figures", "harness/cli/repro.py", 3, False)
+    assert layer_offenders((into_tools,)) == [
+        "harness/cli/repro.py:3: harness.cli.repro (layer 6 entry points) imports tools.bench.figures "
+        "(layer 7 test tools)"]

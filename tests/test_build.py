@@ -19,6 +19,8 @@ from harness.errors import SpecError
 from harness.kernels import build as kbuild
 from harness.kernels.build import Layout, Variant
 from harness.kernels.patches import PatchOp
+from tools.bench import builds as bench_builds
+from tools.bench import figures as bench_figures
 
 
 def test_same_inputs_same_key() -> None:
@@ -379,7 +381,7 @@ def test_pipeline_git_source_moves_between_commits_incrementally(fake) -> None:
 def test_bench_figures_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -> None:
     layout, pristine, tmp = fake
     monkeypatch.setenv("HARNESS_CACHE", str(tmp / "harness-cache"))
-    figures = kbuild.bench_figures("debian-src:6.1.999", touch="fs/a.c")
+    figures = bench_builds.bench_figures("debian-src:6.1.999", touch="fs/a.c")
     assert figures["cold_objects"] == 3 and figures["incremental_objects"] == 2
     assert figures["cache_hit_s"] < figures["cold_build_s"] + 5
     assert "vng_kconfig_build_s" not in figures
@@ -449,13 +451,11 @@ def test_kernel_cli_build_list_evict(fake, monkeypatch: pytest.MonkeyPatch, caps
 
 
 def test_bench_build_rows_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness import bench
-
     layout, pristine, tmp = fake
     monkeypatch.setenv("HARNESS_CACHE", str(tmp / "harness-cache"))
-    real = kbuild.bench_figures
-    monkeypatch.setattr(kbuild, "bench_figures", lambda **kw: real("debian-src:6.1.999", touch="fs/a.c", **kw))
-    rows = bench.build_figures(False)
+    real = bench_builds.bench_figures
+    monkeypatch.setattr(bench_builds, "bench_figures", lambda **kw: real("debian-src:6.1.999", touch="fs/a.c", **kw))
+    rows = bench_figures.build_figures(False)
     labels = [r[0] for r in rows]
     assert labels[0].startswith("lean build (lean+filesystems+faults), cold ccache, 3 objects")
     assert any("one-file fs/ patch (2 objects)" in lab for lab in labels) and "cache hit" in labels[-1]

@@ -21,12 +21,12 @@ import pytest
 from test_pvh import _bzimage, _elf
 
 from harness import images
-from harness.chaos.checks import audit
-from harness.chaos.storage import truncate
 from harness.kernels import build as kbuild
 from harness.kernels import debian, integrity, pvh
 from harness.matrix.spec import load_matrix
 from harness.repro.binaries import BinaryCache, sha256_file
+from tools.chaos.checks import audit
+from tools.chaos.storage import truncate
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "name: chaos-unit\nfs: ext4\nsize: 8M\n"

@@ -1,6 +1,6 @@
 """Chaos in CI, bad input (issue 18): every case of the chaos suite's bad-input fault, and the YAML limits.
 
-The cases are the suite's own (harness.chaos.inputs.bad_inputs), run the
+The cases are the suite's own (tools.chaos.inputs.bad_inputs), run the
 same way: the virtualenv's ``harness`` with a PATH that lacks the
 virtualenv, a private cache and results folder.  Each must end in seconds
 with one line and exit 2, 3 or 4, with nothing run.  About 20 s (one
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.chaos.fixtures import billion_laughs, write_reproducers
-from harness.chaos.inputs import bad_input
-from harness.chaos.sandbox import Sandbox, venv_harness
-from harness.chaos.suite import Context
 from harness.errors import SpecError, UnknownName
 from harness.repro import spec as specs
 from harness.yamlio import MAX_BYTES, load_mapping
+from tools.chaos.fixtures import billion_laughs, write_reproducers
+from tools.chaos.inputs import bad_input
+from tools.chaos.sandbox import Sandbox, venv_harness
+from tools.chaos.suite import Context
 
 # Cases that do not hold yet, in files the chaos suite does not own: the owner's fix makes the test fail
 # until the case is taken off this list.

@@ -17,12 +17,12 @@ import signal
 
 import pytest
 
-from harness.chaos import checks
-from harness.chaos.fixtures import write_reproducers
-from harness.chaos.kills import RUN, Runs, kill_in, kill_problems, rerun_ok
-from harness.chaos.sandbox import Sandbox, fill, survivors, tmpfs, unparsable_json, venv_harness
-from harness.chaos.suite import Context
 from harness.paths import cache_dir
+from tools.chaos import checks
+from tools.chaos.fixtures import write_reproducers
+from tools.chaos.kills import RUN, Runs, kill_in, kill_problems, rerun_ok
+from tools.chaos.sandbox import Sandbox, fill, survivors, tmpfs, unparsable_json, venv_harness
+from tools.chaos.suite import Context
 
 pytestmark = pytest.mark.vm
 

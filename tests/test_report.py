@@ -18,10 +18,10 @@ import pytest
 
 from harness.paths import oops_corpus_dir
 from harness.report import Report, parse, summary, symbolize
-from harness.report.bench import corpus_throughput
 from harness.report.corpus import Case, case_files, load_case
 from harness.report.demangle import demangle
 from harness.report.symbolize import SymbolTable, frame_pc, load_system_map
+from tools.bench.parser import corpus_throughput
 
 DATA = Path(__file__).parent / "data" / "oops"
 CORPUS = oops_corpus_dir()

@@ -276,8 +276,8 @@ def test_dmesg_new_repeated_lines():
 
 
 def test_trivial_spec_loads(tmp_path):
-    from harness.bench import trivial_spec
     from harness.repro import spec as specs
+    from tools.bench.figures import trivial_spec
 
     spec = specs.load(str(trivial_spec(tmp_path / "t")))
     assert spec.name == "bench_trivial" and spec.args == ("{mnt}",) and spec.guest.cmdline == ("oops=panic",)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from test_vm_ssh import _targets, local_sshd  # noqa: F401 (the fixture, for the ssh:NAME target)
 
-from harness.chaos.sandbox import TAG, Proc, guest_state, run_dirs, survivors, tagged, wait_for
+from tools.chaos.sandbox import TAG, Proc, guest_state, run_dirs, survivors, tagged, wait_for
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parent.parent

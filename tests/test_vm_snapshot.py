@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bench import trivial_spec
+from tools.bench.figures import trivial_spec
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parent.parent

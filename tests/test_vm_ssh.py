@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.bench import trivial_spec
 from harness.guest.ssh import free_port, generate_key, known_hosts_line
+from tools.bench.figures import trivial_spec
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,10 +20,10 @@ import signal
 import time
 from pathlib import Path
 
-from harness.chaos.fixtures import ESCAPING_PATCH, billion_laughs
-from harness.chaos.kills import RUN, Runs
-from harness.chaos.sandbox import ChaosError, Harness, run_dirs, survivors, tagged, wait_for
-from harness.chaos.suite import Context, Row, check, fault
+from tools.chaos.fixtures import ESCAPING_PATCH, billion_laughs
+from tools.chaos.kills import RUN, Runs
+from tools.chaos.sandbox import ChaosError, Harness, run_dirs, survivors, tagged, wait_for
+from tools.chaos.suite import Context, Row, check, fault
 
 USAGE, SPEC, UNKNOWN = 2, 3, 4
 ANY = (USAGE, SPEC, UNKNOWN)  # a file named on the command line that cannot be read: any of the three says so

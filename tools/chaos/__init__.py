@@ -1,8 +1,9 @@
 """The chaos suite: the harness under real faults (issue 18), ``./dev chaos`` / ``nox -s chaos``.
 
-It ships inside the package, not under tests/, because it is run on a
-user's machine, where the faults happen (``python -m harness.chaos`` from any
-install): a kill in every phase (download, build, image, boot, run,
+It lives beside tests/ in the checkout, not in the harness package (the
+installed wheel holds the product only), and runs on a user's machine, where
+the faults happen (``python -m tools.chaos`` from the checkout, against the
+harness installed in its virtualenv): a kill in every phase (download, build, image, boot, run,
 verdict, between matrix cells, bisect steps and proof runs), a full disk
 under the results and the cache, two harnesses on one cache, damaged cache
 entries, hung guests, bad input and a virtualenv nobody activated.  Every

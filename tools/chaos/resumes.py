@@ -13,10 +13,10 @@ import json
 import signal
 from pathlib import Path
 
-from harness.chaos.fixtures import one_line_patch, write_matrix
-from harness.chaos.kills import RUN, Kill, after_problems, kill_in, rows_for
-from harness.chaos.sandbox import ChaosError
-from harness.chaos.suite import Context, Row, fault
+from tools.chaos.fixtures import one_line_patch, write_matrix
+from tools.chaos.kills import RUN, Kill, after_problems, kill_in, rows_for
+from tools.chaos.sandbox import ChaosError
+from tools.chaos.suite import Context, Row, fault
 
 
 def _json(path: Path) -> dict:

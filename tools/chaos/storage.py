@@ -20,14 +20,14 @@ import json
 import re
 from pathlib import Path
 
-from harness.chaos import checks
-from harness.chaos.fixtures import one_line_patch
-from harness.chaos.inputs import short
-from harness.chaos.kills import RUN, Runs
-from harness.chaos.proxy import AptProxy
-from harness.chaos.sandbox import ChaosError, Harness, fill, survivors, tmpfs, unparsable_json, wait_for
-from harness.chaos.suite import Context, Row, check, fault
 from harness.kernels import integrity
+from tools.chaos import checks
+from tools.chaos.fixtures import one_line_patch
+from tools.chaos.inputs import short
+from tools.chaos.kills import RUN, Runs
+from tools.chaos.proxy import AptProxy
+from tools.chaos.sandbox import ChaosError, Harness, fill, survivors, tmpfs, unparsable_json, wait_for
+from tools.chaos.suite import Context, Row, check, fault
 
 NO_SPACE = 12
 

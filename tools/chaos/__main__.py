@@ -1,4 +1,4 @@
-"""``python -m harness.chaos [--only GLOB]... [--group G]... [--list] [--root DIR] [--keep]``: run the suite.
+"""``python -m tools.chaos [--only GLOB]... [--group G]... [--list] [--root DIR] [--keep]``: run the suite.
 
 Needs root (tmpfs mounts, /proc of every process) and a user cache holding a
 Debian 6.1 kernel and an unpacked Debian kernel source (``harness repro
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import platformdirs
 
-from harness.chaos import inputs, kills, resumes, storage  # noqa: F401 (each registers its faults)
-from harness.chaos.fixtures import write_reproducers
-from harness.chaos.sandbox import ChaosError, Sandbox, venv_harness
-from harness.chaos.suite import Context, run_faults, select, table, write_report
+from tools.chaos import inputs, kills, resumes, storage  # noqa: F401 (each registers its faults)
+from tools.chaos.fixtures import write_reproducers
+from tools.chaos.sandbox import ChaosError, Sandbox, venv_harness
+from tools.chaos.suite import Context, run_faults, select, table, write_report
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", action="append", default=[], metavar="GLOB",
                    help="faults whose name matches (repeatable; with --group: either)")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{f.group:<12} {f.name}{'  (CI)' if f.ci else ''}")
         return 0
     if os.geteuid() != 0:
-        print("harness.chaos: needs root (tmpfs mounts, every process's /proc)", file=sys.stderr)
+        print("chaos: needs root (tmpfs mounts, every process's /proc)", file=sys.stderr)
         return 2
     shared = Path(os.environ.get("HARNESS_CACHE") or platformdirs.user_cache_dir("kernel-repro-harness"))
     # not under /tmp or /var/tmp: vng guests mount a fresh tmpfs there and would not see the kernels' modules
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         write_reproducers(box.fixtures)
         ctx = Context(box, box.debian_release(), box.source()[0])
     except ChaosError as exc:
-        print(f"harness.chaos: {exc}", file=sys.stderr)
+        print(f"chaos: {exc}", file=sys.stderr)
         return 2
     print(f"chaos: {len(faults)} faults · {root}", file=sys.stderr, flush=True)
     rows = run_faults(ctx, faults, lambda msg: print(f"chaos: {msg}", file=sys.stderr, flush=True))

@@ -1,4 +1,4 @@
-"""Parser throughput over a directory of console logs (``nox -s bench``)."""
+"""Parser throughput over a directory of console logs (``nox -s bench``, ``tools.bench.figures``)."""
 
 from __future__ import annotations
 

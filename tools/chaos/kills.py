@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.chaos import checks
-from harness.chaos.fixtures import one_line_patch
-from harness.chaos.proxy import AptProxy
-from harness.chaos.sandbox import (
+from tools.chaos import checks
+from tools.chaos.fixtures import one_line_patch
+from tools.chaos.proxy import AptProxy
+from tools.chaos.sandbox import (
     ChaosError,
     Harness,
     guest_state,
@@ -37,7 +37,7 @@ from harness.chaos.sandbox import (
     unparsable_json,
     wait_for,
 )
-from harness.chaos.suite import Context, Row, check, fault
+from tools.chaos.suite import Context, Row, check, fault
 
 SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 RUN = ["--accel", "tcg", "--backend", "vng"]

@@ -1,6 +1,6 @@
 """Benchmarks: timings measured side by side in one run, printed as ratios.
 
-    python -m harness.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build [--vng-kconfig]] [--no-boots]
+    python -m tools.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build [--vng-kconfig]] [--no-boots]
                             [--ssh-runs N] [--fast-path N] [--prove] [--lean-change]
 
 Never pass/fail: these machines are noisy, so every figure comes with the
@@ -28,9 +28,10 @@ from harness.guest.vng import VngBoot, vng_argv, vng_binary
 from harness.kernels import build as kbuild
 from harness.options import Accel, RunOptions
 from harness.paths import PROJECT_ROOT, cache_dir, oops_corpus_dir
-from harness.report.bench import corpus_throughput
 from harness.repro import spec as specs
 from harness.repro.run import build_variant, run_repro
+from tools.bench import builds
+from tools.bench.parser import corpus_throughput
 
 
 def _time(argv: list[str], cwd: Path) -> float:
@@ -89,7 +90,7 @@ def build_figures(with_vng_kconfig: bool) -> list[tuple[str, float, str]]:
     def _show(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
-    f = kbuild.bench_figures(vng_kconfig=with_vng_kconfig, progress=_show)
+    f = builds.bench_figures(vng_kconfig=with_vng_kconfig, progress=_show)
     cold = f["cold_build_s"]
     frags = "+".join(f["fragments"])
 
@@ -321,7 +322,7 @@ LEAN_ADDITIONS = ("NETDEVICES", "NET_CORE", "VIRTIO_NET", "PVH", "BLK_DEV_INITRD
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="harness.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="debian:6.1")
     ap.add_argument("--runs", type=int, default=3, help="extra runs for the time-to-first-hit median")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the side-by-side boots")
@@ -356,6 +357,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<{width}}  {seconds:8.2f}  {ratio}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.chaos.fixtures import SLOW_RECIPE
-from harness.chaos.sandbox import ChaosError, Sandbox
+from tools.chaos.fixtures import SLOW_RECIPE
+from tools.chaos.sandbox import ChaosError, Sandbox
 
 
 @dataclass(frozen=True)
