@@ -5,6 +5,8 @@
     harness kernel build xfs_mkwrite_delalloc [--variant xfs-unfixed]     # a reproducer's variants
     harness kernel list [--json]
     harness kernel evict [--max-size 10G]
+    harness kernel export NAME FILE       # a cache entry as one tar (a CI build job's artifact)
+    harness kernel import FILE...         # ... checked against its sums, into this machine's cache
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 
+from harness import kernels
 from harness.errors import ExitCode, SpecError
+from harness.kernels import artifact
 from harness.kernels import build as kbuild
 from harness.kernels import patches as patchlib
 from harness.repro import spec as specs
@@ -108,6 +113,35 @@ def cmd_evict(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+KEY_RE = re.compile(r"^[0-9a-f]{24}$")
+
+
+def _kernel(name: str):
+    """A kernel name as `--kernel` takes it (fetched, built or found), or a cache key `kernel list` shows."""
+    if KEY_RE.match(name):
+        row = next((r for r in kbuild.list_cached() if r["key"] == name), None)
+        if row is None:
+            raise SpecError(f"no cached kernel with key {name} (`harness kernel list` shows the keys)")
+        name = row["name"]
+    return kernels.resolve(name, progress=_progress)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    kernel = _kernel(args.name)
+    header = artifact.export(kernel, Path(args.file))
+    size = kbuild.human_size(Path(args.file).stat().st_size)
+    print(f"{header.name}\t{header.key}\t{args.file} ({size})" + (f"\trecipe {header.recipe}" if header.recipe else ""))
+    return ExitCode.OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    for file in args.files:
+        done = artifact.import_(Path(file))
+        how = "imported" if done.installed else "already in the cache"
+        print(f"{done.header.name}\t{done.header.key}\t{how}, sums checked\t{done.path}")
+    return ExitCode.OK
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("kernel", help="build source kernels into the cache, list and evict them")
     ks = k.add_subparsers(dest="kernel_command", required=True)
@@ -128,3 +162,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e = ks.add_parser("evict", help="remove least recently used kernels down to a size")
     e.add_argument("--max-size", help="e.g. 10G (default: $HARNESS_KERNEL_CACHE_MAX or 30G)")
     e.set_defaults(func=cmd_evict)
+    x = ks.add_parser("export", help="write a cached kernel (a build or a Debian image) into one tar file")
+    x.add_argument("name", help="a kernel name (debian:6.1, debian-src:6.1.192, debian-src:6.1.192/NAME) or a "
+                                "cache key; fetched or built first when the cache lacks it")
+    x.add_argument("file", help="the tar to write")
+    x.set_defaults(func=cmd_export)
+    im = ks.add_parser("import", help="put exported kernels into this machine's cache (their sums checked first)")
+    im.add_argument("files", nargs="+", metavar="FILE")
+    im.set_defaults(func=cmd_import)
