@@ -24,12 +24,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from harness import proc
-from harness.errors import KernelError, SpecError
+from harness import git, proc
+from harness.errors import GitError, KernelError, MissingTool, SpecError, UnknownName
 from harness.paths import cache_dir
 
 
@@ -287,17 +289,28 @@ _GIT_PATH_HEADERS = ("rename from ", "rename to ", "copy from ", "copy to ")
 
 
 def load_patches(arg: str) -> list[PatchOp]:
-    """``--patch P``'s stack: a patch file, a ``series`` file (or a folder holding one), an mbox, or ``revert:P``.
+    """``--patch P``'s stack: a patch file, a ``series`` file (or a folder holding one), an mbox,
+    ``git:PATH@A..B``, ``lore:MSGID``, or ``revert:`` any of them.
 
     An mbox with several patches is split on its ``From <sha> <date>`` lines
     and each piece stored under the cache's ``patches/`` by its content (a
-    cover letter, a piece without a diff, is left out).  ``revert:`` of a
-    series or an mbox reverts its patches last first.  Every patch's paths
-    are checked here, before anything is applied.
+    cover letter, a piece without a diff, is left out).  ``git:PATH@A..B``
+    is what ``git format-patch A..B`` writes in the repository at PATH, and
+    ``lore:MSGID`` the series ``b4 am`` fetches for that message (both
+    stored the same way, so the stack and the kernel's cache key are those of
+    the same patches given as files).  ``revert:`` of a series, an mbox, a
+    range or a lore series reverts its patches last first.  Every patch's
+    paths are checked here, before anything is applied.
     """
     revert = arg.startswith("revert:")
-    path = Path(arg.removeprefix("revert:")).expanduser()
-    ops = [PatchOp(p.resolve(), revert) for p in _expand(path, arg)]
+    rest = arg.removeprefix("revert:")
+    if rest.startswith(GIT_PREFIX):
+        paths = git_range(rest, arg)
+    elif rest.startswith(LORE_PREFIX):
+        paths = lore_series(rest, arg)
+    else:
+        paths = _expand(Path(rest).expanduser(), arg)
+    ops = [PatchOp(p.resolve(), revert) for p in paths]
     for op in ops:
         check_paths(op)
     return ops[::-1] if revert else ops
@@ -438,3 +451,91 @@ def check_paths(op: PatchOp) -> None:
             continue
         if path.startswith("/") or ".." in PurePosixPath(path).parts:
             raise SpecError(f"patch {op.path}: {path!r} leaves the kernel tree (absolute, or with a '..' component)")
+
+
+# --- patches where they live: a range of the developer's tree, a lore series ------------------
+
+GIT_PREFIX = "git:"
+LORE_PREFIX = "lore:"
+LORE_MBOX_ENV = "HARNESS_LORE_MBOX"  # b4 reads the thread from this mbox instead of lore (b4 am -m)
+B4_TIMEOUT = 300  # seconds: a slow lore answer, not a hung b4
+
+
+def _split_repo(spec: str, arg: str) -> tuple[Path, str]:
+    """``PATH@A..B`` -> (PATH, A..B): the longest PATH before an ``@`` that is a folder (a path or a
+    revision may hold an ``@`` too)."""
+    at = [i for i, ch in enumerate(spec) if ch == "@"]
+    for i in reversed(at):
+        path = Path(spec[:i]).expanduser()
+        if path.is_dir():
+            return path.resolve(), spec[i + 1:]
+    if at:
+        raise UnknownName(f"patch {arg}: {spec[:at[-1]]!r} is not a folder (give git:PATH@A..B, PATH a git tree)")
+    raise SpecError(f"patch {arg}: no range (give git:PATH@A..B, the range as `git format-patch A..B` takes it)")
+
+
+def git_range(rest: str, arg: str) -> list[Path]:
+    """``git:PATH@A..B``: the patches ``git format-patch A..B`` writes in PATH, stored by content, in order."""
+    repo, revs = _split_repo(rest.removeprefix(GIT_PREFIX), arg)
+    ends = revs.split("..")
+    if len(ends) != 2 or revs.startswith("-") or "..." in revs or not all(ends):
+        raise SpecError(f"patch {arg}: {revs!r} is not a range A..B (the commits after A up to B)")
+    if not git.is_repo(repo):
+        raise UnknownName(f"patch {arg}: {repo} is not a git repository")
+    for end in ends:
+        try:
+            git.rev_parse(repo, end)
+        except GitError:
+            raise UnknownName(f"patch {arg}: {end!r} is not a commit of {repo}") from None
+    with tempfile.TemporaryDirectory(prefix="harness-format-patch-") as out:
+        git.run(repo, "format-patch", "-q", "-o", out, f"{ends[0]}..{ends[1]}", "--")
+        files = sorted(Path(out).glob("*.patch"))
+        stored = [store_piece(data) for f in files if _has_diff((data := f.read_bytes()).decode(errors="replace"))]
+    if not stored:
+        raise SpecError(f"patch {arg}: {revs} holds no commit with a diff (merges are left out by format-patch)")
+    return stored
+
+
+def _b4() -> str:
+    here = str(Path(sys.executable).parent)  # the venv's own b4 first
+    found = shutil.which("b4", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+    if not found:
+        raise MissingTool("b4 not found: it fetches lore series (pip install b4)")
+    return found
+
+
+_LORE_CACHE: dict[tuple[str, str], list[Path]] = {}  # one b4 run per series and process
+
+
+def lore_series(rest: str, arg: str) -> list[Path]:
+    """``lore:MSGID``: the series ``b4 am`` makes of that message's thread (its latest revision, in
+    order, with the trailers of the replies), stored by content.  ``$HARNESS_LORE_MBOX`` names a
+    local mbox b4 reads the thread from (``b4 am -m``) instead of lore."""
+    msgid = rest.removeprefix(LORE_PREFIX).strip().strip("<>")
+    if not msgid or msgid.startswith("-") or any(c.isspace() for c in msgid):
+        raise SpecError(f"patch {arg}: give lore:MESSAGE-ID (a series' message id, or its lore URL)")
+    mbox = os.environ.get(LORE_MBOX_ENV, "")
+    if mbox and not Path(mbox).is_file():
+        raise UnknownName(f"patch {arg}: ${LORE_MBOX_ENV}={mbox}: no such file")
+    key = (msgid, mbox)
+    if key not in _LORE_CACHE:
+        _LORE_CACHE[key] = _run_b4(msgid, mbox, arg)
+    return _LORE_CACHE[key]
+
+
+def _run_b4(msgid: str, mbox: str, arg: str) -> list[Path]:
+    with tempfile.TemporaryDirectory(prefix="harness-b4-") as out:
+        local = ["--offline-mode"] if mbox else []  # the thread is here: no network query at all
+        argv = [_b4(), "--no-interactive", "--no-stdin", *local, "am", "-o", out, "-n", "series",
+                *(["-m", mbox] if mbox else []), msgid]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=B4_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise KernelError(f"patch {arg}: b4 am gave no answer in {B4_TIMEOUT} s") from None
+        series = Path(out) / "series.mbx"
+        if done.returncode != 0 or not series.is_file():
+            raise SpecError(f"patch {arg}: b4 am found no series: {git.complaint(done.stderr or done.stdout)}")
+        pieces = [p for p in split_mbox(series.read_bytes()) if _has_diff(p.decode(errors="replace"))]
+    if not pieces:
+        raise SpecError(f"patch {arg}: the series b4 am made holds no diff")
+    return [store_piece(p) for p in pieces]
