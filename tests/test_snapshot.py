@@ -88,7 +88,7 @@ def test_qemu_argv_save_and_restore_differ_only_in_incoming(tmp_path):
 
 def test_snapshot_backend_is_registered_and_refuses_a_kernel_without_virtio_net(tmp_path):
     assert select("snapshot").name == "snapshot"
-    with pytest.raises(GuestError, match="takes no argument"):
+    with pytest.raises(GuestError, match="takes boots=K"):
         select("snapshot:x")
     config = tmp_path / "config"
     config.write_text("CONFIG_NET=y\n# CONFIG_VIRTIO_NET is not set\n")
@@ -164,3 +164,24 @@ def test_host_compile_writes_the_cache_whole(tmp_path):
     assert cache.get("repro", "abc").meta["sha256"] == cached.meta["sha256"]
     cached.path.write_bytes(b"truncated")  # a damaged entry is dropped, never run
     assert cache.get("repro", "abc") is None and not cached.path.exists()
+
+
+def test_initramfs_inputs_digest_follows_the_modules_and_the_host_files(tmp_path):
+    moddir = tmp_path / "root" / "lib" / "modules" / "6.1.0-47-amd64"
+    (moddir / "kernel/fs/ext4").mkdir(parents=True)
+    (moddir / "kernel/fs/ext4/ext4.ko").write_bytes(b"x" * 10)
+    (moddir / "modules.dep").write_text("kernel/fs/ext4/ext4.ko:\n")
+    (moddir / "modules.alias").write_text("alias fs-ext4 ext4\n")
+    k = Kernel(name="debian:6.1.0-47", release="6.1.0-47-amd64", version="6.1.170", image=Path("/k/vmlinuz"),
+               root=tmp_path / "root")
+    libs = []
+    base = snap.inputs_digest(k, ("fs-ext4",), lambda progs: libs)
+    assert snap.inputs_digest(k, ("fs-ext4",), lambda progs: libs) == base
+    assert snap.inputs_digest(k, ("fs-xfs",), lambda progs: libs) != base  # another /init
+    (moddir / "kernel/fs/ext4/ext4.ko").write_bytes(b"x" * 11)
+    assert snap.inputs_digest(k, ("fs-ext4",), lambda progs: libs) != base
+    lib = tmp_path / "libfake.so"
+    lib.write_text("l")
+    with_lib = snap.inputs_digest(k, ("fs-ext4",), lambda progs: [str(lib)])
+    lib.write_text("l2")  # a library upgraded
+    assert snap.inputs_digest(k, ("fs-ext4",), lambda progs: [str(lib)]) != with_lib

@@ -59,6 +59,7 @@ class GuestRequest:
     lean: bool = True  # skip loading modules no run needs (see vng.UNUSED_MODULES)
     preload: tuple[str, ...] = ()  # modules the steps will load (fs-ext4): a guest booted ahead loads them early
     inputs: tuple[Path, ...] = ()  # host files the steps read (the source, a prebuilt binary)
+    boots: int = 1  # separate boots a backend that restores saved guests spreads the runs over (round-robin)
 
 
 # --- what a run tells about its guest ------------------------------------------------------------

@@ -9,6 +9,7 @@ written with virtme-ng's own CpioWriter.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -188,17 +189,46 @@ def _stage(stage: Path, host_path: str) -> None:
             cur_stage.mkdir(exist_ok=True)
 
 
-def _stage_modules(stage: Path, kernel: Kernel, preload: tuple[str, ...]) -> int:
+def _wanted_modules(kernel: Kernel, preload: tuple[str, ...]) -> tuple[Path, list[str]] | None:
+    """The kernel's module folder and the modules the guest gets (relative paths), or None (no modules)."""
     if kernel.root is None:
-        return 0
+        return None
     moddir = kernel.root / "lib" / "modules" / kernel.release
     dep = moddir / "modules.dep"
     if not dep.exists():
-        return 0
+        return None
     deps = parse_modules_dep(dep.read_text())
     alias_file = moddir / "modules.alias"
     aliases = parse_aliases(alias_file.read_text()) if alias_file.exists() else {}
-    wanted = module_closure(deps, aliases, [*BOOT_MODULES, *preload], MODULE_TREES)
+    return moddir, module_closure(deps, aliases, [*BOOT_MODULES, *preload], MODULE_TREES)
+
+
+def inputs_digest(kernel: Kernel, preload: tuple[str, ...] = (), libraries_of=libraries) -> str:
+    """A digest of what ``build_initramfs`` would put in (the keys aside): every host file by path, size and
+    mtime, every module by path and size, /init and the fixed files by text.  A saved guest booted from
+    an initramfs is reused while this stays the same (harness.guest.snapshot.store)."""
+    progs, missing = program_paths()
+    files = [*progs, *libraries_of(progs)]
+    found = _wanted_modules(kernel, preload)
+    mods = []
+    if found:
+        moddir, wanted = found
+        mods = [(rel, (moddir / rel).stat().st_size) for rel in wanted]
+    modules = (BOOT_MODULES, preload) if found else ((), ())
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{f} {os.path.realpath(f)} {st.st_size} {st.st_mtime_ns}\n".encode())
+    for part in (missing, mods, MODULE_TREES, init_script(*modules), sshd_config(sftp=False), PASSWD, GROUP, SHADOW):
+        h.update(repr(part).encode() + b"\0")
+    return h.hexdigest()
+
+
+def _stage_modules(stage: Path, kernel: Kernel, preload: tuple[str, ...]) -> int:
+    found = _wanted_modules(kernel, preload)
+    if found is None:
+        return 0
+    moddir, wanted = found
     dest = stage / "usr/lib/modules" / kernel.release
     for rel in wanted:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,19 @@ it overlaps; ``HARNESS_SNAPSHOT_AHEAD=0`` restores each guest when its run
 starts instead.  Each run's result.json says which (``restored_ahead``) and
 where its time went (``phases``).
 
+The saved guest outlives the session: it is kept in the cache
+(harness.guest.snapshot.store, ``$HARNESS_CACHE/snapshots/<key>/``), keyed by
+the kernel file's sha256, the initramfs's inputs, the machine's QEMU command
+line, the disk's size and QEMU's version, verified (its state's sha256)
+before every session reuses it, so a second repro or proof on the same
+kernel starts with a restore ("restored the saved guest <key>/boot-N (made
+...)" in session.log), not a boot.  Every run restored from one saved guest
+meets the same post-boot memory layout and RNG state: ``snapshot:boots=K``
+(or a request's ``boots``, a spec's ``guest: {boots: K}``) keeps K saved
+guests of K separate boots and spreads the runs over them round-robin (run
+i on boot i mod K + 1, each booted the first time its turn comes); each
+run's result.json ``guest`` record names its ``boot`` and ``snapshot_key``.
+
 What differs from a vng guest, and why it does not matter to the runs:
 
 - no 9p: QEMU refuses to save a guest with a 9p export mounted, so the root
@@ -54,13 +67,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import Timeout
+
 from harness import proc
 from harness.errors import GuestError, HarnessError
 from harness.guest.background import Background
 from harness.guest.machine import BACKENDS, Backend, GuestRequest, GuestRun
 from harness.guest.protocol import SNAPSHOT_FAILED, SNAPSHOT_READY, VirtioDisk, slice_console
 from harness.guest.remote import Phases, Staging, run_over
-from harness.guest.snapshot.initramfs import build_initramfs
+from harness.guest.snapshot import store
+from harness.guest.snapshot.initramfs import build_initramfs, inputs_digest, libraries
 from harness.guest.snapshot.qmp import Qmp
 from harness.guest.ssh import Connection, Endpoint, Keys, free_port, make_keys
 from harness.guest.vng import BOOT_CMDLINE
@@ -152,16 +168,29 @@ class RunConsole:
 
 
 @dataclass
-class Saved:
-    """A saved post-boot guest."""
+class Entry:
+    """The store's entry for one kind of request: its key and fields, the keys and initramfs its boots share."""
 
-    key: tuple
-    folder: Path
-    state: Path
+    key: str
+    fields: dict
+    keys: Keys
     initrd: Path
     disk_size: int
-    boot_seconds: float
-    save_seconds: float
+    boots: int  # how many separate boots this session's runs are spread over
+
+
+@dataclass
+class Saved:
+    """A saved post-boot guest: boot ``boot`` of ``entry``, verified this session."""
+
+    entry: Entry
+    boot: int
+    state: Path
+    meta: dict  # its boot.json (made, boot_seconds, save_seconds)
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.key}/boot-{self.boot}"
 
 
 @dataclass
@@ -169,7 +198,7 @@ class Spare:
     """A guest restored ahead: QEMU on a blank disk of the run's size, loaded, running, connected."""
 
     machine: Machine
-    key: tuple
+    saved: Saved  # the saved guest it restored
     slot: Path  # the disk file QEMU opened
     disk_size: int
     thread: threading.Thread | None = None
@@ -217,17 +246,22 @@ class Snapshot(Backend):
     """The snapshot backend (see the module doc)."""
 
     name = "snapshot"
-    usage = "snapshot"
-    help = ("one boot, every run restored from the saved post-boot guest (needs virtio-net; the reproducer is "
-            "compiled once in a vng guest of the same kernel)")
+    usage = "snapshot[:boots=K]"
+    help = ("one boot, every run restored from the saved post-boot guest, kept in the cache for the next session "
+            "(needs virtio-net; the reproducer is compiled once in a vng guest of the same kernel); boots=K: "
+            "runs spread round-robin over K saved guests of K separate boots")
     compiles = False
     persistent = True
     attaches_disks = True
 
-    def __init__(self) -> None:
+    def __init__(self, boots: int | None = None) -> None:
         super().__init__()
-        self.keys: Keys | None = None
-        self.saved: Saved | None = None
+        self.private: Path | None = None  # the session's short private folder: QMP sockets
+        self.boots = boots  # None: the request's (a spec's guest: {boots: K}); else this many, whatever it asks
+        self.store: store.Store | None = None
+        self.entries: dict[tuple, Entry] = {}  # the store's entry of each kind of request met this session
+        self.saved: dict[tuple[str, int], Saved] = {}  # (entry key, boot) -> verified this session
+        self.turn = 0  # runs so far: run i restores boot i mod K + 1
         self.snapshots = 0
         self.previous: str | None = None  # what ended the previous run's guest
         self.sockets = 0
@@ -235,16 +269,30 @@ class Snapshot(Backend):
         self.spares = 0
         self.ahead = os.environ.get(AHEAD, "1") != "0"
 
+    @classmethod
+    def parse(cls, arg: str) -> Snapshot:
+        """``snapshot``, or ``snapshot:boots=K`` (``snapshot:K``): every run on one of K saved guests."""
+        if not arg:
+            return cls()
+        text = arg.removeprefix("boots=")
+        if not text.isdigit() or int(text) < 1:
+            raise GuestError(f"backend snapshot takes boots=K with K a whole number, at least 1 (got snapshot:{arg})")
+        return cls(boots=int(text))
+
     def open(self, folder: Path, *, progress=None) -> None:
         super().open(folder, progress=progress)
-        self.keys = make_keys(Path(tempfile.mkdtemp(prefix="harness-snap-")))
+        self.private = Path(tempfile.mkdtemp(prefix="harness-snap-"))
+        self.store = store.Store()
 
     def close(self) -> None:
         self._drop_spare("the session is over")
-        self._forget_saved()
-        if self.keys is not None:
-            shutil.rmtree(self.keys.folder, ignore_errors=True)
-            self.keys = None
+        self.saved.clear()  # the saved guests stay in the store for the next session
+        self.entries.clear()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
+            self.private = None
+        if self.store is not None:
+            self.store.memo.save()
         super().close()
 
     def event(self, text: str, run_log: Path | None = None) -> None:
@@ -262,14 +310,6 @@ class Snapshot(Backend):
             _discard(spare, why)
             if spare.error is None:  # never used and nothing to tell: no trace
                 shutil.rmtree(spare.machine.folder, ignore_errors=True)
-
-    def _forget_saved(self) -> None:
-        """Delete the saved guest: ~150 MB of memory, and an initramfs holding the guest's private
-        host key (the boot's console, qemu.cmd and qemu.log stay)."""
-        if self.saved is not None:
-            self.saved.state.unlink(missing_ok=True)
-            self.saved.initrd.unlink(missing_ok=True)
-            self.saved = None
 
     # --- boot and save ---------------------------------------------------------------------------
 
@@ -306,65 +346,104 @@ class Snapshot(Backend):
         q.close()
         machine.wait_gone(10)
 
-    def _save(self, req: GuestRequest, out: Path) -> Saved:
-        """Boot a guest for ``req``, check SSH, save it; the Saved record (raises GuestError)."""
-        assert self.folder is not None and self.keys is not None
-        if not req.disks:
-            raise GuestError("the snapshot backend attaches the run's image: the request has none")
+    def _fields(self, req: GuestRequest, disk_size: int) -> dict:
+        """What a saved guest for ``req`` is made of (store.key_fields): the kernel file by sha256, the
+        initramfs by its inputs, the machine by its QEMU command line without the paths, QEMU's version."""
+        assert self.store is not None
+        memo = self.store.memo
+        image = str(req.kernel.boot_image or req.kernel.image)
+
+        def libs(progs: list[str]) -> list[str]:  # ldd once per program file, not once per session
+            return list(dict.fromkeys(lib for p in progs for lib in memo.get("ldd", p, lambda f: libraries([f]))))
+
+        placeholder = Path("@")
+        return store.key_fields(
+            kernel={"release": req.kernel.release, "image": image,
+                    "sha256": memo.get("sha256", image, lambda f: store.sha256_file(Path(f)))},
+            initramfs=inputs_digest(req.kernel, req.preload, libs),
+            machine=qemu_argv(req, initrd=placeholder, console=placeholder, qmp=placeholder, port=0,
+                              disk=placeholder),
+            disk_size=disk_size, qemu=store.qemu_version(QEMU), preload=req.preload, lean=req.lean)
+
+    def _entry(self, req: GuestRequest, out: Path) -> Entry:
+        """The store's entry for ``req`` (its keys and initramfs made when missing), looked up once a session;
+        the entries no harness can restore any more are swept when a new one is met."""
+        assert self.store is not None
+        disk_size = req.disks[0].path.stat().st_size
+        boots = self.boots or req.boots
+        seen = (snapshot_key(req), disk_size, boots)
+        if seen in self.entries:
+            return self.entries[seen]
+        fields = self._fields(req, disk_size)
+        key = store.entry_key(fields)
+
+        def make(tmp: Path) -> dict:
+            what = build_initramfs(tmp / "initramfs.cpio", req.kernel, make_keys(tmp / "keys"), req.preload)
+            if what["missing"]:
+                self.event(f"initramfs: not on this host, left out: {', '.join(what['missing'])}", None)
+            return what
+
+        self.store.entry(key, fields, make)
+        folder = self.store.folder(key)
+        entry = Entry(key, fields, Keys(folder / "keys", folder / "keys" / "client", folder / "keys" / "guest_host_key"),
+                      folder / "initramfs.cpio", disk_size, boots)
+        for gone in self.store.sweep(fields["qemu"], keep=(key,)):
+            self.event(f"saved guest {gone} removed (no harness can restore it any more, or the store was full)", None)
+        self.entries[seen] = entry
+        return entry
+
+    def _save(self, req: GuestRequest, out: Path, entry: Entry, boot: int, state: Path) -> dict:
+        """Boot a guest for ``req``, check SSH, save it to ``state``; facts for its boot.json (raises GuestError)."""
+        assert self.folder is not None
         self.snapshots += 1
         folder = self.folder / "guest" / f"snapshot-{self.snapshots:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         disk = req.disks[0].path
-        self.event(f"boot {self.snapshots} of {req.kernel.name} ({req.accel}) to save a post-boot snapshot", out)
+        self.event(f"boot {self.snapshots} of {req.kernel.name} ({req.accel}) to save a post-boot snapshot "
+                   f"(saved guest {entry.key}/boot-{boot})", out)
         t0 = time.monotonic()
-        initrd = folder / "initramfs.cpio"
         self._drop_spare("a new snapshot")
-        self._forget_saved()  # another kernel or cmdline: the old snapshot is of no more use
-        what = build_initramfs(initrd, req.kernel, self.keys, req.preload)
-        if what["missing"]:
-            self.event(f"initramfs: not on this host, left out: {', '.join(what['missing'])}", None)
         # the same devices as every run's QEMU: a disk of the same size (each run drops the block
         # cache the boot's partition scan left, so the run reads its own copy from the first block)
         template = folder / "disk.img"
         shutil.copyfile(disk, template)
         machine = None
         try:
-            machine = self._boot_machine(req, folder, initrd, template)
-            conn = Connection(self._endpoint(machine.port)).connect(timeout=30)
+            machine = self._boot_machine(req, folder, entry.initrd, template)
+            conn = Connection(self._endpoint(machine.port, entry.keys)).connect(timeout=30)
             try:
                 said = conn.check("cat /proc/sys/kernel/tainted", timeout=30)
             finally:
                 conn.close()
             boot_s, t1 = time.monotonic() - t0, time.monotonic()
-            state = folder / "state"
             self._migrate_out(machine, state)
             save_s = time.monotonic() - t1
         finally:
             if machine is not None:
                 machine.stop("snapshot saved")
             template.unlink(missing_ok=True)
-        self.event(f"snapshot {self.snapshots}: booted in {boot_s:.1f} s ({what['programs']} programs, "
-                   f"{what['modules']} modules, initramfs {what['bytes'] >> 20} MiB), taint {said.strip()}, "
-                   f"saved in {save_s:.1f} s ({state.stat().st_size >> 20} MiB)", out)
-        return Saved(snapshot_key(req), folder, state, initrd, disk.stat().st_size, boot_s, save_s)
+        self.event(f"snapshot {self.snapshots}: booted in {boot_s:.1f} s (initramfs "
+                   f"{entry.initrd.stat().st_size >> 20} MiB), taint {said.strip()}, saved in {save_s:.1f} s "
+                   f"({state.stat().st_size >> 20} MiB) as {entry.key}/boot-{boot}", out)
+        return {"boot_seconds": round(boot_s, 2), "save_seconds": round(save_s, 2), "taint": said.strip(),
+                "kernel": req.kernel.name, "booted_in": str(folder)}
 
     def _qmp_path(self) -> Path:
         """A QMP socket path in the session's short private folder (a UNIX socket path has 107 bytes at most)."""
-        assert self.keys is not None
+        assert self.private is not None
         self.sockets += 1
-        return self.keys.folder / f"qmp-{self.sockets}.sock"
+        return self.private / f"qmp-{self.sockets}.sock"
 
-    def _endpoint(self, port: int) -> Endpoint:
-        assert self.keys is not None
-        return Endpoint("127.0.0.1", port, "root", self.keys.client, host_key=self.keys.host_pub,
-                        name="snapshot guest")
+    @staticmethod
+    def _endpoint(port: int, keys: Keys) -> Endpoint:
+        return Endpoint("127.0.0.1", port, "root", keys.client, host_key=keys.host_pub, name="snapshot guest")
 
     # --- one run -----------------------------------------------------------------------------------
 
     def _machine(self, req: GuestRequest, saved: Saved, folder: Path, disk: Path) -> Machine:
         """A started QEMU waiting for the saved state (``folder``: its console.log, qemu.cmd, qemu.log)."""
         qmp_path, port = self._qmp_path(), free_port()
-        argv = qemu_argv(req, initrd=saved.initrd, console=folder / "console.log", qmp=qmp_path, port=port,
+        argv = qemu_argv(req, initrd=saved.entry.initrd, console=folder / "console.log", qmp=qmp_path, port=port,
                          disk=disk, incoming=True)
         (folder / "qemu.cmd").write_text(shlex.join(argv) + "\n")
         machine = Machine(argv, folder, qmp_path, folder / "console.log", port)
@@ -381,7 +460,7 @@ class Snapshot(Backend):
                 q.command("cont")
                 q.close()
             with phases("connect"):
-                return Connection(self._endpoint(machine.port)).connect(timeout=30)
+                return Connection(self._endpoint(machine.port, saved.entry.keys)).connect(timeout=30)
         except GuestError:
             machine.stop("restore failed")
             machine.qmp_path.unlink(missing_ok=True)
@@ -394,23 +473,24 @@ class Snapshot(Backend):
 
     # --- the spare: the next run's guest, restored while this run runs --------------------------------
 
-    def _prefetch(self, req: GuestRequest) -> None:
-        """Start restoring the next run's guest now, on a blank disk of the same size (a thread loads the
-        state and connects; QEMU itself runs on its leash like every guest)."""
-        assert self.folder is not None and self.saved is not None
+    def _prefetch(self, req: GuestRequest, saved: Saved) -> None:
+        """Start restoring the next run's guest now from ``saved``, on a blank disk of the same size (a thread
+        loads the state and connects; QEMU itself runs on its leash like every guest)."""
+        assert self.folder is not None
         self.spares += 1
         folder = self.folder / "guest" / f"spare-{self.spares:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         slot = folder / "disk.img"
+        size = saved.entry.disk_size
         with open(slot, "wb") as fh:
-            fh.truncate(self.saved.disk_size)
+            fh.truncate(size)
         try:
-            machine = self._machine(req, self.saved, folder, slot)
+            machine = self._machine(req, saved, folder, slot)
         except (GuestError, OSError) as exc:
             self.event(f"restoring the next run's guest ahead failed: {exc}", None)
             return
-        spare = Spare(machine, snapshot_key(req), slot, self.saved.disk_size)
-        spare.thread = threading.Thread(target=self._wake_spare, args=(spare, self.saved), daemon=True,
+        spare = Spare(machine, saved, slot, size)
+        spare.thread = threading.Thread(target=self._wake_spare, args=(spare, saved), daemon=True,
                                         name="harness-snapshot-spare")
         spare.thread.start()
         self.spare = spare
@@ -421,16 +501,16 @@ class Snapshot(Backend):
         except Exception as exc:  # noqa: BLE001 (told at take(): that run restores the usual way)
             spare.error = str(exc)
 
-    def _take(self, req: GuestRequest, phases: Phases) -> tuple[Machine, Connection] | None:
-        """The spare for this run, its disk filled with the run's image and moved into the run folder; None
-        when there is none or it does not fit (that run restores the usual way)."""
+    def _take(self, req: GuestRequest, saved: Saved, phases: Phases) -> tuple[Machine, Connection] | None:
+        """The spare for this run (restored from ``saved``), its disk filled with the run's image and moved into
+        the run folder; None when there is none or it does not fit (that run restores the usual way)."""
         spare, self.spare = self.spare, None
         if spare is None:
             return None
         spare.thread.join(RESTORE_TIMEOUT + 40)
         disk = req.disks[0].path
         why = (spare.error or ("still restoring" if spare.thread.is_alive() else None)
-               or ("booted for another request" if spare.key != snapshot_key(req) else None)
+               or (f"restored from {spare.saved.label}, not {saved.label}" if spare.saved is not saved else None)
                or ("another disk size" if disk.stat().st_size != spare.disk_size else None)
                or spare.machine.gone() or (None if spare.conn and spare.conn.active else "SSH connection down"))
         if why:
@@ -454,17 +534,47 @@ class Snapshot(Backend):
         phases.seconds.update({f"ahead_{k}": v for k, v in spare.phases.seconds.items()})
         return spare.machine, spare.conn
 
-    def _ensure_saved(self, req: GuestRequest, out: Path, info: dict) -> str | None:
-        disk = req.disks[0].path
-        if self.saved is None or self.saved.key != snapshot_key(req) or self.saved.disk_size != disk.stat().st_size:
-            try:
-                self.saved = self._save(req, out)
-            except GuestError as exc:
-                self.event(f"the snapshot guest did not come up: {exc}", out)
-                return str(exc)
-            info.update(booted=True, boot_seconds=round(self.saved.boot_seconds, 2),
-                        save_seconds=round(self.saved.save_seconds, 2))
-        return None
+    def _ensure_saved(self, req: GuestRequest, out: Path, info: dict, turn: int) -> Saved | str:
+        """The saved guest for run ``turn`` (boot ``turn mod K + 1`` of the request's entry), verified, or made now
+        (a boot and a save, or another harness's, waited for); a one-line failure."""
+        assert self.store is not None
+        try:
+            entry = self._entry(req, out)
+            boot = turn % entry.boots + 1
+            saved = self.saved.get((entry.key, boot))
+            if saved is not None:
+                return saved
+            made = self.store.boot(entry.key, boot, entry.fields, lambda state: self._save(req, out, entry, boot, state),
+                                   on_wait=lambda: self.event(f"another harness is saving {entry.key}/boot-{boot}: "
+                                                              "waiting for it", out))
+        except GuestError as exc:
+            self.event(f"the snapshot guest did not come up: {exc}", out)
+            return str(exc)
+        except Timeout:
+            why = f"another harness held the saved guest {entry.key}/boot-{boot} for {store.LOCK_WAIT:.0f} s"
+            self.event(why, out)
+            return why
+        if made.made_now:
+            info.update(booted=True, boot_seconds=made.meta["boot_seconds"], save_seconds=made.meta["save_seconds"])
+        return self._adopt(entry, made, out)
+
+    def _adopt(self, entry: Entry, made: store.Boot, out: Path | None) -> Saved:
+        saved = self.saved[(entry.key, made.index)] = Saved(entry, made.index, made.state, made.meta)
+        if not made.made_now:
+            self.event(f"restored the saved guest {saved.label} (made {made.meta['made']})", out)
+        return saved
+
+    def _ready(self, req: GuestRequest, turn: int) -> Saved | None:
+        """The saved guest run ``turn`` will restore if it exists already (verified now if not yet); None when
+        it is still to be booted (that run boots it: nothing is restored ahead for it)."""
+        assert self.store is not None
+        entry = self._entry(req, req.run_dir / "guest.log")
+        boot = turn % entry.boots + 1
+        saved = self.saved.get((entry.key, boot))
+        if saved is None:
+            made = self.store.verified(entry.key, boot, entry.fields)
+            saved = self._adopt(entry, made, None) if made else None
+        return saved
 
     def run(self, req: GuestRequest, *, watchdog=None, timeout: float | None = None) -> GuestRun:
         started = time.monotonic()
@@ -476,36 +586,42 @@ class Snapshot(Backend):
         if why:  # bad input, not a boot failure: one line, before any run
             raise GuestError(why)
         try:
-            failure = self._ensure_saved(req, out, info)
-            if failure:
-                return GuestRun(None, time.monotonic() - started, console, out, (), detail=f"snapshot: {failure}",
-                                info={**info, "boot_failure": failure})
-            return self._run_restored(req, watchdog, timeout, started, info)
+            saved = self._ensure_saved(req, out, info, self.turn)
+            self.turn += 1
+            if isinstance(saved, str):
+                return GuestRun(None, time.monotonic() - started, console, out, (), detail=f"snapshot: {saved}",
+                                info={**info, "boot_failure": saved})
+            return self._run_restored(req, saved, watchdog, timeout, started, info)
         finally:
             self.ran()
 
-    def _run_restored(self, req: GuestRequest, watchdog, timeout, started: float, info: dict) -> GuestRun:
+    def _run_restored(self, req: GuestRequest, saved: Saved, watchdog, timeout, started: float,
+                      info: dict) -> GuestRun:
         out, console = req.run_dir / "guest.log", req.run_dir / "console.log"
         reset = self.previous or "the first run on this snapshot"
         t0 = time.monotonic()
         try:
             phases = Phases(info)
-            taken = self._take(req, phases)
+            taken = self._take(req, saved, phases)
             if taken:
                 info["restored_ahead"] = True
-            machine, conn = taken or self._restore(req, self.saved, phases)
+            machine, conn = taken or self._restore(req, saved, phases)
         except GuestError as exc:
             self.event(f"{req.run_dir.name}: restoring the snapshot failed: {exc}", out)
             return GuestRun(None, time.monotonic() - started, console, out, (),
                             detail=f"snapshot: restore failed: {exc}", info={**info, "boot_failure": str(exc)})
         restore_s = time.monotonic() - t0
-        info.update(snapshot=str(self.saved.folder), restore_seconds=round(restore_s, 3), reset_after=reset)
+        info.update(snapshot=str(saved.state.parent), snapshot_key=saved.entry.key, boot=saved.boot,
+                    boots=saved.entry.boots, saved_made=saved.meta.get("made"), restore_seconds=round(restore_s, 3),
+                    reset_after=reset)
         how = "restored ahead, taken" if taken else "restored"
-        self.event(f"{req.run_dir.name}: fresh guest from snapshot {self.snapshots}, {how} in {restore_s:.1f} s "
+        self.event(f"{req.run_dir.name}: fresh guest from saved guest {saved.label}, {how} in {restore_s:.1f} s "
                    f"(the previous guest: {reset})", out)
         self.previous = "clean (every run starts from the snapshot all the same)"
-        if self.ahead:
-            self._prefetch(req)  # the next run's guest restores while this one runs
+        if self.ahead:  # the next run's guest restores while this one runs (if its boot is saved already)
+            ahead = self._ready(req, self.turn)
+            if ahead is not None:
+                self._prefetch(req, ahead)
         # fresh randomness (every run starts from the same memory); no block cache from the boot's disk
         staging = Staging(guest_run=str(req.run_dir), device=VirtioDisk(DISK_SERIAL), disposable=True,
                           prepare=f"echo {os.urandom(32).hex()} > /dev/urandom && sync && "
