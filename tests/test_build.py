@@ -17,7 +17,9 @@ import pytest
 
 from harness.errors import SpecError
 from harness.kernels import build as kbuild
-from harness.kernels.build import Layout, Variant
+from harness.kernels import cache as kcache
+from harness.kernels.build import Variant
+from harness.kernels.cache import Layout
 from harness.kernels.patches import PatchOp
 from tools.bench import builds as bench_builds
 from tools.bench import figures as bench_figures
@@ -56,15 +58,6 @@ def test_variant_names() -> None:
     assert Variant("debian-src:6.1.192").kernel_name == "debian-src:6.1.192"
     assert Variant("debian-src:6.1.192", name="unfixed").kernel_name == "debian-src:6.1.192/unfixed"
     assert Variant("debian-src:6.1.192").fragments == ("lean", "filesystems", "faults")
-
-
-def test_patch_op_arguments(tmp_path: Path) -> None:
-    p = tmp_path / "x.patch"
-    p.write_text("")
-    assert kbuild.patch_op(str(p)) == PatchOp(p.resolve(), False)
-    assert kbuild.patch_op(f"revert:{p}") == PatchOp(p.resolve(), True)
-    with pytest.raises(SpecError):
-        kbuild.patch_op(str(tmp_path / "missing.patch"))
 
 
 def test_prebuilt_kind_is_not_buildable() -> None:
@@ -110,13 +103,13 @@ def test_list_size_and_lru_eviction(tmp_path: Path) -> None:
     fake_entry(layout, "mid", 1000, now - 200)
     fake_entry(layout, "new", 1000, now - 100)
     (layout.built / ".half-built").mkdir()  # staging dirs are not entries
-    assert [r["key"] for r in kbuild.list_cached(layout)] == ["new", "mid", "old"]
-    total = kbuild.cache_size(layout)
+    assert [r["key"] for r in kcache.list_cached(layout)] == ["new", "mid", "old"]
+    total = kcache.cache_size(layout)
     assert total > 3000
-    assert kbuild.evict(total, layout) == []
-    assert kbuild.evict(total - 1, layout) == ["old"]
-    assert kbuild.evict(0, layout) == ["mid", "new"]
-    assert kbuild.list_cached(layout) == []
+    assert kcache.evict(total, layout) == []
+    assert kcache.evict(total - 1, layout) == ["old"]
+    assert kcache.evict(0, layout) == ["mid", "new"]
+    assert kcache.list_cached(layout) == []
 
 
 def test_cache_hit_builds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -334,7 +327,7 @@ def test_pipeline_builds_caches_and_rebuilds_only_what_a_patch_touches(fake) -> 
     assert kb.image.read_text() == "a1\na2\na3\nb1\nB2\nb3\n"
     assert kb.extra["objects"] == 3
     assert (pristine / "fs/a.c").read_text() == "a1\na2\na3\n"  # the pristine tree never changes
-    assert len(kbuild.list_cached(layout)) == 3
+    assert len(kcache.list_cached(layout)) == 3
 
 
 def test_pipeline_patch_and_build_failures(fake) -> None:
@@ -393,15 +386,15 @@ def test_bench_figures_on_the_fake_tree(fake, monkeypatch: pytest.MonkeyPatch) -
 
 def test_cache_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HARNESS_KERNEL_CACHE_MAX", raising=False)
-    assert kbuild.cache_limit() == 30 << 30
-    assert kbuild.cache_limit("1.5k") == 1536 and kbuild.cache_limit("123") == 123  # a bare number is bytes
+    assert kcache.cache_limit() == 30 << 30
+    assert kcache.cache_limit("1.5k") == 1536 and kcache.cache_limit("123") == 123  # a bare number is bytes
     with pytest.raises(SpecError, match="cache size '12X' is not a size"):
-        kbuild.cache_limit("12X")
+        kcache.cache_limit("12X")
     monkeypatch.setenv("HARNESS_KERNEL_CACHE_MAX", "5M")
-    assert kbuild.cache_limit() == 5 << 20 and kbuild.cache_limit("2MiB") == 2 << 20
+    assert kcache.cache_limit() == 5 << 20 and kcache.cache_limit("2MiB") == 2 << 20
     monkeypatch.setenv("HARNESS_KERNEL_CACHE_MAX", "lots")
     with pytest.raises(SpecError, match=r"\$HARNESS_KERNEL_CACHE_MAX 'lots' is not a size"):
-        kbuild.cache_limit()
+        kcache.cache_limit()
 
 
 def test_evict_never_removes_kept_keys(tmp_path: Path) -> None:
@@ -409,8 +402,8 @@ def test_evict_never_removes_kept_keys(tmp_path: Path) -> None:
     now = time.time()
     fake_entry(layout, "old", 1000, now - 300)
     fake_entry(layout, "new", 1000, now - 100)
-    assert kbuild.evict(0, layout, keep=("old",)) == ["new"]
-    assert [r["key"] for r in kbuild.list_cached(layout)] == ["old"]
+    assert kcache.evict(0, layout, keep=("old",)) == ["new"]
+    assert [r["key"] for r in kcache.list_cached(layout)] == ["old"]
 
 
 def test_store_evicts_down_to_the_limit(fake, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -420,7 +413,7 @@ def test_store_evicts_down_to_the_limit(fake, monkeypatch: pytest.MonkeyPatch) -
     first = kbuild.build(Variant("debian-src:6.1.999"), layout=layout)
     pa = patch_file(tmp, "a.patch", "fs/a.c", "a1\na2\na3\n", "a1\nA2\na3\n")
     second = kbuild.build(Variant("debian-src:6.1.999", "fix-a", (pa,)), layout=layout)
-    assert [r["key"] for r in kbuild.list_cached(layout)] == [second.extra["key"]]
+    assert [r["key"] for r in kcache.list_cached(layout)] == [second.extra["key"]]
     assert not Path(first.extra["entry"]).exists()
 
 

@@ -21,7 +21,7 @@ import pytest
 from test_pvh import _bzimage, _elf
 
 from harness import images
-from harness.kernels import build as kbuild
+from harness.kernels import cache as kcache
 from harness.kernels import debian, integrity, pvh
 from harness.matrix.spec import load_matrix
 from harness.repro.binaries import BinaryCache, sha256_file
@@ -60,31 +60,31 @@ def test_a_truncated_pvh_vmlinux_is_unpacked_again(tmp_path):
     assert pvh.ensure_pvh(image).read_bytes() == elf  # unpacked again, never handed out cut
 
 
-def _store_fake_kernel(layout: kbuild.Layout, key: str) -> Path:
+def _store_fake_kernel(layout: kcache.Layout, key: str) -> Path:
     builddir = layout.root / "O"
-    for name, rel in kbuild.ARTIFACTS.items():
+    for name, rel in kcache.ARTIFACTS.items():
         (builddir / rel).parent.mkdir(parents=True, exist_ok=True)
         (builddir / rel).write_bytes(f"{name} of {key}\n".encode() * 1000)
     log = layout.root / "build.log"
     log.write_text("make\n")
-    return kbuild._store(layout, key, builddir, log, {"key": key, "name": "chaos", "source": "debian-src:6.1.192"})
+    return kcache.store(layout, key, builddir, log, {"key": key, "name": "chaos", "source": "debian-src:6.1.192"})
 
 
 def test_a_built_kernel_with_a_truncated_bzimage_is_dropped_not_booted(tmp_path):
-    layout = kbuild.Layout(tmp_path / "kernels")
+    layout = kcache.Layout(tmp_path / "kernels")
     entry = _store_fake_kernel(layout, "k" * 24)
-    assert kbuild._entry(layout, entry.name) == entry and audit(tmp_path) == []
+    assert kcache.lookup(layout, entry.name) == entry and audit(tmp_path) == []
     truncate(entry / "bzImage")
     assert audit(tmp_path) == [f"built {entry.name}: bzImage: checksum mismatch"]
-    assert kbuild._entry(layout, entry.name) is None  # so build() builds it again
-    assert not entry.exists() and kbuild.find_named("chaos", layout) is None
+    assert kcache.lookup(layout, entry.name) is None  # so build() builds it again
+    assert not entry.exists() and kcache.find_named("chaos", layout) is None
 
 
 def test_a_kernel_built_before_sums_were_kept_is_summed_on_first_use(tmp_path):
-    layout = kbuild.Layout(tmp_path / "kernels")
+    layout = kcache.Layout(tmp_path / "kernels")
     entry = _store_fake_kernel(layout, "o" * 24)
     (entry / integrity.MANIFEST).unlink()
-    assert kbuild._entry(layout, entry.name) == entry and (entry / integrity.MANIFEST).exists()
+    assert kcache.lookup(layout, entry.name) == entry and (entry / integrity.MANIFEST).exists()
 
 
 def _fake_unpack(dest: Path) -> Path:

@@ -14,7 +14,7 @@ import pytest
 
 from harness.errors import SpecError
 from harness.kernels import patches
-from harness.kernels.build import Layout, find_named
+from harness.kernels.cache import Layout, find_named
 from harness.kernels.patches import PatchFailed, PatchOp
 
 pytestmark = pytest.mark.skipif(shutil.which("patch") is None, reason="GNU patch not installed")
@@ -300,7 +300,7 @@ def test_shipped_patches_load_with_their_subjects() -> None:
     assert len(op.sha256) == 64
 
 
-# --- a kernel built with --name, found by that name (harness.kernels.build.find_named) --------------
+# --- a kernel built with --name, found by that name (harness.kernels.cache.find_named) --------------
 
 
 def fake_entry(layout: Layout, key: str, name: str, built_at: str, version: str = "6.1.192") -> Path:

@@ -21,6 +21,7 @@ from harness.errors import ExitCode, UnknownName
 from harness.guest.protocol import StepResult
 from harness.kernels import Kernel
 from harness.kernels import build as kbuild
+from harness.kernels import cache as kcache
 from harness.kernels import patches as patchlib
 from harness.kernels.build import DEFAULT_FRAGMENTS, Layout, Variant
 from harness.kernels.patches import PatchOp
@@ -380,7 +381,7 @@ def test_kernel_source_slash_name_resolves_a_named_build(tmp_path, monkeypatch):
         kernels.resolve("debian-src:6.1.192/nobody")
     with pytest.raises(UnknownName, match=r"harness kernel build git:/src/linux@v6\.1 --name gone"):
         kernels.resolve("git:/src/linux@v6.1/gone")
-    listed = {r["name"] for r in kbuild.list_cached(layout)}
+    listed = {r["name"] for r in kcache.list_cached(layout)}
     assert "debian-src:6.1.192/mine" in listed  # what `harness kernel list` shows is what --kernel takes
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from harness.errors import SpecError
 from harness.images import parse_recipe
-from harness.kernels.build import cache_limit
+from harness.kernels.cache import cache_limit
 from harness.matrix.pool import memory_bytes
 from harness.sizes import parse_size
 

@@ -22,6 +22,7 @@ from harness import kernels
 from harness.errors import ExitCode, SpecError
 from harness.kernels import artifact
 from harness.kernels import build as kbuild
+from harness.kernels import cache as kcache
 from harness.kernels import patches as patchlib
 from harness.repro import spec as specs
 from harness.repro.run import variant_build
@@ -89,27 +90,27 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = kbuild.list_cached()
+    rows = kcache.list_cached()
     if args.json:
         print(json.dumps(rows))
         return ExitCode.OK
     total = sum(r["bytes"] for r in rows)
-    print(f"{len(rows)} kernels, {kbuild.human_size(total)} of {kbuild.human_size(kbuild.cache_limit())} "
+    print(f"{len(rows)} kernels, {kcache.human_size(total)} of {kcache.human_size(kcache.cache_limit())} "
           "($HARNESS_KERNEL_CACHE_MAX); most recently used first")
     for r in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"]))
         frags = "+".join(r.get("fragments", []))
         print(f"{r['key']}  {r['name']:<40} {r.get('release', '?'):<12} {frags:<28} "
-              f"{kbuild.human_size(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}"
+              f"{kcache.human_size(r['bytes']):>7}  built in {r.get('build_seconds', 0):.0f} s  used {used}"
               + (f"  also: {' '.join(r['also_named'])}" if r.get("also_named") else ""))
     return ExitCode.OK
 
 
 def cmd_evict(args: argparse.Namespace) -> int:
-    limit = kbuild.cache_limit(args.max_size)
-    gone = kbuild.evict(limit)
+    limit = kcache.cache_limit(args.max_size)
+    gone = kcache.evict(limit)
     print(f"evicted {len(gone)} kernels" + (f": {' '.join(gone)}" if gone else "")
-          + f"; cache now {kbuild.human_size(kbuild.cache_size())}")
+          + f"; cache now {kcache.human_size(kcache.cache_size())}")
     return ExitCode.OK
 
 
@@ -119,7 +120,7 @@ KEY_RE = re.compile(r"^[0-9a-f]{24}$")
 def _kernel(name: str):
     """A kernel name as `--kernel` takes it (fetched, built or found), or a cache key `kernel list` shows."""
     if KEY_RE.match(name):
-        row = next((r for r in kbuild.list_cached() if r["key"] == name), None)
+        row = next((r for r in kcache.list_cached() if r["key"] == name), None)
         if row is None:
             raise SpecError(f"no cached kernel with key {name} (`harness kernel list` shows the keys)")
         name = row["name"]
@@ -129,7 +130,7 @@ def _kernel(name: str):
 def cmd_export(args: argparse.Namespace) -> int:
     kernel = _kernel(args.name)
     header = artifact.export(kernel, Path(args.file))
-    size = kbuild.human_size(Path(args.file).stat().st_size)
+    size = kcache.human_size(Path(args.file).stat().st_size)
     print(f"{header.name}\t{header.key}\t{args.file} ({size})" + (f"\trecipe {header.recipe}" if header.recipe else ""))
     return ExitCode.OK
 

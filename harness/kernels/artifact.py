@@ -33,6 +33,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, KernelError
 from harness.kernels import build, integrity, kconfig
+from harness.kernels import cache as kcache
 from harness.kernels import patches as patchlib
 from harness.kernels.kernel import Kernel
 from harness.paths import cache_dir
@@ -135,13 +136,13 @@ class Imported:
     installed: bool  # False: the cache held it already
 
 
-def _destination(header: Header, layout: build.Layout) -> Path:
+def _destination(header: Header, layout: kcache.Layout) -> Path:
     return layout.built / header.key if header.kind == "build" else cache_dir("kernels", "debian") / header.key
 
 
-def import_(src: Path, layout: build.Layout | None = None) -> Imported:
+def import_(src: Path, layout: kcache.Layout | None = None) -> Imported:
     """Unpack ``src`` into the cache after checking every file against the entry's manifest."""
-    layout = layout or build.Layout.default()
+    layout = layout or kcache.Layout.default()
     header = read_header(src)
     dest = _destination(header, layout)
     if not (dest / ".complete").exists() or integrity.Manifest(dest).problems():
@@ -177,18 +178,18 @@ def _unpack(src: Path, dest: Path) -> None:
         raise HarnessError(f"{src}: damaged kernel artifact ({exc}): export it again") from None
 
 
-def find_recipe(variant: build.Variant, layout: build.Layout | None = None) -> tuple[Kernel | None, str]:
+def find_recipe(variant: build.Variant, layout: kcache.Layout | None = None) -> tuple[Kernel | None, str]:
     """The imported kernel that answers ``variant``'s recipe, or None and why not."""
-    layout = layout or build.Layout.default()
+    layout = layout or kcache.Layout.default()
     marker = layout.root / RECIPES / variant_recipe(variant)
     if not marker.exists():
         return None, "no imported kernel of that recipe"
     key = marker.read_text().strip()
-    entry = build._entry(layout, key)  # checks the sums again (package-internal: the cache's one reader)
+    entry = kcache.lookup(layout, key)  # checks the sums again
     if entry is None:
         return None, f"the imported entry {key} is gone or damaged"
     meta = json.loads((entry / "meta.json").read_text())
     here = build.compiler_version()
     if meta.get("compiler") != here:
         return None, f"it was built by {meta.get('compiler')!r}, this machine has {here!r}"
-    return build._record(variant, entry, None, cached=True), f"imported {key}"
+    return kcache.record(variant.kernel_name, entry, None, cached=True), f"imported {key}"

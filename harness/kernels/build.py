@@ -2,7 +2,8 @@
 
 A ``Variant`` is a source (``debian-src:6.1.192``, ``git:/repo@REV``,
 ``dir:/path``), a patch stack and kconfig fragments.  ``build`` returns a
-bootable ``Kernel``; a second request for the same inputs builds nothing.
+bootable ``Kernel``; a second request for the same inputs builds nothing
+(the entries, their names and eviction: ``harness.kernels.cache``).
 
 Design (see kconfigs/README.md for the rationale):
 
@@ -32,13 +33,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import os
 import re
 import resource
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,14 +45,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+import harness.kernels.cache as cache
+import harness.kernels.kconfig as kconfig
+import harness.kernels.patches as patchlib
 from harness import proc
 from harness.errors import KernelError, SpecError
-from harness.kernels import integrity, kconfig, pvh
-from harness.kernels import patches as patchlib
+from harness.kernels.cache import Layout
 from harness.kernels.kernel import SOURCES, Kernel, split_name
 from harness.kernels.patches import PatchFailed, PatchOp
-from harness.paths import cache_dir
-from harness.sizes import parse_size
 
 log = logging.getLogger("harness.kernels.build")
 
@@ -62,8 +61,7 @@ log = logging.getLogger("harness.kernels.build")
 DEFAULT_FRAGMENTS = ("lean", "filesystems", "faults")
 ARCH = "x86_64"
 TARGET = "bzImage"
-RECIPE = "1"  # bump when the way kernels are built changes (invalidates keys)
-ARTIFACTS = {"bzImage": "arch/x86/boot/bzImage", "vmlinux": "vmlinux", "System.map": "System.map", "config": ".config"}
+RECIPE = "2"  # bump when the way kernels are built changes (invalidates keys); 2: a fixed build banner
 
 Progress = Callable[[str], None] | None
 
@@ -74,11 +72,7 @@ __all__ = [
     "PatchOp",
     "Variant",
     "build",
-    "source_variant",
     "cache_key",
-    "cache_size",
-    "evict",
-    "list_cached",
 ]
 
 
@@ -104,37 +98,6 @@ class BuildFailed(KernelError):
         super().__init__(f"{what} failed: {first}", hint=f"full log: {log_path}")
         self.errors = tuple(errors)
         self.log_path = log_path
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the build machinery keeps things (one root; benches use their own)."""
-
-    root: Path
-
-    @classmethod
-    def default(cls) -> Layout:
-        return cls(cache_dir("kernels"))
-
-    @property
-    def work(self) -> Path:  # <slot>/: src/, build/<config digest>/, kconfig/
-        return self.root / "work"
-
-    @property
-    def built(self) -> Path:  # <key>/: artifacts + meta.json
-        return self.root / "built"
-
-    @property
-    def index(self) -> Path:  # <request digest> -> key
-        return self.root / "index"
-
-    @property
-    def logs(self) -> Path:  # logs of failed builds
-        return self.root / "logs"
-
-    @property
-    def ccache(self) -> Path:
-        return self.root / "ccache"
 
 
 # --- keys ------------------------------------------------------------------------
@@ -194,7 +157,10 @@ class _Watcher:
 
 
 def _make() -> list[str]:
-    return ["make", f"ARCH={ARCH}", "CC=ccache gcc", "KBUILD_BUILD_USER=harness", "KBUILD_BUILD_HOST=harness"]
+    # a fixed banner (no build count, no date): two builds of one tree differ only where their code does
+    # (harness.kernels.codediff), and the same request twice gives the same vmlinux
+    return ["make", f"ARCH={ARCH}", "CC=ccache gcc", "KBUILD_BUILD_USER=harness", "KBUILD_BUILD_HOST=harness",
+            "KBUILD_BUILD_VERSION=1", "KBUILD_BUILD_TIMESTAMP=1970-01-01"]
 
 
 def _env(layout: Layout) -> dict[str, str]:
@@ -227,8 +193,8 @@ def build(variant: Variant, *, progress: Progress = None, layout: Layout | None 
     patch_digest = patchlib.digest(variant.patches) if variant.patches else ""
     compiler = compiler_version()
     memo = layout.index / inputs_key(tree.identity, patch_digest, fragments_text, compiler)
-    if memo.exists() and (entry := _entry(layout, memo.read_text().strip())):
-        return _record(variant, entry, progress, cached=True)
+    if memo.exists() and (entry := cache.lookup(layout, memo.read_text().strip())):
+        return cache.record(variant.kernel_name, entry, progress, cached=True)
     work = layout.work / tree.slot
     work.mkdir(parents=True, exist_ok=True)
     with _slot_lock(work, progress):
@@ -236,7 +202,7 @@ def build(variant: Variant, *, progress: Progress = None, layout: Layout | None 
         entry, built = _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, layout, progress)
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(entry.name + "\n")
-    return _record(variant, entry, progress, cached=not built)
+    return cache.record(variant.kernel_name, entry, progress, cached=not built)
 
 
 @contextlib.contextmanager
@@ -267,7 +233,7 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
     make, env = _make(), _env(layout)
     config, mismatches = _configure(srctree, work / "kconfig", requested, optional, make, env, log_path)
     key = cache_key(tree.identity, patch_digest, config.read_text(), compiler)
-    if entry := _entry(layout, key):  # same final config built by another request
+    if entry := cache.lookup(layout, key):  # same final config built by another request
         log_path.unlink(missing_ok=True)
         return entry, False
     builddir = work / "build" / _sha(config.read_text())[:12]  # one O= per final .config
@@ -303,7 +269,7 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
         "config_mismatches": [str(m) for m in mismatches],
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return _store(layout, key, builddir, log_path, meta), True
+    return cache.store(layout, key, builddir, log_path, meta), True
 
 
 def _configure(srctree, scratch, requested, optional, make, env, log_path):
@@ -333,227 +299,3 @@ def _children_cpu() -> float:
 def _kernelversion(srctree: Path, builddir: Path, make, env) -> str:
     done = proc.run([*make, "-s", f"O={builddir}", "kernelversion"], cwd=srctree, env=env, capture=True)
     return done.output.strip().splitlines()[-1]
-
-
-# --- the kernel cache ---------------------------------------------------------------
-
-
-def _entry(layout: Layout, key: str) -> Path | None:
-    """The cached kernel ``key``, checked against the sums recorded when it was stored (a damaged one is
-    removed, so it is built again, never booted); None when there is none."""
-    entry = layout.built / key
-    if not (entry / ".complete").exists():
-        return None
-    manifest = integrity.Manifest(entry)
-    if not manifest.exists():  # stored before sums were recorded: trusted so far, checked from now on
-        manifest.record([entry / name for name in ARTIFACTS if (entry / name).exists()])
-        return entry
-    problems = manifest.problems()
-    if not problems:
-        return entry
-    log.warning("cached kernel %s is damaged (%s): building it again", key, "; ".join(problems))
-    with FileLock(str(layout.built / ".lock")):
-        if entry.exists():
-            gone = entry.with_name(f".damaged-{key}-{os.getpid()}")
-            entry.rename(gone)
-            shutil.rmtree(gone, ignore_errors=True)
-    return None
-
-
-def _store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict) -> Path:
-    layout.built.mkdir(parents=True, exist_ok=True)
-    entry = layout.built / key
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=layout.built))
-    for name, rel in ARTIFACTS.items():
-        shutil.copyfile(builddir / rel, staging / name)
-    shutil.copyfile(log_path, staging / "build.log")
-    (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    integrity.Manifest(staging).record([staging / name for name in ARTIFACTS])
-    (staging / ".complete").write_text(key + "\n")
-    staging.chmod(0o755)
-    with FileLock(str(layout.built / ".lock")):
-        if entry.exists():
-            shutil.rmtree(staging)
-        else:
-            staging.rename(entry)
-    log_path.unlink(missing_ok=True)  # kept in the entry; logs/ keeps failures only
-    limit = cache_limit()
-    for gone in evict(limit, layout, keep=(key,)):
-        log.warning("kernel cache over %s: evicted %s (least recently used)", human_size(limit), gone)
-    return entry
-
-
-def _touch(entry: Path) -> None:
-    (entry / ".last_used").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-
-
-NAMES = "names"  # in a cache entry: the other names it was asked for under (`--name`), one a line
-
-
-def _names(entry: Path) -> list[str]:
-    try:
-        return (entry / NAMES).read_text().split()
-    except OSError:
-        return []
-
-
-def _remember_name(entry: Path, meta: dict, name: str) -> None:
-    """A named request the entry answered (the same final config built before under another name): the
-    name finds this entry from now on (`--kernel SRC/NAME`, `kernel list`)."""
-    if name == meta.get("name") or name in _names(entry) or "/" not in name:
-        return
-    tmp = entry / f".{NAMES}.{os.getpid()}"
-    tmp.write_text("".join(f"{n}\n" for n in (*_names(entry), name)))
-    os.replace(tmp, entry / NAMES)
-
-
-def _record(variant: Variant, entry: Path, progress: Progress, *, cached: bool) -> Kernel:
-    _touch(entry)
-    meta = json.loads((entry / "meta.json").read_text())
-    _remember_name(entry, meta, variant.kernel_name)
-    if progress:
-        progress(f"{variant.kernel_name}: {'cached' if cached else 'built'} {entry.name}")
-    config = entry / "config"
-    options = config.read_text().splitlines() if config.exists() else []
-    # 6.1's PVH entry runs C code before KASAN's early shadow is set up: a KASAN kernel booted through it
-    # triple-faults before its first console line (QEMU exits 0, silent); it boots as a bzImage
-    pvh_ok = pvh.enabled() and "CONFIG_PVH=y" in options and "CONFIG_KASAN=y" not in options
-    return Kernel(
-        name=variant.kernel_name,
-        release=meta["release"],
-        version=meta["version"],
-        image=entry / "bzImage",
-        boot_image=entry / "vmlinux" if pvh_ok and (entry / "vmlinux").exists() else None,
-        root=None,
-        system_map=entry / "System.map",
-        vmlinux=entry / "vmlinux",
-        config=config,
-        kind="build",
-        extra={**meta, "entry": str(entry), "cached": cached, "log": str(entry / "build.log")},
-    )
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
-
-
-def _last_used(entry: Path) -> float:
-    marker = entry / ".last_used"
-    return (marker if marker.exists() else entry / ".complete").stat().st_mtime
-
-
-def list_cached(layout: Layout | None = None) -> list[dict]:
-    """Cached kernels, most recently used first (``harness kernel list``)."""
-    layout = layout or Layout.default()
-    rows = []
-    for entry in layout.built.glob("*/.complete"):
-        entry = entry.parent
-        meta = json.loads((entry / "meta.json").read_text())
-        rows.append({**meta, "also_named": _names(entry), "path": str(entry), "bytes": _size(entry),
-                     "last_used": _last_used(entry)})
-    return sorted(rows, key=lambda r: r["last_used"], reverse=True)
-
-
-def cache_size(layout: Layout | None = None) -> int:
-    """Bytes held by cached kernels (``built/``)."""
-    layout = layout or Layout.default()
-    return sum(_size(e.parent) for e in layout.built.glob("*/.complete"))
-
-
-DEFAULT_CACHE_LIMIT = "30G"
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "K", "M", "G"):
-        if n < 1024:
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}T"
-
-
-def cache_limit(text: str | None = None) -> int:
-    """The kernel cache's size limit in bytes: ``text`` (``--max-size``), else ``$HARNESS_KERNEL_CACHE_MAX``
-    (default 30G).  A bare number is bytes."""
-    if text is not None:
-        return parse_size(text, bare="B", what="cache size")
-    return parse_size(os.environ.get("HARNESS_KERNEL_CACHE_MAX", DEFAULT_CACHE_LIMIT), bare="B",
-                      what="$HARNESS_KERNEL_CACHE_MAX")
-
-
-def evict(max_bytes: int, layout: Layout | None = None, *, keep: Sequence[str] = ()) -> list[str]:
-    """Remove least recently used kernels (never those in ``keep``) until the cache holds ``max_bytes``."""
-    layout = layout or Layout.default()
-    rows = sorted(list_cached(layout), key=lambda r: r["last_used"])
-    total = sum(r["bytes"] for r in rows)
-    removed = []
-    layout.built.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(layout.built / ".lock")):
-        for row in rows:
-            if total <= max_bytes:
-                break
-            if row["key"] in keep:
-                continue
-            shutil.rmtree(row["path"], ignore_errors=True)
-            total -= row["bytes"]
-            removed.append(row["key"])
-    return removed
-
-
-# --- CLI entry points ---------------------------------------------------------------
-
-
-def patch_op(arg: str) -> PatchOp:
-    """``fix.patch`` applies it, ``revert:bad.patch`` reverts it."""
-    revert = arg.startswith("revert:")
-    path = Path(arg.removeprefix("revert:")).expanduser()
-    if not path.is_file():
-        raise SpecError(f"patch {path} does not exist")
-    return PatchOp(path.resolve(), revert)
-
-
-def source_variant(
-    spec: str,
-    *,
-    fragments: Sequence[str] = (),
-    patches: Sequence[str] = (),
-    name: str | None = None,
-) -> Variant:
-    """``harness kernel build SPEC [--fragment F]... [--patch [revert:]P]... [--name N]``'s recipe."""
-    ops = tuple(patch_op(p) for p in patches)
-    return Variant(
-        source=spec,
-        name=name or ("patched-" + patchlib.digest(ops)[:8] if ops else "default"),
-        patches=ops,
-        fragments=tuple(fragments) or DEFAULT_FRAGMENTS,
-    )
-
-
-# --- kernels by the name given at build time --------------------------------------------
-
-
-def find_named(name: str, layout: Layout | None = None) -> Kernel | None:
-    """The cached build ``harness kernel list`` shows as ``name`` (``debian-src:6.1.192/mine``), or None.
-
-    ``name`` is the ``meta.json`` "name" of a cache entry: ``SOURCE`` or
-    ``SOURCE/NAME`` for a build made with ``--name NAME`` (or a spec's
-    variant).  When several entries carry it (the same name rebuilt with
-    other patches), the newest build wins.
-    """
-    layout = layout or Layout.default()
-    found: list[tuple[tuple[str, float], Path, dict]] = []
-    for marker in layout.built.glob("*/.complete"):
-        entry = marker.parent
-        try:
-            meta = json.loads((entry / "meta.json").read_text())
-            stamp = (str(meta.get("built_at", "")), marker.stat().st_mtime)
-        except (OSError, ValueError):
-            continue  # an entry being evicted, or a damaged one: not a candidate
-        if meta.get("name") == name or name in _names(entry):
-            found.append((stamp, entry, meta))
-    for _, entry, meta in sorted(found, key=lambda f: f[0], reverse=True):
-        if _entry(layout, entry.name) is None:  # damaged (and removed): the next newest, if any
-            continue
-        source, _, given = name.partition("/")
-        variant = Variant(source=meta["source"], name=given or meta.get("variant") or "default")
-        return _record(variant, entry, None, cached=True)
-    return None

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
+import harness.kernels.build as build
+import harness.kernels.cache as kcache
+import harness.kernels.patches as patchlib
 from harness import git, proc
 from harness.errors import GitError, KernelError, SpecError, UnknownName
-from harness.kernels import build
-from harness.kernels import patches as patchlib
 from harness.kernels.debian import apt_download
 from harness.kernels.kernel import SOURCES, Kernel
 from harness.kernels.patches import PatchOp
@@ -57,12 +58,12 @@ class _Buildable:
     def resolve(self, rest: str, *, progress=None) -> Kernel:
         """``SOURCE`` builds the default variant; ``SOURCE/NAME`` is a cached build of that name
         (``harness kernel build SOURCE --name NAME``, or a reproducer's variant), as ``harness kernel list`` shows it."""
-        named = build.find_named(f"{self.kind}:{rest}") if "/" in rest else None
+        named = kcache.find_named(f"{self.kind}:{rest}") if "/" in rest else None
         if named is not None:
             return named
         source, sep, name = rest.rpartition("/")
         if sep and name and (isinstance(self, DebianSource)
-                             or any(r.get("source") == f"{self.kind}:{source}" for r in build.list_cached())):
+                             or any(r.get("source") == f"{self.kind}:{source}" for r in kcache.list_cached())):
             raise UnknownName(f"{self.kind}:{rest}: no cached build of that name (build it with `harness kernel build "
                               f"{self.kind}:{source} --name {name}`, or a reproducer's variant with "
                               f"`harness kernel build REPRO --variant {name}`)")
