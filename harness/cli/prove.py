@@ -29,19 +29,25 @@ from harness import prove
 from harness.cli.options import accel_for, add_run_options, at_least, fraction, run_options
 from harness.cli.output import console, progress
 from harness.errors import KernelError, SpecError, UnknownName
+from harness.kernels import Kernel
+from harness.kernels.build import Variant
 from harness.kernels.cache import find_named
-from harness.kernels.recipe import Recipe, absolute, load_ops
-from harness.options import RunOptions
-from harness.prove import BASE, PATCHED, Policy, ProofResult
-from harness.prove.record import (
+from harness.matrix.proof import (
     ProofKernel,
+    Target,
+    absolute,
+    base_target,
     check_resumed,
+    load_ops,
     patch_label,
+    patched_target,
     proof_info,
     proof_record,
     run_proof,
     write_record,
 )
+from harness.options import RunOptions
+from harness.prove import BASE, PATCHED, Policy, ProofResult
 from harness.repro import spec as specs
 from harness.results import new_run_folder
 
@@ -65,7 +71,7 @@ minutes.__name__ = "minutes"
 # --- kernels ----------------------------------------------------------------------------------------
 
 
-def _built(side: str, target: Recipe, options: RunOptions) -> ProofKernel:
+def _built(side: str, target: Target, options: RunOptions) -> ProofKernel:
     console.print(f"[bold]{side}[/bold]: {target.name} · {target.describe()}")
     try:
         kernel = target.build(progress=progress)
@@ -80,7 +86,7 @@ def _built(side: str, target: Recipe, options: RunOptions) -> ProofKernel:
     return ProofKernel(target, kernel, accel)
 
 
-def _kernels(base: Recipe, patched: Recipe, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
+def _kernels(base: Target, patched: Target, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
     return _built(BASE, base, options), _built(PATCHED, patched, options)
 
 
@@ -167,8 +173,8 @@ def _new(args: argparse.Namespace) -> int:
     policy = _policy(args)
     spec = specs.load(args.reproducer)
     ops = load_ops(args.patch)
-    base = spec.recipe(variant=args.variant, base=args.base)
-    patched = base.patched(ops)
+    base = base_target(spec, variant=args.variant, base=args.base)
+    patched = patched_target(base, ops)
     options = _options(args)
     pair = _kernels(base, patched, options)
     context = {
@@ -190,8 +196,8 @@ def _resumed_kernels(info: prove.ProofInfo, spec: specs.Spec, options: RunOption
     ctx = info.context
     if ctx.get("patches") is not None:
         ops = load_ops(ctx["patches"])
-        base = spec.recipe(variant=ctx.get("variant"), base=ctx.get("base"))
-        pair = _kernels(base, base.patched(ops), options)
+        base = base_target(spec, variant=ctx.get("variant"), base=ctx.get("base"))
+        pair = _kernels(base, patched_target(base, ops), options)
         check_resumed(info, *pair, ops)
         return pair
     out = []
@@ -200,8 +206,13 @@ def _resumed_kernels(info: prove.ProofInfo, spec: specs.Spec, options: RunOption
         if kernel is None:
             raise UnknownName(f"the {side} kernel {name} of this proof is not in the kernel cache and the proof "
                               "logs no recipe to rebuild it: start a new proof")
-        out.append(ProofKernel(Recipe.of_kernel(kernel), kernel, accel_for(options, kernel)))
+        out.append(ProofKernel(Target(kernel_variant(kernel)), kernel, accel_for(options, kernel)))
     return out[0], out[1]
+
+
+def kernel_variant(kernel: Kernel) -> Variant:
+    """The build recipe a cached kernel's name stands for (its name only: the build is done)."""
+    return Variant(source=kernel.extra.get("source") or kernel.name, name=kernel.extra.get("variant") or "default")
 
 
 def _resume(args: argparse.Namespace) -> int:
