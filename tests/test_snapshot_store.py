@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -230,7 +231,25 @@ def test_sweep_drops_entries_of_another_qemu_or_a_gone_kernel_and_holds_the_size
     assert [k for k, _ in st.entries()] == [keys["here"]]
     monkeypatch.setenv(store.CACHE_MAX, "1")  # over the limit: least recently used first, never a kept one
     assert st.sweep(here["qemu"], keep=(keys["here"],)) == []
+    assert st.sweep(here["qemu"]) == []  # restored a moment ago: another harness may be restoring it
+    old = time.time() - store.RECENT - 60
+    os.utime(st.folder(keys["here"]) / store.LAST_USED, (old, old))
     assert st.sweep(here["qemu"]) == [keys["here"]] and st.entries() == []
+
+
+def test_sweep_clears_what_a_killed_harness_left_but_not_what_one_is_making(tmp_path):
+    st = store.Store(tmp_path / "snapshots")
+    key = _entry(st)
+    dead, live = st.folder(key) / ".boot-1.tmpabc", st.folder(key) / ".boot-2.tmpdef"
+    for d in (dead, live):
+        d.mkdir()
+        (d / "state").write_text("half")
+    with st.lock(key, "boot-2"):
+        st.sweep(FIELDS["qemu"], keep=(key,))
+        assert not dead.exists() and live.exists()
+        assert not st.drop(key, "test")  # boot 2 is being made
+    st.sweep(FIELDS["qemu"], keep=(key,))
+    assert not live.exists() and st.drop(key, "test")
 
 
 def test_drop_kernel_removes_the_entries_of_an_evicted_kernel(tmp_path):

@@ -20,9 +20,9 @@ pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def harness(*args: str) -> subprocess.CompletedProcess:
+def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=1200, env=os.environ.copy())
+                          timeout=1200, env={**os.environ, **(env or {})})
 
 
 def _run_records(done: subprocess.CompletedProcess, n: int) -> tuple[dict, Path, list[dict]]:
@@ -33,8 +33,9 @@ def _run_records(done: subprocess.CompletedProcess, n: int) -> tuple[dict, Path,
 
 
 def test_snapshot_restores_a_fresh_kernel_for_every_oops(vm, tmp_path):
+    store = {"HARNESS_SNAPSHOT_CACHE": str(tmp_path / "snapshots")}  # a store of its own: the first run boots
     done = harness("repro", "ext4_inline", "-k", "debian:6.1.0-47", "--backend", "snapshot", "--accel", "tcg",
-                   "--runs", "3", "--json", "--results", str(tmp_path))
+                   "--runs", "3", "--json", "--results", str(tmp_path / "first"), env=store)
     result, folder, runs = _run_records(done, 3)
     assert done.returncode == 0, done.stderr[-3000:]
     assert result["hits"] == 3 and result["verdict"] == "REPRODUCED", result
@@ -61,8 +62,24 @@ def test_snapshot_restores_a_fresh_kernel_for_every_oops(vm, tmp_path):
         assert (folder / f"run-0{i}" / "qemu.log").exists()
     assert not list((folder / "guest").glob("spare-*"))
     log = (folder / "session.log").read_text()
-    assert "save a post-boot snapshot" in log and log.count("fresh guest from snapshot 1") == 3
-    assert "@@harness session run-02: fresh guest from snapshot 1" in (folder / "run-02" / "guest.log").read_text()
+    assert "save a post-boot snapshot" in log and log.count("fresh guest from saved guest ") == 3
+    assert "@@harness session run-02: fresh guest from saved guest " in (folder / "run-02" / "guest.log").read_text()
+    key = runs[0]["guest"]["snapshot_key"]
+    assert [r["guest"]["boot"] for r in runs] == [1, 1, 1] and {r["guest"]["snapshot_key"] for r in runs} == {key}
+    assert (tmp_path / "snapshots" / key / "boot-1" / "state").exists()  # kept for the next session
+
+    # a second session on the same kernel starts with a restore, not a boot; with boots=2 its second run
+    # boots the second saved guest, and its third is restored ahead from the first again
+    done = harness("repro", "ext4_inline", "-k", "debian:6.1.0-47", "--backend", "snapshot:boots=2", "--accel",
+                   "tcg", "--runs", "3", "--json", "--results", str(tmp_path / "second"), env=store)
+    result, folder, runs = _run_records(done, 3)
+    assert done.returncode == 0 and result["hits"] == 3, done.stderr[-3000:]
+    log = (folder / "session.log").read_text()
+    assert f"restored the saved guest {key}/boot-1 (made " in log
+    assert "booted" not in runs[0]["guest"] and runs[1]["guest"]["booted"]
+    assert [r["guest"]["boot"] for r in runs] == [1, 2, 1] and runs[2]["guest"]["restored_ahead"]
+    assert len(list((folder / "guest").glob("snapshot-*"))) == 1  # the second boot only
+    assert (tmp_path / "snapshots" / key / "boot-2" / "state").exists()
 
 
 def test_snapshot_runs_that_do_not_crash(vm, tmp_path):

@@ -611,6 +611,7 @@ class Snapshot(Backend):
             return GuestRun(None, time.monotonic() - started, console, out, (),
                             detail=f"snapshot: restore failed: {exc}", info={**info, "boot_failure": str(exc)})
         restore_s = time.monotonic() - t0
+        self.store.touch(saved.entry.key)  # in use: not evicted for room while this session runs
         info.update(snapshot=str(saved.state.parent), snapshot_key=saved.entry.key, boot=saved.boot,
                     boots=saved.entry.boots, saved_made=saved.meta.get("made"), restore_seconds=round(restore_s, 3),
                     reset_after=reset)

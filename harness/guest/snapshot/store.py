@@ -60,6 +60,7 @@ LAST_USED = ".last_used"
 CACHE_MAX = "HARNESS_SNAPSHOT_CACHE_MAX"
 DEFAULT_CACHE_MAX = "4G"
 ROOT_ENV = "HARNESS_SNAPSHOT_CACHE"  # the store's folder (default $HARNESS_CACHE/snapshots)
+RECENT = 600.0  # seconds: an entry restored more recently is not evicted for room (another harness may be using it)
 LOCK_WAIT = 600.0  # seconds a harness waits for another one's boot and save (a boot under TCG: 10-60 s)
 
 
@@ -330,9 +331,7 @@ class Store:
         """Remove entry ``key`` unless a harness is making a part of it right now; True if removed."""
         try:
             with self.lock(key).acquire(timeout=0):
-                busy = [b for b in self.folder(key).glob("boot-*") if self._busy(key, b.name)]
-                busy += [b for b in self.folder(key).glob(".boot-*.tmp*")]
-                if busy:
+                if any(self._busy(key, f"boot-{i}") for i in self._boot_indices(key)):
                     return False
                 self._remove(key)
         except Timeout:
@@ -340,17 +339,39 @@ class Store:
         log.info("saved guest %s removed: %s", key, why)
         return True
 
-    def _busy(self, key: str, boot: str) -> bool:
+    def _boot_indices(self, key: str) -> set[int]:
+        """The boots entry ``key`` has, whole or being made (``boot-N``, ``.boot-N.tmp*``)."""
+        out = set()
+        for path in self.folder(key).glob("*boot-*"):
+            digits = path.name.lstrip(".").removeprefix("boot-").split(".")[0]
+            if digits.isdigit():
+                out.add(int(digits))
+        return out
+
+    def _busy(self, key: str, what: str) -> bool:
         try:
-            with self.lock(key, boot).acquire(timeout=0):
+            with self.lock(key, what).acquire(timeout=0):
                 return False
         except Timeout:
             return True
+
+    def _litter(self) -> None:
+        """What a killed harness left: half-made boots and entries (their lock free), folders being removed."""
+        for tmp in self.root.glob("*/.boot-*.tmp*"):
+            index = tmp.name.removeprefix(".boot-").split(".")[0]
+            if not self._busy(tmp.parent.name, f"boot-{index}"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in self.root.glob(".*.tmp*"):
+            if tmp.is_dir() and not self._busy(tmp.name[1:].split(".")[0], "entry"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        for gone in (*self.root.glob(".gone-*"), *self.root.glob("*/.gone-*")):
+            shutil.rmtree(gone, ignore_errors=True)
 
     def sweep(self, qemu: str, *, keep: tuple[str, ...] = ()) -> list[str]:
         """Remove the entries no harness can restore any more (their kernel file is gone or changed, another
         QEMU made them), then the least recently used ones over ``$HARNESS_SNAPSHOT_CACHE_MAX``; the keys
         removed."""
+        self._litter()
         removed = []
         for key, record in self.entries():
             why = stale(record, qemu)
@@ -359,10 +380,10 @@ class Store:
         limit = parse_size(os.environ.get(CACHE_MAX, DEFAULT_CACHE_MAX), bare="B", what=f"${CACHE_MAX}")
         rows = sorted(((self._last_used(k), k) for k, _ in self.entries() if k not in removed))
         total = sum(self._size(k) for _, k in rows)
-        for _, key in rows:
+        for used, key in rows:
             if total <= limit:
                 break
-            if key in keep:
+            if key in keep or time.time() - used < RECENT:  # a harness may be restoring it right now
                 continue
             size = self._size(key)
             if self.drop(key, f"the saved guests hold more than {os.environ.get(CACHE_MAX, DEFAULT_CACHE_MAX)}"):
