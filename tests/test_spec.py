@@ -165,11 +165,15 @@ def _syz_folder(tmp_path, body: str):
     return folder
 
 
-def test_shipped_specs_are_plain_with_their_image():
+def test_shipped_specs_are_plain_with_their_image_or_published_syzkaller():
     for name in specs.available():
         s = specs.load(name)
-        assert s.mode == "plain" and s.syzkaller is None and s.environment is None, name
-        assert s.image is not None and s.timeout_is == "clean" and not s.expect.any_crash, name
+        if s.mode == "syzkaller":  # a published reproducer: it brings its own image, its report is linked
+            assert s.image is None and s.environment is not None and s.links, name
+        else:
+            assert s.mode == "plain" and s.syzkaller is None and s.environment is None, name
+            assert s.image is not None, name
+        assert s.timeout_is == "clean" and not s.expect.any_crash, name
 
 
 def test_syzkaller_mode_detected(tmp_path):
