@@ -1,4 +1,4 @@
-"""``harness new NAME --from FILE.c``: a reproducer folder from a C file as it was published.
+"""``harness new NAME --from FILE.c`` (or ``--from-syzbot ID``): a reproducer folder from a C file as it was published.
 
 ``scaffold`` writes ``reproducers/NAME/``:
 
@@ -12,6 +12,12 @@
   ``syzbot`` variant that builds a Debian source with ``lean`` plus that
   fragment; the description says which cached Debian kernels lack them.
 
+``from_syzbot`` takes the C file, the ``.config`` and the title from a
+syzbot bug (``harness.repro.syzbot``), writes the same folder plus
+``syzbot.json`` (the bug's JSON as served), and says which kernels here can
+run it (the Debian prebuilt kernels of the crash's series, the Debian
+source its variant builds, the exact commit from a clone).
+
 The result loads with ``harness.repro.spec.load`` before it is returned, so
 it is ready for ``harness repro NAME``, ``matrix``, ``bisect`` and ``prove``.
 """
@@ -21,12 +27,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
-from harness.errors import SpecError, UnknownName
+from harness import kernels
+from harness.errors import HarnessError, SpecError, UnknownName
 from harness.kernels import syzconfig
 from harness.paths import reproducers_dir
-from harness.repro import adhoc, spec, syzkaller
+from harness.repro import adhoc, spec, syzbot, syzkaller
 from harness.repro.syzkaller import SyzInfo
 
 FRAGMENT = "syzbot.config"
@@ -45,9 +53,17 @@ def check_name(name: str) -> None:
         raise SpecError(f"reproducer name {name!r}: letters, digits, _ . - (PARENT/SUB for a sub-reproducer)")
 
 
+def free_folder(name: str, root: Path | None) -> Path:
+    """``root/NAME`` when no reproducer is there yet."""
+    folder = (root or reproducers_dir()) / name
+    if (folder / spec.SPEC_FILE).exists() or (folder / "repro.c").exists():
+        raise SpecError(f"{folder} already holds a reproducer: pick another name or remove it")
+    return folder
+
+
 def _description(source: Path, info: SyzInfo | None, fs: str, syz: syzconfig.SyzConfig | None,
-                 debian: list[tuple[str, Path]], config: Path | None) -> list[str]:
-    lines = [f"Scaffolded by `harness new` from {source.name}."]
+                 debian: list[tuple[str, Path]], config: Path | None, origin: str | None = None) -> list[str]:
+    lines = [f"Scaffolded by `harness new` from {origin or source.name}."]
     if info is None:
         lines.append(f"A plain C reproducer: it runs with a fresh {fs} image mounted at its first argument.")
     else:
@@ -90,13 +106,14 @@ def _variant_lines(syz: syzconfig.SyzConfig | None, image: bool, cmdline: tuple[
 
 def render(name: str, source: Path, info: SyzInfo | None, *, titles: tuple[str, ...], fs: str, kernel: str,
            timeout: int, syz: syzconfig.SyzConfig | None = None, config: Path | None = None,
-           debian: list[tuple[str, Path]] = ()) -> str:
-    """The repro.yaml text."""
+           debian: list[tuple[str, Path]] = (), origin: str | None = None, links: tuple[str, ...] = (),
+           notes: tuple[str, ...] = ()) -> str:
+    """The repro.yaml text (``origin``, ``links``, ``notes``: where it came from, more links, more description)."""
     guest = adhoc.guest_options(info)
     summary = titles[0] if titles else f"{source.name}: {'syzkaller reproducer' if info else 'C reproducer'}, no title expected"
-    links = (info.links if info else ()) or ()
+    links = tuple(dict.fromkeys((*links, *((info.links if info else ()) or ()))))
     lines = [f"name: {name}", f"summary: {_q(summary)}", "description: |"]
-    lines += [f"  {line}" for line in _description(source, info, fs, syz, list(debian), config)]
+    lines += [f"  {line}" for line in [*_description(source, info, fs, syz, list(debian), config, origin), *notes]]
     lines += ["links:", *(f"  - {_q(u)}" for u in links)] if links else [
         "links: []  # the report: syzbot's bug page, the lore thread"]
     lines += ["source: repro.c", f"mode: {'syzkaller' if info else 'plain'}", f"timeout: {timeout}",
@@ -115,15 +132,17 @@ def render(name: str, source: Path, info: SyzInfo | None, *, titles: tuple[str, 
 
 def scaffold(name: str, source: str | Path, *, titles: tuple[str, ...] | list[str] = (), config: str | Path | None = None,
              fs: str | None = None, root: Path | None = None, kernel: str | None = None, timeout: int | None = None,
-             debian: list[tuple[str, Path]] | None = None) -> Path:
-    """Write ``root/NAME/`` (repro.c, repro.yaml, syzbot.config) from a C file; return the folder."""
+             debian: list[tuple[str, Path]] | None = None, origin: str | None = None, links: tuple[str, ...] = (),
+             notes: tuple[str, ...] = (), extra: dict[str, bytes] | None = None) -> Path:
+    """Write ``root/NAME/`` (repro.c, repro.yaml, syzbot.config) from a C file; return the folder.
+
+    ``origin``, ``links`` and ``notes`` go into repro.yaml (``render``); ``extra`` maps more file names
+    of the folder to their bytes (``from_syzbot``: the bug's JSON)."""
     check_name(name)
     source = Path(source).expanduser()
     if not source.is_file():
         raise UnknownName(f"--from {source}: no such file: give the path of the C reproducer")
-    folder = (root or reproducers_dir()) / name
-    if (folder / spec.SPEC_FILE).exists() or (folder / "repro.c").exists():
-        raise SpecError(f"{folder} already holds a reproducer: pick another name or remove it")
+    folder = free_folder(name, root)
     text = source.read_bytes()
     info = syzkaller.detect(text)
     fs = fs or adhoc.default_fs(info)
@@ -138,12 +157,15 @@ def scaffold(name: str, source: str | Path, *, titles: tuple[str, ...] | list[st
     series = "debian:6.12" if syz and syzconfig.source_for(syz.version).startswith("debian-src:6.12") else "debian:6.1"
     body = render(name, source, info, titles=tuple(titles), fs=fs, kernel=kernel or series,
                   timeout=timeout or adhoc.default_timeout(info), syz=syz, config=config,
-                  debian=syzconfig.debian_configs() if debian is None and syz else (debian or []))
+                  debian=syzconfig.debian_configs() if debian is None and syz else (debian or []),
+                  origin=origin, links=links, notes=notes)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "repro.c").write_bytes(text)
     if syz is not None:
         (folder / FRAGMENT).write_text(syz.render(config.name))
+    for extra_name, data in (extra or {}).items():
+        (folder / extra_name).write_bytes(data)
     (folder / spec.SPEC_FILE).write_text(body)
     try:
         spec.load(str(folder))
@@ -152,3 +174,46 @@ def scaffold(name: str, source: str | Path, *, titles: tuple[str, ...] | list[st
             shutil.rmtree(folder)
         raise
     return folder
+
+
+JSON_FILE = "syzbot.json"
+
+
+def offered_kernels() -> dict[str, list[str]]:
+    """The Debian kernels and sources the apt sources offer (empty lists where apt cannot say)."""
+    offered = {}
+    for kind in ("debian", "debian-src"):
+        try:
+            offered[kind] = kernels.SOURCES.select(kind).available()
+        except (HarnessError, OSError):  # no apt here: nothing to name
+            offered[kind] = []
+    return offered
+
+
+def from_syzbot(name: str, arg: str, *, titles: tuple[str, ...] | list[str] = (), fs: str | None = None,
+                root: Path | None = None, kernel: str | None = None, timeout: int | None = None,
+                debian: list[tuple[str, Path]] | None = None,
+                offered: dict[str, list[str]] | None = None) -> tuple[Path, list[str]]:
+    """Write ``root/NAME/`` from the syzbot bug ``arg`` names; return it and the lines saying which kernels run it."""
+    check_name(name)
+    free_folder(name, root)  # before any download
+    bug = syzbot.fetch(arg)
+    version = syzconfig.extract(bug.config).version if bug.config else None
+    info = syzkaller.detect(bug.source)
+    needs = tuple(f"{f.title} ({', '.join('CONFIG_' + c for c in f.configs)})"
+                  for f in (syzkaller.FEATURE_NAMES[n] for n in (info.fatal if info else ())))
+    lines = syzbot.runnable(bug, version, syzconfig.source_for(version),
+                            offered_kernels() if offered is None else offered, needs)
+    links = (bug.ref.page_url, *([bug.commit_link] if bug.commit_link else []))
+    origin = f"syzbot bug {bug.ref.key}={bug.ref.value} ({bug.title})"
+    with tempfile.TemporaryDirectory(prefix="harness-syzbot-") as tmp:
+        source = Path(tmp) / "repro.c"
+        source.write_bytes(bug.source)
+        config = None
+        if bug.config:
+            config = Path(tmp) / f"{bug.ref.value}.config"
+            config.write_text(bug.config)
+        folder = scaffold(name, source, titles=titles or [bug.crash.title or bug.title], config=config, fs=fs,
+                          root=root, kernel=kernel, timeout=timeout, debian=debian, origin=origin, links=links,
+                          notes=tuple(lines), extra={JSON_FILE: (json.dumps(bug.data, indent=1) + "\n").encode()})
+    return folder, lines
