@@ -378,3 +378,23 @@ def test_backend_argument_boots():
     for bad in ("snapshot:x", "snapshot:boots=0", "snapshot:boots=-1"):
         with pytest.raises(GuestError, match="boots=K"):
             select(bad)
+
+
+def test_the_kernel_caches_eviction_takes_the_saved_guests_of_the_kernels_it_removes(tmp_path, snapshots):
+    from harness.kernels import cache as kernel_cache  # here: the hook under test is the store's registration
+
+    layout = kernel_cache.Layout(tmp_path / "kernels")
+    entries = {}
+    for key in ("old", "new"):
+        entry = layout.built / key
+        entry.mkdir(parents=True)
+        (entry / "vmlinux").write_bytes(b"k" * 1000)
+        (entry / "meta.json").write_text(json.dumps({"key": key}))
+        (entry / ".complete").write_text(key)
+        entries[key] = entry
+        time.sleep(0.02)  # "old" is the least recently used
+    st = store.Store()
+    keys = {k: _entry(st, {**FIELDS, "kernel": {**FIELDS["kernel"], "image": str(e / "vmlinux")}})
+            for k, e in entries.items()}
+    assert kernel_cache.evict(1500, layout) == ["old"]
+    assert [k for k, _ in st.entries()] == [keys["new"]]

@@ -39,6 +39,9 @@ log = logging.getLogger("harness.kernels.cache")
 ARTIFACTS = {"bzImage": "arch/x86/boot/bzImage", "vmlinux": "vmlinux", "System.map": "System.map", "config": ".config"}
 
 Progress = Callable[[str], None] | None
+# Called with the folders of the entries ``evict`` removed: what was made from them goes too (the snapshot
+# backend's saved guests of those kernels register here: harness.guest.snapshot.store).
+ON_EVICT: list[Callable[[list[str]], None]] = []
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def evict(max_bytes: int, layout: Layout | None = None, *, keep: Sequence[str] =
     layout = layout or Layout.default()
     rows = sorted(list_cached(layout), key=lambda r: r["last_used"])
     total = sum(r["bytes"] for r in rows)
-    removed = []
+    removed, paths = [], []
     layout.built.mkdir(parents=True, exist_ok=True)
     with FileLock(str(layout.built / ".lock")):
         for row in rows:
@@ -233,6 +236,9 @@ def evict(max_bytes: int, layout: Layout | None = None, *, keep: Sequence[str] =
             shutil.rmtree(row["path"], ignore_errors=True)
             total -= row["bytes"]
             removed.append(row["key"])
+            paths.append(row["path"])
+    for hook in ON_EVICT if paths else ():
+        hook(paths)
     return removed
 
 

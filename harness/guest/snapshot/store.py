@@ -47,6 +47,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from harness.kernels import cache as kernel_cache
 from harness.paths import cache_dir
 from harness.sizes import parse_size
 
@@ -425,3 +426,11 @@ def stale(record: dict, qemu: str) -> str | None:
     if not image or not os.path.exists(image):
         return f"its kernel {image} is gone"
     return None
+
+
+def _kernels_evicted(paths: list[str]) -> None:
+    """The kernel cache evicted the entries at ``paths``: their saved guests go with them."""
+    Store().drop_kernel(tuple(paths))
+
+
+kernel_cache.ON_EVICT.append(_kernels_evicted)
