@@ -398,3 +398,16 @@ def test_the_kernel_caches_eviction_takes_the_saved_guests_of_the_kernels_it_rem
             for k, e in entries.items()}
     assert kernel_cache.evict(1500, layout) == ["old"]
     assert [k for k, _ in st.entries()] == [keys["new"]]
+
+
+def test_a_boot_another_harness_holds_too_long_is_a_one_line_failure(tmp_path, kernel, fake_qemu, snapshots,
+                                                                    monkeypatch):
+    s = Session(tmp_path, "waiting", kernel, monkeypatch)
+    req = _req(kernel, s.folder / "run-01")
+    entry = s.backend._entry(req, req.run_dir / "guest.log")
+    monkeypatch.setattr(store, "LOCK_WAIT", 0.2)
+    with s.backend.store.lock(entry.key, "boot-1"):  # another harness is booting it, and takes long
+        got = s.backend._ensure_saved(req, req.run_dir / "guest.log", {}, 0)
+    assert got.startswith(f"another harness held {entry.key}.boot-1 for 0 s") and s.made == []
+    assert f"another harness is saving {entry.key}/boot-1: waiting for it" in s.log()
+    s.backend.close()

@@ -550,8 +550,9 @@ class Snapshot(Backend):
         except GuestError as exc:
             self.event(f"the snapshot guest did not come up: {exc}", out)
             return str(exc)
-        except Timeout:
-            why = f"another harness held the saved guest {entry.key}/boot-{boot} for {store.LOCK_WAIT:.0f} s"
+        except Timeout as exc:  # its lock file names the saved guest
+            why = (f"another harness held {Path(exc.lock_file).name.removesuffix('.lock')} for "
+                   f"{store.LOCK_WAIT:.0f} s (a lock of the saved guests, {Path(exc.lock_file).parent})")
             self.event(why, out)
             return why
         if made.made_now:

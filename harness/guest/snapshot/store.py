@@ -236,10 +236,11 @@ class Store:
     # --- one boot ---
 
     def boot(self, key: str, index: int, fields: dict, make: Callable[[Path], dict], *,
-             wait: float = LOCK_WAIT, on_wait: Callable[[], None] | None = None) -> Boot:
+             wait: float | None = None, on_wait: Callable[[], None] | None = None) -> Boot:
         """Boot ``index`` of entry ``key``, verified; made with ``make(state_path)`` (boots a guest and saves
         it to that path; returns facts for boot.json) when it is missing or damaged.  Another harness making
-        the same boot is waited for (up to ``wait`` s: ``on_wait()`` says so first), then its boot is reused;
+        the same boot is waited for (up to ``wait`` s, LOCK_WAIT by default: ``on_wait()`` says so first), then
+        its boot is reused;
         raises filelock.Timeout when it takes longer."""
         found = self.verified(key, index, fields)
         if found:
@@ -250,7 +251,7 @@ class Store:
         except Timeout:
             if on_wait:
                 on_wait()
-            lock.acquire(timeout=wait)
+            lock.acquire(timeout=LOCK_WAIT if wait is None else wait)
         try:
             return self.verified(key, index, fields) or self._make_boot(key, index, fields, make)
         finally:
