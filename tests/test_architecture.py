@@ -10,9 +10,15 @@ run tells each owner what to fix.
    (``from harness.guest import vng`` -> ``harness.guest.vng``;
    ``from harness.kernels import Kernel`` -> ``harness.kernels``, the
    package's ``__init__``); the parent packages Python also runs are not
-   counted.  ``__main__`` modules are entry points: they may import
-   ``harness.cli`` and nothing imports them.  Each cycle is printed with the
-   line of every edge.
+   counted.  A package read back counts: ``from P import name`` looks
+   ``name`` up in package P's namespace first (a half-initialised one when
+   P's ``__init__`` is what is importing the module), so it is also an edge
+   to P itself, whatever ``name`` is; ``from P.m import name`` and ``import
+   P.m`` name module m and are edges to m only.  So a package ``__init__``
+   that imports a module which reads the package back is a cycle.
+   ``__main__`` modules are entry points: they may import ``harness.cli``
+   and nothing imports them.  Each cycle is printed with the line of every
+   edge.
 2. **Imports inside functions say why**: a comment on the import's line (any
    line of a multi-line import) or on the line above, e.g. ``# start-up cost:
    scipy takes 0.5 s``, ``# optional dependency``.  Linter pragmas alone
@@ -94,6 +100,7 @@ class Import:
     path: str  # file, relative to the repository
     line: int
     in_function: bool
+    package_read: bool = False  # `from PACKAGE import name`'s edge to PACKAGE itself (counted for cycles only)
 
 
 def rel(path: Path) -> str:
@@ -151,6 +158,19 @@ def resolve(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
     return out
 
 
+def read_package(module: str, node: ast.Import | ast.ImportFrom) -> str | None:
+    """The package whose namespace ``from PACKAGE import name`` reads (None: another kind of import)."""
+    if not isinstance(node, ast.ImportFrom):
+        return None
+    base = node.module or ""
+    if node.level:
+        package = module if is_package(module) else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{base}" if base else package
+    return base if base in modules() and is_package(base) else None
+
+
 def _deepest(name: str) -> str:
     known = modules()
     while name not in known and "." in name:
@@ -171,9 +191,13 @@ def imports() -> tuple[Import, ...]:
     out = []
     for module, path in modules().items():
         for node, in_function in _walk(tree(path)):
-            for target in resolve(module, node):
+            targets = resolve(module, node)
+            for target in targets:
                 if target != module:
                     out.append(Import(module, target, rel(path), node.lineno, in_function))
+            package = read_package(module, node)
+            if package is not None and package != module and package not in targets:
+                out.append(Import(module, package, rel(path), node.lineno, in_function, package_read=True))
     return tuple(out)
 
 
@@ -238,11 +262,11 @@ def _cycle_in(component: list[str], edges: dict[str, set[str]]) -> list[str]:
     return component
 
 
-def cycle_offenders() -> list[str]:
+def cycle_offenders(found: tuple[Import, ...] | None = None) -> list[str]:
     """Per tangle (modules that all reach each other): one cycle, then every import inside the tangle."""
     edges: dict[str, set[str]] = {}
     where: dict[tuple[str, str], Import] = {}
-    for imp in imports():
+    for imp in imports() if found is None else found:
         if entry_point(imp.source):
             continue
         edges.setdefault(imp.source, set()).add(imp.target)
@@ -254,6 +278,7 @@ def cycle_offenders() -> list[str]:
         out.append(
             "cycle " + " -> ".join(cycle) + f" ({len(members)} modules, {len(inside)} imports among them):\n"
             + "\n".join(f"    {i.path}:{i.line}: {i.source} imports {i.target}"
+                        + (" (reads the package back)" if i.package_read else "")
                         + (" (in a function)" if i.in_function else "") for i in inside)
         )
     return out
@@ -323,7 +348,7 @@ def layer_offenders(found: tuple[Import, ...] | None = None) -> list[str]:
            for module, path in modules().items() if layer_of(module) is None and found is None]
     for imp in imports() if found is None else found:
         mine, theirs = layer_of(imp.source), layer_of(imp.target)
-        if mine is None or theirs is None or theirs <= mine:
+        if imp.package_read or mine is None or theirs is None or theirs <= mine:
             continue
         if entry_point(imp.source) and imp.target.startswith("harness.cli"):
             continue
@@ -367,6 +392,23 @@ def test_cycle_finder_reports_the_cycle():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
     assert find_cycles(edges) == [["a", "b", "c", "a"]] and tangles(edges) == [["a", "b", "c"]]
     assert find_cycles({"a": {"b"}, "b": {"c"}}) == []
+
+
+def test_a_package_read_back_by_what_its_init_imports_is_a_cycle():
+    """kernels/__init__ importing sources, which did `from harness.kernels import build`: a cycle, named so."""
+    init = Import("harness.kernels", "harness.kernels.sources", "harness/kernels/__init__.py", 11, False)
+    sibling = Import("harness.kernels.sources", "harness.kernels.build", "harness/kernels/sources.py", 29, False)
+    back = Import("harness.kernels.sources", "harness.kernels", "harness/kernels/sources.py", 29, False, package_read=True)
+    assert cycle_offenders((init, sibling, back)) == [
+        "cycle harness.kernels -> harness.kernels.sources -> harness.kernels (2 modules, 2 imports among them):\n"
+        "    harness/kernels/__init__.py:11: harness.kernels imports harness.kernels.sources\n"
+        "    harness/kernels/sources.py:29: harness.kernels.sources imports harness.kernels (reads the package back)"]
+    assert cycle_offenders((init, sibling)) == []  # `import harness.kernels.build as build`: no read back
+    assert layer_offenders((back,)) == []  # a package read is a cycle matter, not a layer one
+    # and the reader sees the forms: `from P import sub` reads P, `from P.m import x` and `import P.m` do not
+    reads = {(i.source, i.target, i.line) for i in imports() if i.package_read}
+    assert all(target in modules() and is_package(target) for _, target, _ in reads)
+    assert any(s == "harness.cli.kernel" and t == "harness.kernels" for s, t, _ in reads)
 
 
 def test_checks_see_what_they_check():

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from harness.kernels import integrity, pvh
+import harness.kernels.integrity as integrity
+import harness.kernels.pvh as pvh
 from harness.kernels.kernel import Kernel
 from harness.paths import cache_dir
 from harness.sizes import parse_size

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+import harness.kernels.integrity as integrity
+import harness.kernels.pvh as pvh
 from harness import proc
 from harness.errors import KernelError, UnknownName
-from harness.kernels import integrity, pvh
 from harness.kernels.kernel import SOURCES, Kernel
 from harness.paths import cache_dir
 

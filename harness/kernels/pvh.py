@@ -28,8 +28,8 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import harness.kernels.integrity as integrity
 from harness.errors import KernelError
-from harness.kernels import integrity
 
 log = logging.getLogger(__name__)
 XEN_ELFNOTE_PHYS32_ENTRY = 18

@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
 
-from harness.report import oopses
+import harness.report.oopses as oopses
 from harness.report.crashtype import title_to_type
 from harness.report.demangle import demangle
 from harness.report.oopses import TRACE, Oops, OopsFormat, StackFmt
