@@ -196,10 +196,12 @@ class Store:
         folder, returns what went in) when it is missing or damaged."""
         found = self._entry_ok(key, fields)
         if found:
+            self.touch(key)  # in use: not evicted for room meanwhile
             return found
         with self.lock(key).acquire(timeout=LOCK_WAIT):
             found = self._entry_ok(key, fields)
             if found:
+                self.touch(key)
                 return found
             self._remove(key)
             tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp", dir=self.root))
@@ -240,8 +242,7 @@ class Store:
         """Boot ``index`` of entry ``key``, verified; made with ``make(state_path)`` (boots a guest and saves
         it to that path; returns facts for boot.json) when it is missing or damaged.  Another harness making
         the same boot is waited for (up to ``wait`` s, LOCK_WAIT by default: ``on_wait()`` says so first), then
-        its boot is reused;
-        raises filelock.Timeout when it takes longer."""
+        its boot is reused; raises filelock.Timeout when it takes longer."""
         found = self.verified(key, index, fields)
         if found:
             return found
