@@ -35,6 +35,15 @@ def kconfigs_dir() -> Path:
     return Path(os.environ.get("HARNESS_KCONFIGS") or PROJECT_ROOT / "kconfigs")
 
 
+FSTESTS_FETCHED = "fstests-src"  # the cache folder `harness setup --fstests` fetches into (harness.fstests.fetch)
+
+
+def fetched_fstests() -> Path | None:
+    """The fstests tree ``harness setup --fstests`` fetched (the cache's ``current`` link), or None."""
+    link = cache_dir(FSTESTS_FETCHED) / "current"
+    return link if link.exists() else None
+
+
 def oops_corpus_dir() -> Path:
     """The syzkaller console-log corpus (``$HARNESS_OOPS_CORPUS``, or ../shared beside the project)."""
     return Path(os.environ.get("HARNESS_OOPS_CORPUS") or PROJECT_ROOT.parent / "shared" / "oops-corpus" / "syzkaller")

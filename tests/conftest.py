@@ -8,9 +8,30 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_data import SETS, require
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_data(name): needs an outside data set (tests/shared_data.py): "
+                            "skipped with where to get it when absent")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs an absent data set is skipped with where to get it (reported at the test's line)."""
+    for item in items:
+        for mark in item.iter_markers("needs_data"):
+            absent = [SETS[name] for name in mark.args if not SETS[name].here()]
+            if absent and not os.environ.get("CI"):
+                item.add_marker(pytest.mark.skip(reason=absent[0].reason()))
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_data"):  # in CI, where the data must be: a failure
+        for name in mark.args:
+            require(name)
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,16 @@ import threading
 from pathlib import Path
 
 import pytest
+from shared_data import SETS, fstests_tarball
 
 from harness import setup
 from harness.errors import HarnessError, MissingTool, UnknownName
 from harness.fstests import build, config
 
-SHARED_TARBALL = sorted((Path(__file__).resolve().parents[2] / "shared" / "fstests").glob("fstests-*.tar.gz"))
+FSTESTS = SETS["fstests"]  # $HARNESS_FSTESTS, default ../shared/fstests
+SHARED_TARBALL = fstests_tarball(FSTESTS.path)
+needs_tarball = pytest.mark.skipif(SHARED_TARBALL is None and FSTESTS.here(), reason=(
+    f"{FSTESTS.path} is an fstests checkout; this test reads the commit `git archive` wrote into a tarball"))
 
 # A stand-in for fstests' Makefile: makes what a build must leave, counts builds in
 # $COUNTER, fails when $FAIL is set; make's -j is ignored.
@@ -123,11 +127,12 @@ def test_identify_tarball_commit_or_digest(tmp_path):
     assert plain.kind == "tarball" and plain.revision.startswith("sha256:")
 
 
-@pytest.mark.skipif(not SHARED_TARBALL, reason="../shared/fstests/ has no tarball")
+@FSTESTS.mark
+@needs_tarball
 def test_identify_shared_tarball():
-    tree = build.identify(SHARED_TARBALL[-1])
+    tree = build.identify(SHARED_TARBALL)
     assert tree.kind == "tarball" and len(tree.revision) == 40
-    assert SHARED_TARBALL[-1].name.startswith(f"fstests-{tree.revision[:8]}")
+    assert SHARED_TARBALL.name.startswith(f"fstests-{tree.revision[:8]}")
 
 
 def test_toolchain_names_gcc_and_the_libraries(fake_env):
@@ -213,9 +218,10 @@ def test_group_index_needs_group_lists(tmp_path):
 
 
 @pytest.mark.vm  # shares the real cache like the VM tests (one ~40 s make per tree and toolchain)
-@pytest.mark.skipif(not SHARED_TARBALL, reason="../shared/fstests/ has no tarball")
+@FSTESTS.mark
+@needs_tarball
 def test_real_build_of_the_shared_tarball():
-    done = build.ensure_built(SHARED_TARBALL[-1])
+    done = build.ensure_built(SHARED_TARBALL)
     for rel in ("check", "ltp/fsstress", "ltp/fsx", "src/holetest"):
         assert (done.root / rel).exists()
     with tarfile.open(done.archive) as tar:

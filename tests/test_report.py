@@ -1,7 +1,7 @@
 """Tests of the console-log crash parser (``harness.report``).
 
 The syzkaller corpus (``$HARNESS_OOPS_CORPUS``, default
-../shared/oops-corpus/syzkaller beside the project) gives three figures, printed at the end of
+../shared/oops-corpus/syzkaller beside the project; skipped with where to get it when absent) gives three figures, printed at the end of
 the session (and by ``-s``): exact titles, crash/no-crash, and crash types.
 """
 
@@ -15,8 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from shared_data import SETS, require
 
-from harness.paths import oops_corpus_dir
 from harness.report import Report, parse, summary, symbolize
 from harness.report.corpus import Case, case_files, load_case
 from harness.report.demangle import demangle
@@ -24,8 +24,8 @@ from harness.report.symbolize import SymbolTable, frame_pc, load_system_map
 from tools.bench.parser import corpus_throughput
 
 DATA = Path(__file__).parent / "data" / "oops"
-CORPUS = oops_corpus_dir()
-CORPUS_FILES = case_files(CORPUS) if CORPUS.is_dir() else []
+CORPUS = SETS["oops-corpus"]
+CORPUS_FILES = case_files(CORPUS.path) if CORPUS.here() else []
 OWN_FILES = case_files(DATA)
 
 TITLE_FLOOR = 0.95
@@ -40,10 +40,7 @@ def _first(reports: list[Report]) -> Report | None:
 
 @pytest.fixture(scope="module")
 def corpus(request) -> dict[str, tuple[Case, list[Report]]]:
-    if not CORPUS_FILES:
-        if os.environ.get("CI"):
-            pytest.fail(f"no oops corpus at {CORPUS} (set HARNESS_OOPS_CORPUS)")
-        pytest.skip(f"no corpus at {CORPUS}")
+    require(CORPUS.name)
     results = {p.name: (case := load_case(p), parse(case.log)) for p in CORPUS_FILES}
     figures = _figures(results)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -88,7 +85,7 @@ def test_corpus_figures(corpus):
     assert figures["crash"] == 1.0, message
 
 
-@pytest.mark.parametrize("name", [p.name for p in CORPUS_FILES])
+@pytest.mark.parametrize("name", CORPUS.params([p.name for p in CORPUS_FILES]))
 def test_corpus_crash_or_not(corpus, name):
     case, reports = corpus[name]
     assert bool(reports) == (case.title is not None), (

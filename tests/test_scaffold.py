@@ -6,15 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+from shared_data import SETS
 
 from harness.errors import SpecError, UnknownName
 from harness.repro import adhoc, scaffold, spec
 from harness.verdict import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "syzkaller-repros"
+SHARED = SETS["syzkaller-repros"].path  # $HARNESS_SYZ_REPROS, default ../shared/syzkaller-repros
 GOLDEN = Path(__file__).resolve().parent / "golden" / "scaffold"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} missing (the shared test data)")
+needs_shared = SETS["syzkaller-repros"].mark
 
 SYZBOT = """\
 # Linux/x86 6.1.45 Kernel Configuration

@@ -13,15 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from shared_data import SETS
 
 from harness.repro import syzkaller as syz
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "syzkaller-repros"
+SHARED = SETS["syzkaller-repros"].path  # $HARNESS_SYZ_REPROS, default ../shared/syzkaller-repros
 GOLDEN = Path(__file__).resolve().parent / "golden" / "syzkaller"
 MARK = "@@" + "harness"  # only the guest protocol writes markers
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} missing (the shared test data)")
+needs_shared = SETS["syzkaller-repros"].mark
 
 # What INDEX.md says each reproducer needs and did: procs, runs until killed, temp dir,
 # filesystems, features it exits 1 without, other features it uses.

@@ -1,32 +1,31 @@
 """Integration: fstests tests run by the harness in real guests (issue 17): one on a Debian kernel, one on the lean base.
 
-The fstests tree is ../shared/fstests' snapshot ($HARNESS_FSTESTS), built once on the host into the cache.
+The fstests tree is ../shared/fstests' snapshot (or $HARNESS_FSTESTS: a checkout, a tarball or a folder holding one), built once on the host into the cache.
 generic/184 takes ~30 s under TCG.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from shared_data import SETS, require
+from shared_data import fstests_tree as fstests_tree_at
+
+from harness.paths import fetched_fstests
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parent.parent
-TARBALL = next(iter(sorted((ROOT.parent / "shared" / "fstests").glob("fstests-*.tar.gz"))), None)
 
 
 @pytest.fixture
 def fstests_tree():
-    tree = os.environ.get("HARNESS_FSTESTS") or (str(TARBALL) if TARBALL else None)
-    if not tree:
-        if os.environ.get("CI"):
-            pytest.fail("no fstests tree: ../shared/fstests/fstests-*.tar.gz or $HARNESS_FSTESTS")
-        pytest.skip("no fstests tree ($HARNESS_FSTESTS)")
-    return tree
+    if not SETS["fstests"].here() and fetched_fstests() is not None:  # a clone after `harness setup --fstests`
+        return str(fetched_fstests().resolve())
+    return str(fstests_tree_at(require("fstests")))
 
 
 def fstests(*args: str, tree: str) -> subprocess.CompletedProcess:

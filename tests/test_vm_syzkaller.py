@@ -13,16 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_data import require
 
 pytestmark = pytest.mark.vm
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "syzkaller-repros"
 
 
 def repro(name: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    source = SHARED / name
-    if not source.exists():
-        pytest.skip(f"{source} is not here")
+    source = require("syzkaller-repros") / name
     done = subprocess.run([sys.executable, "-m", "harness", "repro", str(source), "-k", "debian:6.1.0-47",
                            "--timeout", "120", "--json", "--results", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=1800)

@@ -10,6 +10,7 @@ from harness import images, kernels, report, setup
 from harness.cli.options import ACCELS, accel_for
 from harness.cli.output import progress
 from harness.errors import ExitCode
+from harness.fstests import fetch
 from harness.options import RunOptions
 
 
@@ -43,7 +44,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    installed = setup.ensure(build=args.build, install=not args.check, test=args.test)
+    if args.fstests is not None:  # first: the tree needs no root, the packages may
+        got = fetch.fetch(args.fstests, progress=progress)
+        print(f"fstests {got.revision[:19]} ({got.ref or 'HEAD'} of {got.source}){' (cached)' if got.reused else ''}: "
+              f"{got.path}; `harness fstests` uses it unless --fstests or $HARNESS_FSTESTS names another")
+    installed = setup.ensure(build=args.build, install=not args.check, test=args.test, fstests=args.fstests is not None)
     print(f"installed: {' '.join(installed)}" if installed else "host prerequisites present")
     return ExitCode.OK
 
@@ -74,6 +79,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--build", action="store_true", help="also what kernel builds need")
     s.add_argument("--check", action="store_true", help="only check; fail with the command to run")
     s.add_argument("--test", action="store_true", help="also what the test suite needs (chromium)")
+    s.add_argument("--fstests", nargs="?", const=fetch.DEFAULT, metavar="URL[@REF]|PATH",
+                   help="also fetch fstests into the cache for `harness fstests` (a git URL at a tag, branch or commit, "
+                        f"a checkout, a folder or a tarball; default {fetch.DEFAULT}) and its build packages")
     s.set_defaults(func=cmd_setup)
 
     i = sub.add_parser("image", help="build (or find cached) an image from a recipe; print its path")

@@ -1,6 +1,7 @@
 """fstests built once on the host into the cache.
 
-The tree is the one the user names (``--fstests PATH`` or ``$HARNESS_FSTESTS``): a git
+The tree is the one the user names (``--fstests PATH`` or ``$HARNESS_FSTESTS``; else the one
+``harness setup --fstests`` fetched into the cache, ``harness.fstests.fetch``): a git
 checkout, a plain directory or a tarball (``git archive`` output, e.g.
 ``../shared/fstests/fstests-*.tar.gz``).  Its sources are copied (never built in place:
 the user's checkout stays untouched) into a temporary folder beside the cache entry,
@@ -30,7 +31,7 @@ from filelock import FileLock
 from harness import git, proc, setup
 from harness.errors import HarnessError, MissingTool, UnknownName
 from harness.fstests.config import parse_groups
-from harness.paths import cache_dir
+from harness.paths import cache_dir, fetched_fstests
 
 ENV = "HARNESS_FSTESTS"
 MARKER = ".harness-build.json"
@@ -75,12 +76,13 @@ class Build:
 
 
 def source_path(path: str | os.PathLike | None = None) -> Path:
-    """The fstests tree named by ``path`` or ``$HARNESS_FSTESTS``."""
-    named = path or os.environ.get(ENV)
+    """The fstests tree named by ``path`` or ``$HARNESS_FSTESTS``, else the one ``harness setup --fstests`` fetched."""
+    named = path or os.environ.get(ENV) or fetched_fstests()
     if not named:
         raise MissingTool(
             "no fstests tree named",
-            hint=f"pass --fstests PATH (a checkout or a tarball) or set ${ENV}; ../shared/fstests/ holds a snapshot",
+            hint=f"run `harness setup --fstests` (fetches upstream fstests into the cache), pass --fstests PATH "
+                 f"(a checkout or a tarball) or set ${ENV}",
         )
     found = Path(named).expanduser().resolve()
     if not found.exists():
