@@ -25,6 +25,10 @@ from functools import cached_property
 from harness import report
 from harness.fstests.results import counts_text
 from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, step_text, tail
+from harness.report import fserrors
+
+EXIT_REPRODUCED = 1  # ``exit_status: verdict``: the status a reproducer exits with when the bug showed
+EXIT_TITLE = "the reproducer's exit status: bug shown"
 
 
 class Outcome(StrEnum):
@@ -55,6 +59,7 @@ class Evidence:
     guest_rc: int | None = 0
     any_crash: bool = False  # no title expected: any crash report counts as the hit
     timeout_is: str = "clean"  # what a reproducer stopped at its time limit is: clean | hang
+    exit_status: str = "error"  # the run step's status: error (non-zero: a failed run) | verdict (1: the bug)
     # why a reproducer exited non-zero, from what it is (a syzkaller reproducer exits 1 when the guest lacks
     # something its setup needs): (rc, guest output) -> a sentence, or None
     explain: Callable[[int | None, str], str | None] | None = None
@@ -128,6 +133,20 @@ def crash_rule(ev: Evidence) -> Verdict | None:
     return Verdict(outcome, chosen.title, "; ".join(notes), chosen.type, tth, titles, report_text=chosen.text)
 
 
+def fs_error_rule(ev: Evidence) -> Verdict | None:
+    """The kernel's own filesystem error report (EXT4-fs error, XFS corruption or shutdown...) that the spec
+    expects: the bug showed that way, no oops needed (harness.report.fserrors).  Reports nobody expects decide
+    nothing (a syzkaller image is corrupt on purpose)."""
+    errors = fserrors.parse(ev.console)
+    hit = fserrors.first_expected(errors, ev.expected_titles)
+    if hit is None:
+        return None
+    started, at = run_started_at(ev.console), stamp_at(ev.console, hit.start)
+    tth = round(at - started, 3) if started is not None and at is not None and at >= started else None
+    return Verdict(Outcome.REPRODUCED, hit.title, hit.detail, hit.type, tth, fserrors.titles(errors),
+                   report_text=hit.text)
+
+
 def boot_rule(ev: Evidence) -> Verdict | None:
     if ev.guest.up:
         return None
@@ -151,6 +170,17 @@ def infra_rule(ev: Evidence) -> Verdict | None:
                 detail = f"step {s.name} failed (exit {s.rc}): {_tail(ev.output)}"
             return Verdict(Outcome.INFRA_ERROR, detail=detail)
     return None
+
+
+def exit_status_rule(ev: Evidence) -> Verdict | None:
+    """A reproducer whose exit status is its verdict (``exit_status: verdict``): exit 1 says the bug showed
+    (REPRODUCED), 0 that it did not (the later rules: CLEAN); any other status is a failed run."""
+    run = _step(ev, "run")
+    if ev.exit_status != "verdict" or run is None or run.timed_out or run.rc != EXIT_REPRODUCED:
+        return None
+    said = _tail(step_text(ev.output, "run")) or "(it printed nothing)"
+    return Verdict(Outcome.REPRODUCED, EXIT_TITLE, f"the reproducer exited {run.rc}, its way of saying the bug "
+                   f"showed; it said: {said}")
 
 
 def failed_run_rule(ev: Evidence) -> Verdict | None:
@@ -235,8 +265,8 @@ def time_limit_rule(ev: Evidence) -> Verdict | None:
                    "stayed healthy (the steps after it ran)")
 
 
-RULES: tuple[Rule, ...] = (boot_rule, crash_rule, infra_rule, hang_rule, data_rule, fstests_rule, failed_run_rule,
-                           fsck_rule, time_limit_rule)
+RULES: tuple[Rule, ...] = (boot_rule, crash_rule, fs_error_rule, infra_rule, hang_rule, data_rule, fstests_rule,
+                           exit_status_rule, failed_run_rule, fsck_rule, time_limit_rule)
 
 
 def judge(ev: Evidence, rules: tuple[Rule, ...] = RULES) -> Verdict:

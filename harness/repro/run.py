@@ -464,6 +464,7 @@ class ReproSession:
             console=console, output=text, expected_titles=self.spec.expect.titles,
             killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
             guest_rc=guest.returncode, any_crash=self.spec.expect.any_crash, timeout_is=self.spec.timeout_is,
+            exit_status=self.spec.exit_status,
             explain=self._explain, fstests=tests,
         ))
         if not binary:

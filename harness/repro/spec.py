@@ -20,6 +20,7 @@ from harness.yamlio import Fields, load_mapping
 SPEC_FILE = "repro.yaml"
 MODES = ("plain", "syzkaller")  # syzkaller: the environment syzkaller's executor gives (repro/syzkaller.py)
 TIMEOUT_IS = ("clean", "hang")  # what reaching the time limit with a healthy kernel is
+EXIT_STATUS = ("error", "verdict")  # what the run step's exit status is (verdict: 1 = the bug showed)
 SECONDS = "{seconds}"  # in args: the race's length, which a proof's trials shorten (``race:`` is the full one)
 
 
@@ -112,6 +113,7 @@ class Spec:
     faults: object = None  # harness.repro.faults.FaultSpec: fault injection the harness arms in the guest
     mode: str = "plain"  # "syzkaller": the guest gives it syzkaller's environment (see `environment`)
     timeout_is: str = "clean"  # at its time limit with a healthy kernel: "clean" (CLEAN) or "hang" (HANG)
+    exit_status: str = "error"  # "verdict": the reproducer exits 1 when the bug showed, 0 when not
     syzkaller: SyzInfo | None = None  # what the source says, in syzkaller mode
     links: tuple[str, ...] = ()
     fstests: Selection | None = None  # an fstests test (or a selection) instead of a C source (mode "fstests")
@@ -265,7 +267,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         data,
         where,
         {"name", "summary", "description", "source", "image", "cflags", "compiler", "args", "timeout", "runs", "kernel",
-         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is", "fstests", "race"},
+         "guest", "expect", "links", "variants", "faults", "mode", "timeout_is", "exit_status", "fstests", "race"},
     )
     selection = fstests_config.parse_selection(data["fstests"], where) if "fstests" in data else None
     if selection is not None and ("source" in data or "image" in data):
@@ -281,6 +283,10 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
     text = source.read_bytes() if selection is None else b""
     mode, info = _mode(f, text, where) if selection is None else ("fstests", None)
     timeout_is = f.get("timeout_is", str, "clean")
+    exit_status = f.get("exit_status", str, "error")
+    if exit_status not in EXIT_STATUS:
+        raise SpecError(f"{where}: exit_status: {exit_status!r}: use verdict (exit 1: the bug showed, 0: it did "
+                        "not) or error (the default: non-zero is a failed run)")
     if timeout_is not in TIMEOUT_IS:
         raise SpecError(f"{where}: timeout_is: {timeout_is!r}: use clean (the limit is a normal end) or hang")
     args = f.strings("args", ("{mnt}",) if recipe else ())
@@ -309,6 +315,7 @@ def parse(data: dict, folder: Path, where: str) -> Spec:
         faults=faults.parse(f.get("faults", dict, None), f"{where}: faults") if "faults" in data else None,
         mode=mode,
         timeout_is=timeout_is,
+        exit_status=exit_status,
         syzkaller=info,
         links=f.strings("links"),
         fstests=selection,
