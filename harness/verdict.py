@@ -24,6 +24,7 @@ from functools import cached_property
 
 from harness import report
 from harness.fstests.results import counts_text
+from harness.guest import programs
 from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, step_text, tail
 from harness.report import fserrors
 
@@ -190,6 +191,7 @@ def failed_run_rule(ev: Evidence) -> Verdict | None:
         return None
     said = _tail(step_text(ev.output, "run")) or "(it printed nothing)"
     why = ev.explain(run.rc, ev.output) if ev.explain else None
+    why = why or programs.explain_missing(step_text(ev.output, "run"))  # a program the guest lacks
     if why:
         return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer stopped by itself, {why}; it said: {said}")
     return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer exited {run.rc}: {said}")

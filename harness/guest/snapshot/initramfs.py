@@ -1,10 +1,13 @@
 """The snapshot guest's root: an initramfs built from the host's own programs.
 
 bash, util-linux, kmod, iproute2, e2fsprogs, xfsprogs and OpenSSH's sshd with
-their libraries (found by ldd), the kernel's modules for virtio, loop and the
-filesystems (with their modules.dep closure), the guest's pinned host key and
-the client's public key, and /init (templates/snapshot-init.sh).  The cpio is
-written with virtme-ng's own CpioWriter.
+their libraries (found by ldd), what reproducers call through ``system()``
+(``harness.guest.programs``: mkfs/fsck for ext2/3/4 and XFS, mount, losetup,
+coreutils) and the files those read (``/etc/mke2fs.conf``), the kernel's
+modules for virtio, loop and the filesystems (with their modules.dep
+closure), the guest's pinned host key and the client's public key, and /init
+(templates/snapshot-init.sh).  The cpio is written with virtme-ng's own
+CpioWriter.
 """
 
 from __future__ import annotations
@@ -21,19 +24,22 @@ from pathlib import Path
 from virtme.cpiowriter import CpioWriter
 
 from harness import proc
+from harness.guest.programs import DATA_FILES, REPRODUCER_PROGRAMS
 from harness.guest.protocol import SNAPSHOT_FAILED, SNAPSHOT_READY, render
 from harness.guest.ssh import GUEST_DIR, GUEST_IP, Keys, sshd_config
 from harness.kernels import Kernel
 
 # What the guest steps, the run wrapper and the checks call (protocol.py, faults.py, the
-# reproducer environments, the filesystems' check commands), and sshd with what it starts.
-PROGRAMS = (
+# reproducer environments, the filesystems' check commands), sshd with what it starts, and what
+# reproducers call through system() (harness.guest.programs).
+_HARNESS_PROGRAMS = (
     "bash", "sh", "mount", "umount", "mountpoint", "losetup", "cp", "cat", "mkdir", "rm", "mv", "sync", "sleep",
     "timeout", "setsid", "stat", "readlink", "grep", "pkill", "kill", "ip", "modprobe", "insmod", "seq", "cut",
     "head", "tail", "ls", "env", "chmod", "dd", "uname", "true", "false", "id", "tee", "tr", "wc", "date", "dmesg",
     "sed", "find", "xargs", "od", "cmp", "truncate", "fallocate", "e2fsck", "fsck.ext2", "fsck.ext3", "fsck.ext4",
     "xfs_repair", "xfs_db", "mknod", "findmnt", "sort", "pgrep", "nproc", "swapoff", "tar", "/usr/sbin/sshd",
 )
+PROGRAMS = tuple(dict.fromkeys((*_HARNESS_PROGRAMS, *REPRODUCER_PROGRAMS)))
 # Modules loaded at boot, before the snapshot (plus the request's preload, e.g. fs-ext4).
 BOOT_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "loop")
 # Module trees copied whole (small; the kernel asks for crypto-* and crc helpers by alias at mount time).
@@ -54,6 +60,11 @@ def program_paths(names=PROGRAMS) -> tuple[list[str], list[str]]:
         path = name if name.startswith("/") else shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
         (found if path and os.path.exists(path) else missing).append(path or name)
     return found, missing
+
+
+def data_files(paths: tuple[str, ...] | None = None) -> list[str]:
+    """The files the programs read (``DATA_FILES``) that this host has (a host without one: the program's defaults)."""
+    return [p for p in (DATA_FILES if paths is None else paths) if os.path.isfile(p)]
 
 
 def libraries(paths: list[str]) -> list[str]:
@@ -131,7 +142,7 @@ def build_initramfs(out: Path, kernel: Kernel, keys: Keys, preload: tuple[str, .
     try:
         progs, missing = program_paths()
         files = [*progs, *libraries(progs)]
-        for f in files:
+        for f in (*files, *data_files()):
             _stage(stage, f)
         for d in ("proc", "sys", "dev", "tmp", "run/sshd", "root", "etc", GUEST_DIR.lstrip("/")):
             (stage / d).mkdir(parents=True, exist_ok=True)
@@ -216,7 +227,7 @@ def inputs_digest(kernel: Kernel, preload: tuple[str, ...] = (), libraries_of=li
         mods = [(rel, (moddir / rel).stat().st_size) for rel in wanted]
     modules = (BOOT_MODULES, preload) if found else ((), ())
     h = hashlib.sha256()
-    for f in files:
+    for f in (*files, *data_files()):
         st = os.stat(f)
         h.update(f"{f} {os.path.realpath(f)} {st.st_size} {st.st_mtime_ns}\n".encode())
     for part in (missing, mods, MODULE_TREES, init_script(*modules), sshd_config(sftp=False), PASSWD, GROUP, SHADOW):
