@@ -1,4 +1,4 @@
-"""RunOptions: how to run, one record shared by every driver (repro, matrix, bisect, prove, fstests).
+"""RunOptions: how to run, one record shared by every driver (repro, matrix, bisect, prove) and kind of run.
 
 The CLI builds it once (``harness.cli.options.add_run_options`` / ``from_args``);
 drivers pass it down unchanged or with a field replaced (``with_``).  What
@@ -30,7 +30,9 @@ class RunOptions:
     host_compile: bool = False  # compile on the host (the gcc and headers a vng guest uses) instead of in a guest
     timeout: int | None = None  # the reproducer's own limit in seconds (None: the spec's)
     cmdline: tuple[str, ...] = ()  # extra kernel boot options (a variant's)
-    fstests: str | None = None  # the fstests tree for fstests runs (a checkout or tarball; None: $HARNESS_FSTESTS)
+    # the test suite's tree, for a kind of run that runs one (fstests: a checkout or a tarball; None: the
+    # kind's default, $HARNESS_FSTESTS)
+    suite: str | None = None
 
     def with_(self, **changes) -> RunOptions:
         return replace(self, **changes)

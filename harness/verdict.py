@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from typing import Protocol
 
 from harness import report
-from harness.fstests.results import counts_text
 from harness.guest import programs
 from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, step_text, tail
 from harness.report import fserrors
@@ -37,7 +37,7 @@ class Outcome(StrEnum):
     OTHER_CRASH = "OTHER_CRASH"  # an oops, but not the expected one
     DATA_LOSS = "DATA_LOSS"  # the reproducer found lost or wrong data
     FS_CORRUPT = "FS_CORRUPT"  # the filesystem checker complained
-    TEST_FAILED = "TEST_FAILED"  # an fstests test failed (its output differed, or its own checks failed)
+    TEST_FAILED = "TEST_FAILED"  # a test suite's test failed (fstests: its output differed, or its own checks failed)
     HANG = "HANG"  # no progress past a timeout
     CLEAN = "CLEAN"
     BOOT_FAILURE = "BOOT_FAILURE"
@@ -48,6 +48,20 @@ class Outcome(StrEnum):
     def is_bug(self) -> bool:
         return self in (Outcome.REPRODUCED, Outcome.OTHER_CRASH, Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.HANG,
                         Outcome.TEST_FAILED)
+
+    @property
+    def is_error(self) -> bool:
+        """The run never ran the reproducer (the kernel did not build or boot, or the harness failed its part):
+        a run that says nothing about the bug, counted neither as a hit nor as a clean run."""
+        return self in (Outcome.BOOT_FAILURE, Outcome.INFRA_ERROR, Outcome.BUILD_ERROR)
+
+
+class SuiteResults(Protocol):
+    """A test suite's results for one run, judged by the suite's own rules (``tests_rule``)."""
+
+    def verdict(self, ev: Evidence) -> Verdict | None:
+        """TEST_FAILED, an INFRA_ERROR (tests without a result), CLEAN with the counts; None to let later rules
+        speak.  A crash, a hang or a harness fault has spoken already."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,9 @@ class Evidence:
     # why a reproducer exited non-zero, from what it is (a syzkaller reproducer exits 1 when the guest lacks
     # something its setup needs): (rc, guest output) -> a sentence, or None
     explain: Callable[[int | None, str], str | None] | None = None
-    # fstests' own verdicts, test by test (an fstests run): harness.fstests.results.Results, or None
-    fstests: object = None
+    # a test suite's own results, test by test (a kind of run that runs one, e.g. fstests'
+    # harness.fstests.results.Results): their verdict speaks after data loss; None for a reproducer
+    tests: SuiteResults | None = None
 
     @cached_property
     def guest(self) -> GuestOutput:
@@ -224,31 +239,9 @@ def data_rule(ev: Evidence) -> Verdict | None:
     )
 
 
-def fstests_rule(ev: Evidence) -> Verdict | None:
-    """An fstests run: its tests' own verdicts (a crash, a hang or a harness fault spoke already)."""
-    res = ev.fstests
-    if res is None:
-        return None
-    counts = res.counts()
-    failed = [t for t in res.tests if str(t.status) == "fail"]
-    if failed:
-        first = failed[0]
-        reason = (first.reason.splitlines() or ["its output differed"])[0]
-        names = ", ".join(t.name for t in failed)
-        return Verdict(Outcome.TEST_FAILED, title=f"fstests: {first.name} failed",
-                       detail=f"{len(failed)} failed ({names}): {reason}", lost=tuple(t.name for t in failed))
-    run = _step(ev, "run")
-    cut = [t.name for t in res.tests if str(t.status) in ("unfinished", "unreached")]
-    if cut and run is not None and run.timed_out:  # the harness's budget, not the kernel, ended check
-        return Verdict(Outcome.INFRA_ERROR, detail=f"fstests ran past the run's time limit ({run.seconds or 0:.0f} s) "
-                       f"in {cut[0]}; {len(cut)} test(s) without a result: raise --timeout")
-    if cut:  # no report, no timeout, yet tests without a result: never CLEAN (a test not seen is not a pass)
-        return Verdict(Outcome.INFRA_ERROR, detail=f"fstests: {len(cut)} test(s) without a result ({', '.join(cut[:5])}): "
-                       f"check's output and result files do not say how they ended")
-    if not counts.get("pass") and not counts.get("notrun") and run is not None and run.rc not in (0, None):
-        return Verdict(Outcome.INFRA_ERROR, detail=f"fstests' check exited {run.rc} without a result: "
-                       f"{_tail(step_text(ev.output, 'run'))}")
-    return Verdict(Outcome.CLEAN, detail=f"fstests: {counts_text(counts)}")
+def tests_rule(ev: Evidence) -> Verdict | None:
+    """A test suite's run: its tests' own verdicts (a crash, a hang or a harness fault spoke already)."""
+    return ev.tests.verdict(ev) if ev.tests is not None else None
 
 
 def fsck_rule(ev: Evidence) -> Verdict | None:
@@ -267,7 +260,7 @@ def time_limit_rule(ev: Evidence) -> Verdict | None:
                    "stayed healthy (the steps after it ran)")
 
 
-RULES: tuple[Rule, ...] = (boot_rule, crash_rule, fs_error_rule, infra_rule, hang_rule, data_rule, fstests_rule,
+RULES: tuple[Rule, ...] = (boot_rule, crash_rule, fs_error_rule, infra_rule, hang_rule, data_rule, tests_rule,
                            exit_status_rule, failed_run_rule, fsck_rule, time_limit_rule)
 
 

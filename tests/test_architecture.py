@@ -79,10 +79,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("3 specs, judging", (
         "harness.repro", "harness.repro.spec", "harness.repro.faults", "harness.repro.syzkaller",
         "harness.repro.adhoc", "harness.repro.syzbot", "harness.verdict", "harness.stats",
+        # a kind of run's contract, and the watchdog the driver and the C reproducer's compile boot share
+        "harness.repro.kind", "harness.repro.watchdog",
         # fstests' host side (build, config, disks, results, guest staging): what a run of it is made of
         "harness.fstests.*",
     )),
-    ("4 run driver, results", ("harness.repro.run", "harness.repro.binaries", "harness.results.*")),
+    ("4 run driver, results", (
+        "harness.repro.run", "harness.repro.binaries", "harness.results.*",
+        # the C reproducer as a kind of run (it compiles through binaries), and the registry of kinds
+        "harness.repro.reproducer", "harness.repro.kinds",
+    )),
     ("5 drivers", (
         "harness.prove", "harness.matrix.*", "harness.bisect.*", "harness.repro.scaffold",
     )),

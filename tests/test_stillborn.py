@@ -7,6 +7,7 @@ import json
 from harness.guest.machine import Backend, GuestRun
 from harness.kernels import Kernel
 from harness.options import Accel, RunOptions
+from harness.repro import reproducer
 from harness.repro import run as runner
 from harness.repro import spec as specs
 from harness.verdict import Outcome
@@ -40,11 +41,11 @@ class Flaky(Backend):
 
 def _run(tmp_path, monkeypatch, backend):
     spec = specs.load("ext4_inline")
-    monkeypatch.setattr(runner.images, "build", lambda recipe, progress=None: tmp_path / "base.img")
+    monkeypatch.setattr(reproducer.images, "build", lambda recipe, progress=None: tmp_path / "base.img")
     (tmp_path / "base.img").write_bytes(b"\0" * 4096)
     monkeypatch.setattr(runner, "choose_backend", lambda name, kernel, **kw: ("flaky", "test"))
     monkeypatch.setattr(runner, "make_backend", lambda name: backend)
-    monkeypatch.setattr(runner, "binary_key", lambda spec, kernel: "k")
+    monkeypatch.setattr(reproducer, "binary_key", lambda spec, kernel: "k")
     kernel = Kernel(name="debian:6.1.0-56", release="6.1.0-56-amd64", version="6.1.192", image=tmp_path / "bz")
     seen: list[str] = []
     return runner.run_repro(spec, kernel, RunOptions(runs=2, results=tmp_path / "res"), accel=Accel("tcg"),

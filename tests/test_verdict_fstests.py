@@ -15,7 +15,7 @@ def _run(rc: int | None, end: str = "29.7") -> str:
 
 
 def _judge(tests: list[Result], output: str, console: str = "") -> object:
-    return judge(Evidence(console=console, output=output, fstests=Results(tuple(tests), complete=False)))
+    return judge(Evidence(console=console, output=output, tests=Results(tuple(tests), complete=False)))
 
 
 def test_all_passed_is_clean_with_the_counts():

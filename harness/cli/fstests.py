@@ -1,7 +1,7 @@
 """``harness fstests TEST... [-g GROUP]``: fstests tests on the harness's kernels, with its fault injection and verdicts.
 
 An fstests run is a reproducer run whose run step is fstests' ``./check``
-(harness.fstests.guest): the same kernels (names, ``--base``, ``--patch``),
+(harness.fstests.kind): the same kernels (names, ``--base``, ``--patch``),
 the same guests (vng: the guest unpacks the host's fstests build from its
 read-only view of the host's root into its tmpfs and runs check there, with
 TEST_DEV and SCRATCH_DEV as virtio disks), the same console reports and
@@ -56,9 +56,10 @@ def _table(summary: Summary) -> str:
     """Test by test, run by run, then the counts."""
     lines = []
     for run in summary.runs:
+        record = run.kind_record.get("fstests", {})
         tests = [TestResult(t["name"], Status(t["status"]), t.get("seconds"), t.get("reason", ""))
-                 for t in run.fstests.get("tests", [])]
-        counts = run.fstests.get("counts", {})
+                 for t in record.get("tests", [])]
+        counts = record.get("counts", {})
         lines.append(f"run {run.index}: {run.outcome.value} · {counts_text(counts)}")
         lines.append(summary_table(tests).rstrip("\n"))
     return "\n".join(lines) + "\n"

@@ -106,7 +106,7 @@ def run_options(args: argparse.Namespace, **changes) -> RunOptions:
     """The RunOptions the command line asked for (an option the command left out: its default), with ``changes``."""
     options = RunOptions(accel=args.accel, backend=args.backend, runs=args.runs, results=args.results,
                          fresh_compile=args.fresh_compile, host_compile=args.host_compile, timeout=args.timeout,
-                         fstests=args.fstests)
+                         suite=args.fstests)
     return options.with_(**changes) if changes else options
 
 

@@ -1,6 +1,6 @@
 """fstests in a guest: what one run stages (disks, local.config, the check command) and what it reads back.
 
-The run driver (harness.repro.run) calls ``prepare`` once (the fstests build,
+The fstests kind of run (harness.fstests.kind) calls ``prepare`` once (the fstests build,
 the selection expanded to the exact test list) and, per run, ``stage`` (two
 virtio disks: TEST_DEV made on the host, a blank SCRATCH_DEV; local.config
 and ``fstests.sh`` in the run folder; RESULT_BASE in the run folder, the one

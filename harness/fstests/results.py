@@ -27,6 +27,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.guest.protocol import step_text, tail
+from harness.verdict import Evidence, Outcome, Verdict
 
 TEST_NAME = r"[a-z0-9]+/[0-9]{3}(?:-[A-Za-z0-9-]+)?"
 _TEST_LINE = re.compile(rf"^({TEST_NAME})(?:\s+(.*))?$")
@@ -103,6 +105,31 @@ class Results:
 
     def by_status(self, status: Status) -> list[TestResult]:
         return [t for t in self.tests if t.status == status]
+
+    def verdict(self, ev: Evidence) -> Verdict | None:
+        """The run's verdict from its tests' own (harness.verdict.tests_rule: a crash, a hang or a harness
+        fault spoke already): TEST_FAILED, an INFRA_ERROR for tests without a result, else CLEAN."""
+        counts = self.counts()
+        failed = self.by_status(Status.FAIL)
+        if failed:
+            first = failed[0]
+            reason = (first.reason.splitlines() or ["its output differed"])[0]
+            names = ", ".join(t.name for t in failed)
+            return Verdict(Outcome.TEST_FAILED, title=f"fstests: {first.name} failed",
+                           detail=f"{len(failed)} failed ({names}): {reason}", lost=tuple(t.name for t in failed))
+        run = next((s for s in ev.all_steps if s.name == "run"), None)
+        cut = [t.name for t in self.tests if t.status in (Status.UNFINISHED, Status.UNREACHED)]
+        if cut and run is not None and run.timed_out:  # the harness's budget, not the kernel, ended check
+            return Verdict(Outcome.INFRA_ERROR, detail=f"fstests ran past the run's time limit "
+                           f"({run.seconds or 0:.0f} s) in {cut[0]}; {len(cut)} test(s) without a result: "
+                           "raise --timeout")
+        if cut:  # no report, no timeout, yet tests without a result: never CLEAN (a test not seen is not a pass)
+            return Verdict(Outcome.INFRA_ERROR, detail=f"fstests: {len(cut)} test(s) without a result "
+                           f"({', '.join(cut[:5])}): check's output and result files do not say how they ended")
+        if not counts.get("pass") and not counts.get("notrun") and run is not None and run.rc not in (0, None):
+            return Verdict(Outcome.INFRA_ERROR, detail=f"fstests' check exited {run.rc} without a result: "
+                           f"{tail(step_text(ev.output, 'run'))}")
+        return Verdict(Outcome.CLEAN, detail=f"fstests: {counts_text(counts)}")
 
     def to_json(self) -> dict:
         return {

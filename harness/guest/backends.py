@@ -21,8 +21,11 @@ AUTO = "auto"
 
 
 def choose(requested: str, kernel: Kernel, *, boot_per_run: bool = False, fresh_compile: bool = False,
-           needs_root_share: bool = False) -> tuple[str, str]:
-    """(backend name, why) for ``requested`` (a backend name, or auto) on ``kernel``."""
+           shares_root: str = "") -> tuple[str, str]:
+    """(backend name, why) for ``requested`` (a backend name, or auto) on ``kernel``.
+
+    ``shares_root``: the kind of run whose guest reads the host's files where they
+    are (harness.repro.kind.Requirements), which snapshot guests cannot; "" for none."""
     if requested != AUTO:
         select(requested)  # a bad name or argument: one line now, not at the first run
         return requested, "forced by --backend"
@@ -32,8 +35,8 @@ def choose(requested: str, kernel: Kernel, *, boot_per_run: bool = False, fresh_
         return env, "forced by HARNESS_BACKEND"
     if boot_per_run:
         return "vng", "auto: the spec asks for a real boot per run"
-    if needs_root_share:
-        return "vng", "auto: the run reads the host's files in the guest (fstests), which snapshot guests cannot"
+    if shares_root:
+        return "vng", f"auto: the run reads the host's files in the guest ({shares_root}), which snapshot guests cannot"
     if fresh_compile:
         return "vng", "auto: --fresh-compile compiles in every guest, and snapshot guests have no compiler"
     why = snapshot.unusable(kernel)

@@ -1,58 +1,42 @@
-"""The run driver: one reproducer on one kernel, prepared once, run N times, every run recorded.
+"""The run driver: one spec on one kernel, prepared once, run N times, every run recorded.
 
-``ReproSession`` (a context manager) prepares once: the results folder and
-its result.json, the image, the backend (``auto`` chosen per kernel, with its
-reason), the compiled reproducer (harness.repro.binaries).  ``run()`` executes
-one more run: a run folder whose result.json is written before the guest
-starts (status "running") and again as soon as the verdict is known, so a
-crash, a hang, Ctrl-C or kill -9 never loses what was done; then it takes the
-one decision about the guest (``unfit_reason`` -> ``backend.replace``).
+``ReproSession`` (a context manager) prepares once: the backend (``auto``
+chosen per kernel, with its reason), the results folder and its result.json,
+then whatever its kind of run needs (harness.repro.kind: the C reproducer's
+image and binary, a test suite's build and test list).  ``run()`` executes one more run: a run
+folder whose result.json is written before the guest starts (status
+"running") and again as soon as the verdict is known, so a crash, a hang,
+Ctrl-C or kill -9 never loses what was done; the kind stages the run and
+reads it back; then the session takes the one decision about the guest
+(``unfit_reason`` -> ``backend.replace``).  It never asks which kind it runs.
 ``run_repro`` is N runs of a session; prove keeps two sessions open at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import filelock
-
-from harness import images, report
+from harness import report
 from harness.errors import GuestError, KernelError
-from harness.fstests import guest as fguest
 from harness.guest.backends import backend as make_backend
 from harness.guest.backends import choose as choose_backend
-from harness.guest.machine import Backend, Disk, GuestRequest, GuestRun, unfit_reason
-from harness.guest.protocol import GuestOutput, GuestPlan, StepResult
-from harness.images import FILESYSTEMS
+from harness.guest.machine import Backend, GuestRun, unfit_reason
+from harness.guest.protocol import GuestOutput, StepResult
 from harness.kernels import Kernel
 from harness.kernels.build import Variant, build
 from harness.kernels.patches import PatchOp
 from harness.options import Accel, RunOptions
-from harness.repro import faults, syzkaller
-from harness.repro.binaries import (
-    BINARY_NAME,
-    BinaryCache,
-    Cached,
-    CompileFailed,
-    adopt_compiled,
-    binary_key,
-    compile_in_guest,
-    compile_on_host,
-)
+from harness.repro import faults, kinds
+from harness.repro.kind import Context, RunKind, Staged
 from harness.repro.spec import ExpectKind, Spec, VariantSpec
+from harness.repro.watchdog import StepWatchdog
 from harness.results import new_run_folder, write_json
 from harness.verdict import Evidence, Outcome, Verdict, judge
 
-DISK_SERIAL = "harness-img0"
-STEP_GRACE = 45.0  # host seconds past a guest step's own timeout before we call it hung
-STEP_BUDGETS = {"faults": 30, "environment": 60, "syz-cleanup": 120, "setup": 30, "device": 30, "mount": 60,
-                "compile": 300, "sync": 120, "umount": 120, "check": 300}
 STILLBORN_SECONDS = 15.0
 
 Progress = Callable[[str], None]
@@ -67,8 +51,9 @@ class RunResult:
     wall_seconds: float
     guest_up_at: float | None  # guest uptime when the steps began (boot cost)
     guest: dict = field(default_factory=dict, compare=False)  # the backend's record of the run
-    binary: dict = field(default_factory=dict, compare=False)  # where the reproducer was compiled
-    fstests: dict = field(default_factory=dict, compare=False)  # an fstests run: every test's own result
+    # what the kind of run adds to result.json, by key: the C reproducer's "binary" (where it was compiled),
+    # a test suite's results test by test (under the suite's name)
+    kind_record: dict = field(default_factory=dict, compare=False)
 
     @property
     def outcome(self) -> Outcome:
@@ -83,8 +68,7 @@ class RunResult:
             "guest_up_at": self.guest_up_at,
             "steps": [{"name": s.name, "rc": s.rc, "seconds": s.seconds} for s in self.steps],
             **({"guest": self.guest} if self.guest else {}),
-            **({"binary": self.binary} if self.binary else {}),
-            **({"fstests": self.fstests} if self.fstests else {}),
+            **{k: v for k, v in self.kind_record.items() if v},
         }
 
 
@@ -107,11 +91,10 @@ class Summary:
         """The headline: the first hit's outcome, else the most telling one."""
         outcomes = [r.outcome for r in self.runs]
         for o in (Outcome.REPRODUCED, Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.TEST_FAILED, Outcome.OTHER_CRASH,
-                  Outcome.HANG,
-                  Outcome.BOOT_FAILURE, Outcome.INFRA_ERROR, Outcome.BUILD_ERROR):
+                  Outcome.HANG):
             if o in outcomes:
                 return o
-        return Outcome.CLEAN
+        return next((o for o in Outcome if o.is_error and o in outcomes), Outcome.CLEAN)  # a run that never ran
 
     @property
     def title(self) -> str | None:
@@ -149,74 +132,6 @@ class Summary:
         }
 
 
-class StepWatchdog:
-    """Kills the guest when it makes no progress: past boot, or a step past its budget."""
-
-    def __init__(self, output: Path, boot_timeout: float, run_timeout: float):
-        self.output = output
-        self.budgets = {**STEP_BUDGETS, "run": run_timeout}
-        self.boot_timeout = boot_timeout
-        self.started = time.monotonic()
-        self.current: str | None = None
-        self.since = self.started
-        self.reason: str | None = None
-
-    def _state(self) -> str:
-        try:
-            text = self.output.read_text(errors="replace")
-        except OSError:
-            return "boot"
-        return GuestOutput.parse(text).state
-
-    def __call__(self) -> str | None:
-        state = self._state()
-        now = time.monotonic()
-        if state != self.current:
-            self.current, self.since = state, now
-        waited = now - self.since
-        if state == "boot":  # booting has its own, longer budget
-            if waited > self.boot_timeout:
-                self.reason = f"no guest step started within {self.boot_timeout:.0f} s of boot"
-        elif state.endswith(":begin"):
-            step = state.split(":")[0]
-            budget = self.budgets.get(step, 120) + STEP_GRACE
-            if waited > budget:
-                self.reason = f"step {step} made no progress for {waited:.0f} s (budget {budget:.0f} s)"
-        elif waited > 120:
-            self.reason = f"the guest went quiet for {waited:.0f} s after {state}"
-        return self.reason
-
-
-def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, timeout: int,
-               seconds: float | None = None) -> GuestPlan:
-    """The guest steps of one run (host paths: a backend maps them to where its guest sees them).
-
-    ``seconds`` is the trial's length (``Spec.trial_args``): the race's own
-    argument where the spec has a ``{seconds}`` placeholder, else the run
-    step's time limit; None runs the spec as written."""
-    recipe = spec.image
-    fs = FILESYSTEMS.select(recipe.fs) if recipe is not None else None
-    env = spec.environment
-    return GuestPlan(
-        title=spec.name,
-        fs_type=fs.mount_type if fs else "none",
-        mount_options=recipe.mount_options if recipe else "",
-        source=str(source),
-        cflags=spec.cflags,
-        args=spec.trial_args(seconds),
-        run_timeout=spec.trial_timeout(seconds, timeout),
-        check_argv=tuple(fs.check_argv("{dev}")) if fs and recipe.check else None,
-        sysctls=spec.guest.sysctls,
-        compiler=spec.compiler,
-        prebuilt=str(prebuilt) if prebuilt else None,
-        binary_out=str(run_dir / BINARY_NAME),
-        pre_run=(*(env.setup_lines() if env else ()), *faults.setup_lines(spec.faults)),
-        post_run=(*faults.teardown_lines(spec.faults), *(env.teardown_lines() if env else ())),
-        workdir=env.workdir if env else None,
-        image=recipe is not None,
-    )
-
-
 def stillborn(result: RunResult) -> bool:
     """A guest that died within seconds, unkilled, without one byte of console: nothing to judge.
 
@@ -232,22 +147,8 @@ def stillborn(result: RunResult) -> bool:
     return not console.exists() or console.stat().st_size == 0
 
 
-@contextlib.contextmanager
-def _waiting(lock, say: Callable[[], None]):
-    """Hold ``lock``; say so once if another process holds it first."""
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        say()
-        lock.acquire()
-    try:
-        yield lock
-    finally:
-        lock.release()
-
-
 class ReproSession:
-    """One reproducer on one kernel: prepared once, then ``run()`` as often as needed (see the module doc)."""
+    """One spec on one kernel: prepared once, then ``run()`` as often as needed (see the module doc)."""
 
     def __init__(self, spec: Spec, kernel: Kernel, options: RunOptions, *, accel: Accel,
                  progress: Progress | None = None, backend: Backend | None = None):
@@ -255,98 +156,51 @@ class ReproSession:
         self.progress = progress or (lambda msg: None)
         self.requested = options.runs or spec.runs
         self.timeout = options.timeout or spec.timeout
+        self.kind: RunKind = kinds.for_spec(spec)
         self.done: list[RunResult] = []
         self.folder: Path | None = None
         self.backend = backend
         self.backend_reason = "given by the caller" if backend is not None else ""
-        self.image: Path | None = None
-        self.cache = BinaryCache()
-        self.key = ""
-        self.binary: Cached | None = None
-        self.fstests: fguest.Prepared | None = None
+        self.context: Context | None = None
         self.unrunnable: Verdict | None = None  # why no run can start (the compile boot left no binary)
-        self.compiling = None  # the binary's lock, held from prepare until run 1 compiled it (compiling backends)
         self.interrupted = False
 
     # --- prepare once ------------------------------------------------------------------------
 
     def __enter__(self) -> ReproSession:
-        spec = self.spec
+        spec, needs = self.spec, self.kind.requirements
         faults.check_kernel(spec.faults, self.kernel)  # a kernel without the fault knobs: one clear line
         if self.backend is None:
             name, self.backend_reason = choose_backend(self.options.backend, self.kernel,
                                                        boot_per_run=spec.guest.fresh_boot,
                                                        fresh_compile=self.options.fresh_compile,
-                                                       needs_root_share=spec.fstests is not None)
+                                                       shares_root=self.kind.name if needs.shares_root else "")
             self.backend = make_backend(name)
-        if spec.fstests is not None:
-            if not (self.backend.shares_root and self.backend.attaches_disks):
-                raise GuestError(f"fstests runs check from the host's build on two virtio disks: {self.backend.name} "
-                                 "guests cannot have both (use --backend vng)")
-            self.fstests = fguest.prepare(spec.fstests, source=self.options.fstests, progress=self.progress)
+        unmet = needs.unmet(self.backend)
+        if unmet:
+            raise GuestError(unmet)
         self.folder = new_run_folder(spec.name, self.kernel.name, self.options.results)
         self._write("running")
         self.progress(f"backend {self.backend.name}: {self.backend_reason}")
-        self.image = images.build(spec.image, progress=self.progress) if spec.image is not None else None
-        if self.fstests is not None:
-            self.progress(self.fstests.describe())
+        self.context = Context(spec, self.kernel, self.options, self.accel, self.backend, self.folder, self.timeout,
+                               self.progress)
         self.backend.open(self.folder, progress=self.progress)
         self.backend.plan(self.requested)
         try:
-            self._prepare_binary()
+            self.unrunnable = self.kind.prepare(self.context)
         except BaseException:
+            self.kind.close()
             self.backend.close()
+            self._write("error")
             raise
+        said = self.kind.describe()
+        if said:
+            self.progress(said)
         return self
-
-    def _prepare_binary(self) -> None:
-        """A binary compiled earlier for this kernel, or one compiled now where the backend cannot."""
-        spec, opts = self.spec, self.options
-        if spec.fstests is not None:  # fstests' own programs were built on the host (harness.fstests.build)
-            return
-        self.key = binary_key(spec, self.kernel)
-        if self.backend.own_toolchain:  # a user's machine compiles every run with its own compiler
-            return
-        if opts.fresh_compile:
-            if not self.backend.compiles:
-                raise GuestError(f"--fresh-compile compiles in every guest; {self.backend.name} guests have no "
-                                 "compiler (use --backend vng or vng-ssh)")
-            return
-        lock = self.cache.lock(spec.name, self.key)
-        with _waiting(lock, lambda: self.progress(f"another harness is compiling {spec.source.name} for "
-                                                  f"{self.kernel.name}: waiting for its binary")):
-            self.binary = self.cache.get(spec.name, self.key)
-            if self.binary is not None:
-                return
-            if self.backend.compiles and not opts.host_compile:  # run 1 compiles: another harness waits for it
-                lock.acquire()
-                self.compiling = lock
-                return
-            if opts.host_compile:
-                self.progress(f"compiling {spec.source.name} on the host (--host-compile)")
-                self.binary = compile_on_host(spec, self.cache, self.key, self.folder / "host-compile.log")
-            elif not self.backend.compiles:
-                self.progress(f"compiling {spec.source.name} in a vng guest of {self.kernel.name} "
-                              f"({self.backend.name} guests have no compiler)")
-                plan = guest_plan(spec, self.folder, spec.source, None, self.timeout)
-                compile_dir = self.folder / "compile"
-                watchdog = StepWatchdog(compile_dir / "guest.log", spec.guest.boot_timeout, self.timeout)
-                try:
-                    self.binary = compile_in_guest(spec, self.kernel, self.accel.name, plan, compile_dir, self.cache,
-                                                   self.key, watchdog=watchdog)
-                except CompileFailed as exc:  # an outcome to record (every run would meet it), not a crash
-                    self.unrunnable = exc.verdict
-                    self.progress(exc.one_line())
-
-    def _compiled(self) -> None:
-        """Run 1 is over: the binary is in the cache (or it failed to compile): a waiting harness goes on."""
-        if self.compiling is not None:
-            self.compiling.release()
-            self.compiling = None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
-        self._compiled()
+        self.kind.close()
         try:
             if self.backend is not None:
                 self.backend.close()
@@ -384,94 +238,42 @@ class ReproSession:
         self._write("running")
         return result
 
-    def _stage(self, run_dir: Path, seconds: float | None = None) -> tuple[GuestRequest, dict]:
-        """The run folder's inputs and the request for the backend; the binary's record."""
-        if self.fstests is not None:
-            return self._stage_fstests(run_dir), {}
-        spec = self.spec
-        source = run_dir / spec.source.name
-        source.write_bytes(spec.source_text)  # the source as loaded, even if the file changes meanwhile
-        prebuilt, record = None, {}
-        if self.binary is not None and self.cache.get(spec.name, self.key) is not None:
-            prebuilt = run_dir / BINARY_NAME
-            shutil.copyfile(self.binary.path, prebuilt)
-            prebuilt.chmod(0o755)
-            record = {**{k: v for k, v in self.binary.meta.items() if k != "at"}, "reused": True, "key": self.key}
-        if self.image is not None:
-            disk = images.fresh_copy(self.image, run_dir / "disk.img")
-        else:  # no harness image: a small blank disk keeps every backend's devices the same
-            disk = run_dir / "disk.img"
-            with open(disk, "wb") as fh:
-                fh.truncate(1 << 20)
-        plan = guest_plan(spec, run_dir, source, prebuilt, self.timeout, seconds)
-        env = spec.environment
-        preload = ((f"fs-{plan.fs_type}",) if plan.image else ()) + (
-            (*env.modules, *(f"fs-{fs}" for fs in env.filesystems)) if env else ())
-        req = GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
-                           cpus=spec.guest.cpus, memory=spec.guest.memory, disks=(Disk(disk, DISK_SERIAL),),
-                           cmdline=self._cmdline(), preload=tuple(dict.fromkeys(preload)),
-                           inputs=(source, *((prebuilt,) if prebuilt else ())))
-        return req, record
-
-    def _cmdline(self) -> tuple[str, ...]:
-        env = self.spec.environment
-        return tuple(dict.fromkeys((*self.spec.guest.cmdline, *(env.cmdline if env else ()), *self.options.cmdline)))
-
-    def _stage_fstests(self, run_dir: Path) -> GuestRequest:
-        """An fstests run: its two disks, local.config and check command in the run folder (harness.fstests.guest)."""
-        spec, prep = self.spec, self.fstests
-        run_argv, (test, scratch) = fguest.stage(prep, run_dir, progress=self.progress)
-        plan = GuestPlan(
-            title=f"{spec.name}: fstests {prep.selection.describe()}", fs_type=prep.profile.fs, mount_options="",
-            source="", cflags=(), args=(), run_timeout=self.timeout, check_argv=None, sysctls=spec.guest.sysctls,
-            pre_run=faults.setup_lines(spec.faults), post_run=faults.teardown_lines(spec.faults), image=False,
-            run_argv=run_argv,
-        )
-        return GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
-                            cpus=spec.guest.cpus, memory=spec.guest.memory,
-                            disks=(Disk(test.path, test.serial), Disk(scratch.path, scratch.serial)),
-                            cmdline=self._cmdline(), preload=(f"fs-{prep.profile.fs}",))
-
     def _run_once(self, index: int, seconds: float | None = None) -> RunResult:
-        assert self.folder is not None and self.backend is not None
+        assert self.context is not None and self.backend is not None
         run_dir = self.folder / f"run-{index:02d}"
         run_dir.mkdir(parents=True)
         record = run_dir / "result.json"
         write_json(record, {"run": index, "status": "running", "kernel": self.kernel.name, "accel": self.accel.name,
                             "backend": self.backend.name})
         started = time.monotonic()
-        req, binary = self._stage(run_dir, seconds)
-        staged = time.monotonic() - started
-        watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout,
-                                self.spec.trial_timeout(seconds, self.timeout))
+        staged = self.kind.stage(self.context, run_dir, seconds)
+        staging = time.monotonic() - started
+        watchdog = StepWatchdog(run_dir / "guest.log", self.spec.guest.boot_timeout, staged.request.plan.run_timeout)
         try:
-            guest = self.backend.run(req, watchdog=watchdog, timeout=None)
+            guest = self.backend.run(staged.request, watchdog=watchdog, timeout=None)
         except KeyboardInterrupt:
             result = RunResult(index, run_dir, Verdict(Outcome.INFRA_ERROR, detail="interrupted (Ctrl-C)"), (),
                                time.monotonic() - started, None)
             write_json(record, {**result.to_dict(), "status": "interrupted"})
             raise
-        return self._record(index, run_dir, req, guest, watchdog, binary, started, staged)
+        return self._record(index, run_dir, staged, guest, watchdog, started, staging)
 
-    def _record(self, index: int, run_dir: Path, req: GuestRequest, guest: GuestRun, watchdog: StepWatchdog,
-                binary: dict, started: float, staged: float) -> RunResult:
+    def _record(self, index: int, run_dir: Path, staged: Staged, guest: GuestRun, watchdog: StepWatchdog,
+                started: float, staging: float) -> RunResult:
         recording = time.monotonic()
         text = guest.output_log.read_text(errors="replace") if guest.output_log.exists() else ""
         console = guest.console_log.read_text(errors="replace") if guest.console_log.exists() else ""
         output = GuestOutput.parse(text)
-        tests = fguest.read(self.fstests, run_dir, text, console) if self.fstests is not None else None
+        reading = self.kind.read(self.context, run_dir, staged, output, text, console)
         verdict = judge(Evidence(
             console=console, output=text, expected_titles=self.spec.expect.titles,
             killed=guest.detail or watchdog.reason or ("host timeout" if guest.timed_out else None),
             guest_rc=guest.returncode, any_crash=self.spec.expect.any_crash, timeout_is=self.spec.timeout_is,
             exit_status=self.spec.exit_status,
-            explain=self._explain, fstests=tests,
+            explain=self.kind.explain, tests=reading.tests,
         ))
-        if not binary:
-            binary = self._adopt(run_dir, output)
-        self._compiled()
         info = dict(guest.info)
-        info["phases"] = {"host_stage": round(staged, 3), **info.get("phases", {})}
+        info["phases"] = {"host_stage": round(staging, 3), **info.get("phases", {})}
         if self.backend.persistent and guest.signals is not None:
             why = unfit_reason(guest.signals)
             info["replace"] = why
@@ -482,34 +284,14 @@ class ReproSession:
                 verdict.report_text, self.kernel.vmlinux, self.kernel.system_map, self.kernel.extra.get("source_dir")))
         info["phases"]["host_record"] = round(time.monotonic() - recording, 3)
         result = RunResult(index, run_dir, verdict, output.steps, time.monotonic() - started, output.up_at,
-                           {**info, "backend_reason": self.backend_reason}, binary,
-                           tests.to_json() if tests is not None else {})
+                           {**info, "backend_reason": self.backend_reason}, reading.record)
         write_json(run_dir / "result.json", {**result.to_dict(), "status": "done"})
         if verdict.outcome is Outcome.CLEAN or verdict.outcome.is_bug and verdict.outcome not in (
             Outcome.DATA_LOSS, Outcome.FS_CORRUPT, Outcome.TEST_FAILED
         ):
-            for disk in req.disks:  # keep the images only where their content is the evidence
+            for disk in staged.request.disks:  # keep the images only where their content is the evidence
                 disk.path.unlink(missing_ok=True)
-        (run_dir / BINARY_NAME).unlink(missing_ok=True)  # in the cache (or not worth keeping)
         return result
-
-    def _explain(self, rc: int | None, output: str) -> str | None:
-        """Why the reproducer exited by itself, from what it is (a syzkaller reproducer's needs)."""
-        return syzkaller.explain_exit(self.spec.syzkaller, rc, guest_log=output) if self.spec.syzkaller else None
-
-    def _adopt(self, run_dir: Path, output: GuestOutput) -> dict:
-        """Cache what this run's guest compiled (when the options allow), and say where it came from."""
-        if output.binary != "compiled":
-            return {}
-        record = {"compiled_in": "guest", "kernel": self.kernel.name, "folder": str(run_dir), "reused": False}
-        if self.backend.own_toolchain:
-            record.update(compiled_in="target", kernel=self.backend.name)
-        elif not self.options.fresh_compile:
-            cached = adopt_compiled(self.cache, self.spec.name, self.key, run_dir, output, self.kernel)
-            if cached is not None:
-                self.binary = cached
-                record["key"] = self.key
-        return record
 
     # --- records --------------------------------------------------------------------------------------
 

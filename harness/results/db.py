@@ -20,10 +20,13 @@ from harness.errors import HarnessError, UnknownName
 from harness.fstests.guest import RESULTS  # RESULT_BASE inside a run folder
 from harness.paths import results_dir
 from harness.results import write_json
+from harness.verdict import Outcome
 
 INDEX = "matrix.json"
 DB_NAME = "history.sqlite3"
-ERROR_VERDICTS = ("BOOT_FAILURE", "INFRA_ERROR", "BUILD_ERROR")
+# the verdicts of cells whose runs never ran the reproducer (``Outcome.is_error``): not judged, counted apart
+ERROR_VERDICTS = tuple(o.value for o in Outcome if o.is_error)
+_ERRORS_SQL = ", ".join(f"?{i}" for i in range(1, len(ERROR_VERDICTS) + 1))
 
 
 def folder_time(name: str) -> str | None:
@@ -354,12 +357,12 @@ class History:
 
     def recent(self, limit: int = 20) -> list[MatrixRow]:
         rows = self._rows(
-            """SELECT m.id, m.time, m.name, m.status, m.folder, count(c.cell),
-                      coalesce(sum(c.met = 1 AND NOT c.verdict IN (?1, ?2, ?3)), 0),
-                      coalesce(sum(c.met = 0 AND NOT c.verdict IN (?1, ?2, ?3)), 0),
-                      coalesce(sum(c.verdict IN (?1, ?2, ?3)), 0)
-               FROM matrices m LEFT JOIN cells c ON c.matrix = m.id
-               GROUP BY m.id ORDER BY m.time DESC, m.id DESC LIMIT ?4""",
+            f"""SELECT m.id, m.time, m.name, m.status, m.folder, count(c.cell),
+                       coalesce(sum(c.met = 1 AND NOT c.verdict IN ({_ERRORS_SQL})), 0),
+                       coalesce(sum(c.met = 0 AND NOT c.verdict IN ({_ERRORS_SQL})), 0),
+                       coalesce(sum(c.verdict IN ({_ERRORS_SQL})), 0)
+                FROM matrices m LEFT JOIN cells c ON c.matrix = m.id
+                GROUP BY m.id ORDER BY m.time DESC, m.id DESC LIMIT ?{len(ERROR_VERDICTS) + 1}""",
             (*ERROR_VERDICTS, limit),
         )
         return [MatrixRow(*r) for r in rows]
