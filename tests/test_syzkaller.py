@@ -85,12 +85,21 @@ def test_detect_details():
     assert nine.procs == 1 and nine.repeat and nine.runs_forever and nine.sandbox is None
 
 
-def test_seed_reproducers_are_not_syzkaller():
+def test_seed_reproducers_are_not_syzkaller_and_published_ones_are():
+    """Reproducers written here are plain C; the published syzkaller ones (their spec says mode: syzkaller) are
+    detected as what they are."""
     sources = sorted(ROOT.glob("reproducers/**/repro.c"))
     assert sources
+    published = 0
     for path in sources:
-        assert syz.detect(path.read_bytes()) is None, path
-        assert not syz.is_syzkaller(path.read_text())
+        spec = (path.parent / "repro.yaml").read_text()
+        if "mode: syzkaller" in spec:
+            published += 1
+            assert syz.detect(path.read_bytes()) is not None and syz.is_syzkaller(path.read_text()), path
+        else:
+            assert syz.detect(path.read_bytes()) is None, path
+            assert not syz.is_syzkaller(path.read_text())
+    assert published < len(sources)
 
 
 def test_plain_sources():
