@@ -27,7 +27,8 @@ what syzbot's test machines have:
 ``detect`` reads those facts from the source; ``environment`` turns them
 into what the guest must provide; ``setup_lines`` / ``teardown_lines`` are
 the bash lines the guest script runs before and after the reproducer
-(the same pattern as ``harness/repro/faults.py``).  The teardown kills what
+(the same pattern as ``harness/repro/faults.py``), rendered from
+``harness/guest/templates/syz-*.sh``.  The teardown kills what
 the reproducer left running, unmounts what it left mounted under its
 scratch directory and detaches the loop devices it attached, so the
 harness's sync, umount, checker and the next run are not disturbed.
@@ -39,6 +40,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from harness.guest.protocol import render
 from harness.kernels.syzconfig import fs_options
 
 SCRATCH = "/tmp/harness-syz"  # the tmpfs the reproducer runs in
@@ -428,184 +430,27 @@ def environment(info: SyzInfo | None) -> GuestEnvironment:
 # or the fault-injection marker ($HARNESS_FAULTS_MARKER).  They are stopped first (no fork
 # while the tree is read again), then killed, in rounds until none is left or only
 # unkillable ones (state D) remain, which are named with their wchan.
-
-_HELPERS = r"""# --- syzkaller environment (harness/repro/syzkaller.py) ---
-harness_syz_nap() {  # harness_syz_nap SECONDS: sleep without starting a program
-  [ -n "$HARNESS_SYZ_FD" ] || exec {HARNESS_SYZ_FD}<> <(:) 2>/dev/null || HARNESS_SYZ_FD=
-  if [ -n "$HARNESS_SYZ_FD" ]; then read -r -t "$1" -u "$HARNESS_SYZ_FD" _; else sleep "$1"; fi
-  return 0
-}
-harness_syz_mounted() {  # harness_syz_mounted PATH: something is mounted on PATH
-  local d m _
-  while read -r d m _; do [ "$m" = "$1" ] && return 0; done < @PROC@/self/mounts
-  return 1
-}
-harness_syz_fs() {  # harness_syz_fs TYPE OPTION: TYPE registered (/proc/filesystems), loading fs-TYPE if not
-  local a b
-  while read -r a b; do [ "${b:-$a}" = "$1" ] && { echo "@TAG@ filesystem $1: available"; return 0; }; done < @PROC@/filesystems
-  if modprobe -q "fs-$1" 2>/dev/null; then
-    while read -r a b; do [ "${b:-$a}" = "$1" ] && { echo "@TAG@ filesystem $1: module loaded"; return 0; }; done < @PROC@/filesystems
-  fi
-  echo "@TAG@ filesystem $1: not in this kernel ($2): its $1 mounts fail"
-}
-harness_syz_feature() {  # NAME PATH MODULES CONFIGS EFFECT: probe a feature, loading its modules if missing
-  local m i
-  if [ ! -e "$2" ] && [ -n "$3" ]; then
-    for m in $3; do modprobe -q "$m" 2>/dev/null; done
-    for ((i = 0; i < 20; i++)); do [ -e "$2" ] && break; harness_syz_nap 0.05; done
-  fi
-  if [ -e "$2" ]; then echo "@TAG@ has $1 ($2)"; else echo "@TAG@ lacks $1: no $2 ($4): $5"; fi
-  return 0
-}"""
-
-_LOOP = r"""  local n made=
-  if [ ! -e @DEV@/loop-control ] && [ ! -d @SYS@/module/loop ]; then
-    modprobe loop || echo "@TAG@ modprobe loop failed"
-  fi
-  [ -e @DEV@/loop-control ] || [ -d @SYS@/module/loop ] || {
-    echo "@TAG@ no loop driver in this kernel (CONFIG_BLK_DEV_LOOP): the reproducer cannot attach its images"; return 1; }
-  if [ ! -c @DEV@/loop-control ]; then
-    mknod -m 0660 @DEV@/loop-control c 10 237 2>/dev/null && made+=" loop-control"
-    [ -c @DEV@/loop-control ] || { echo "@TAG@ cannot make @DEV@/loop-control"; return 1; }
-  fi
-  for ((n = 0; n < @LOOPS@; n++)); do
-    [ -b @DEV@/loop$n ] && continue
-    mknod -m 0660 @DEV@/loop$n b 7 $n 2>/dev/null && made+=" loop$n"
-    [ -b @DEV@/loop$n ] || { echo "@TAG@ cannot make @DEV@/loop$n"; return 1; }
-  done
-  echo "@TAG@ loop0..loop@LAST@ and loop-control ready in @DEV@ (made:${made:- none, all there})"
-"""
-
-_SCRATCH = r"""  harness_syz_mounted @S@ && umount -l @S@
-  [ -d @S@ ] || mkdir -p @S@
-  mount -t tmpfs -o mode=1777 harness-syz @S@ || { echo "@TAG@ cannot mount a tmpfs on @S@"; return 1; }
-  cd @S@ || return 1
-  echo "@TAG@ scratch @S@ (tmpfs): the reproducer's working directory"
-  local f line t
-  local -a s
-  HARNESS_SYZ_LOOPS=" "
-  for f in @SYS@/block/loop*/loop/backing_file; do
-    [ -e "$f" ] || continue
-    f=${f%/loop/backing_file}; HARNESS_SYZ_LOOPS+="${f##*/} "
-  done
-  [ "$HARNESS_SYZ_LOOPS" = " " ] || echo "@TAG@ loop devices attached before the run (kept):$HARNESS_SYZ_LOOPS"
-  read -r line < @PROC@/$$/stat; line=${line##*) }; s=($line); HARNESS_SYZ_SID=${s[3]}
-  read -r line < @PROC@/1/stat; line=${line##*) }; s=($line)
-  [ "${s[3]}" = "$HARNESS_SYZ_SID" ] && echo "@TAG@ note: the harness shares init's session $HARNESS_SYZ_SID"
-  harness_syz_nap @NAP@
-  read -r t _ < @PROC@/uptime; HARNESS_SYZ_T0=$((10#${t/./}))
-  echo "@TAG@ after the run, processes of session $HARNESS_SYZ_SID started after uptime $t are leftovers"
-"""
-
-_SCAN = r"""harness_syz_scan() {  # the run's leftover processes -> HARNESS_SYZ_FOUND
-  local f line pid changed
-  local -a s
-  local -A parent=() mine=()
-  HARNESS_SYZ_FOUND=()
-  for f in @PROC@/[0-9]*/stat; do
-    read -r line < "$f" 2>/dev/null || continue
-    pid=${line%% *}; line=${line##*) }
-    s=($line)  # 0 state, 1 ppid, 2 pgrp, 3 session, 6 flags, 19 start time (numbers: no glob, no here-string)
-    [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] || [ "${s[0]}" = Z ] && continue
-    (( s[6] & 0x200000 || s[19] < HARNESS_SYZ_T0 )) && continue  # kernel threads, older processes
-    case " $HARNESS_KEEP_PIDS $HARNESS_FAULTS_MARKER " in *" $pid "*) continue ;; esac
-    parent[$pid]=${s[1]}
-    [ "${s[3]}" = "$HARNESS_SYZ_SID" ] && mine[$pid]=1
-  done
-  changed=1
-  while [ -n "$changed" ]; do  # their children in other sessions (setsid)
-    changed=
-    for pid in "${!parent[@]}"; do
-      [ -z "${mine[$pid]}" ] && [ -n "${mine[${parent[$pid]}]}" ] && { mine[$pid]=1; changed=1; }
-    done
-  done
-  HARNESS_SYZ_FOUND=("${!mine[@]}")
-}"""
-
-_KILL = r"""harness_syz_kill() {  # stop, then kill, the leftovers, in rounds; name the ones that do not die
-  local round pid line c w left=0
-  local -A seen=()
-  for ((round = 0; round < 30; round++)); do
-    harness_syz_scan
-    [ ${#HARNESS_SYZ_FOUND[@]} -eq 0 ] && break
-    kill -STOP "${HARNESS_SYZ_FOUND[@]}" 2>/dev/null  # frozen: nothing forks while the tree is read again
-    harness_syz_scan
-    [ ${#HARNESS_SYZ_FOUND[@]} -eq 0 ] && break
-    kill -KILL "${HARNESS_SYZ_FOUND[@]}" 2>/dev/null
-    for pid in "${HARNESS_SYZ_FOUND[@]}"; do seen[$pid]=1; done
-    harness_syz_nap 0.1
-  done
-  if [ ${#seen[@]} -gt 0 ]; then echo "@TAG@ killed ${#seen[@]} leftover processes"; else echo "@TAG@ no leftover processes"; fi
-  for pid in "${HARNESS_SYZ_FOUND[@]}"; do
-    read -r line < @PROC@/$pid/stat 2>/dev/null || continue
-    c=${line#*(}; c=${c%)*}; line=${line##*) }; w=
-    read -r w < @PROC@/$pid/wchan 2>/dev/null
-    echo "@TAG@ pid $pid ($c) did not die: state ${line%% *}${w:+, in $w}"; left=$((left + 1))
-  done
-  return $((left > 0))
-}"""
-
-_UNMOUNT = r"""harness_syz_unmount() {  # swap files, then every mount under the scratch directory, deepest first
-  local d m p _ depth max=0
-  local -a found=() order=()
-  while read -r d _; do
-    case "$d" in @S@/*) swapoff "$d" && echo "@TAG@ swapoff $d" ;; esac
-  done < @PROC@/swaps
-  while read -r d m _; do
-    printf -v m -- "${m//%/%%}"  # \040 and other octal escapes
-    case "$m" in @S@/*) found+=("$m"); p=${m//[!\/]/}; (( ${#p} > max )) && max=${#p} ;; esac
-  done < @PROC@/self/mounts
-  for ((depth = max; depth > 0; depth--)); do
-    for m in "${found[@]}"; do p=${m//[!\/]/}; [ ${#p} -eq $depth ] && order+=("$m"); done
-  done
-  [ ${#order[@]} -eq 0 ] || echo "@TAG@ unmounting ${#order[@]} mounts under @S@ (lazily, deepest first): ${order[*]}"
-  harness_syz_mounted @S@ && order+=(@S@)
-  [ ${#order[@]} -eq 0 ] && return 0
-  umount -l "${order[@]}" || echo "@TAG@ umount -l failed for some of them"
-  for m in "${order[@]}"; do harness_syz_mounted "$m" && { echo "@TAG@ still mounted: $m"; return 1; }; done
-  return 0
-}"""
-
-_DETACH = r"""harness_syz_detach() {  # loop devices attached since the setup (not the harness's own)
-  local f name bf
-  local -a gone=()
-  for f in @SYS@/block/loop*/loop/backing_file; do
-    [ -e "$f" ] || continue
-    name=${f#@SYS@/block/}; name=${name%%/*}
-    case "$HARNESS_SYZ_LOOPS" in *" $name "*) continue ;; esac
-    bf=; read -r bf < "$f" 2>/dev/null
-    gone+=("@DEV@/$name"); echo "@TAG@ detaching $name (${bf:-?})"
-  done
-  [ ${#gone[@]} -eq 0 ] && return 0
-  losetup -d "${gone[@]}" || { echo "@TAG@ losetup -d failed for some of ${gone[*]}"; return 1; }
-}"""
-
-_CLEANUP = r"""harness_syz_cleanup() {
-  local rc=0
-  cd /
-  [ -n "$HARNESS_SYZ_T0" ] || { echo "@TAG@ no environment was set up: nothing to clean"; return 0; }
-  harness_syz_kill || rc=1
-  harness_syz_unmount || rc=1
-  harness_syz_detach || rc=1
-  echo "@TAG@ cleanup done"
-  return $rc
-}"""
+#
+# The shell is in harness/guest/templates/syz-*.sh (helpers, loop, scratch: the setup; teardown), rendered by
+# protocol.render (one templating style, @NAME@; every placeholder filled, every value used); what varies with
+# the reproducer (its filesystems, features, the lines describing the environment) is written here.
 
 
-def _render(template: str, **values: str) -> str:
-    for key, value in values.items():
-        template = template.replace(f"@{key}@", value)
-    leftover = re.findall(r"@[A-Z]+@", template)
-    if leftover:
-        raise KeyError(f"syzkaller shell template: unfilled {leftover}")
-    return template
-
-
-def _fill(template: str, env: GuestEnvironment, dev: str, sys: str, proc: str) -> list[str]:
+def _template(name: str, env: GuestEnvironment, dev: str, sys: str, proc: str) -> list[str]:
+    """``templates/syz-<name>.sh`` rendered for ``env`` and these guest paths, as lines."""
     q = shlex.quote
-    text = _render(template, TAG=TAG, DEV=q(dev), SYS=q(sys), PROC=q(proc), S=q(env.scratch), NAP=_TICK_NAP,
-                   LOOPS=str(env.loop_devices), LAST=str(env.loop_devices - 1))
-    return text.splitlines()
+    values = {"TAG": TAG, "DEV": q(dev), "SYS": q(sys), "PROC": q(proc), "S": q(env.scratch), "NAP": _TICK_NAP,
+              "LOOPS": str(env.loop_devices), "LAST": str(env.loop_devices - 1)}
+    return render(f"syz-{name}.sh", **{k: values[k] for k in _PLACEHOLDERS[name]}).splitlines()
+
+
+# what each template takes (render raises on a placeholder without a value and on a value without a placeholder)
+_PLACEHOLDERS = {
+    "helpers": ("TAG", "PROC"),
+    "loop": ("TAG", "DEV", "SYS", "LOOPS", "LAST"),
+    "scratch": ("TAG", "SYS", "PROC", "S", "NAP"),
+    "teardown": ("TAG", "DEV", "SYS", "PROC", "S"),
+}
 
 
 def _probe(feature: Feature, dev: str, sys: str, proc: str) -> str:
@@ -616,7 +461,7 @@ def _setup_body(env: GuestEnvironment, dev: str, sys: str, proc: str) -> list[st
     q = shlex.quote
     lines = [f"  echo {q(f'{TAG} syzkaller environment: ' + line)}" for line in env.describe()]
     if env.loop_devices:
-        lines += _fill(_LOOP, env, dev, sys, proc)
+        lines += _template("loop", env, dev, sys, proc)
     for fs in env.filesystems:
         lines.append(f"  harness_syz_fs {q(fs)} {q('CONFIG_' + fs_options(fs).head)}")
     if env.debugfs:
@@ -628,7 +473,7 @@ def _setup_body(env: GuestEnvironment, dev: str, sys: str, proc: str) -> list[st
         configs = ", ".join(f"CONFIG_{c}" for c in f.configs)
         args = (name, _probe(f, dev, sys, proc), " ".join(f.modules), configs, f.effect)
         lines.append("  harness_syz_feature " + " ".join(q(a) for a in args))
-    return lines + _fill(_SCRATCH, env, dev, sys, proc)
+    return lines + _template("scratch", env, dev, sys, proc)
 
 
 def setup_lines(env: GuestEnvironment | None, *, dev: str = "/dev", sys: str = "/sys",
@@ -636,7 +481,7 @@ def setup_lines(env: GuestEnvironment | None, *, dev: str = "/dev", sys: str = "
     """Shell lines for GuestPlan.pre_run, the last before the run: load, make, mount, cd, mark."""
     if env is None:
         return ()
-    lines = [*_fill(_HELPERS, env, dev, sys, proc), "harness_syz_setup() {"]
+    lines = [*_template("helpers", env, dev, sys, proc), "harness_syz_setup() {"]
     lines += _setup_body(env, dev, sys, proc)
     lines += ["}", f"step {SETUP_STEP} 0 harness_syz_setup || exit 0"]
     return tuple(lines)
@@ -647,8 +492,4 @@ def teardown_lines(env: GuestEnvironment | None, *, dev: str = "/dev", sys: str 
     """Shell lines for GuestPlan.post_run, the first after the run: kill, unmount, detach."""
     if env is None:
         return ()
-    lines = ["# --- syzkaller environment: the reproducer's leftovers ---"]
-    for template in (_SCAN, _KILL, _UNMOUNT, _DETACH, _CLEANUP):
-        lines += _fill(template, env, dev, sys, proc)
-    lines.append(f"step {CLEANUP_STEP} 0 harness_syz_cleanup")
-    return tuple(lines)
+    return (*_template("teardown", env, dev, sys, proc), f"step {CLEANUP_STEP} 0 harness_syz_cleanup")
