@@ -22,7 +22,7 @@ from filelock import FileLock
 from harness import proc
 from harness.errors import SpecError, UnknownName
 from harness.kernels import integrity
-from harness.paths import cache_dir, images_dir
+from harness.paths import cache_dir, data_file, data_files
 from harness.registry import Registry
 from harness.sizes import parse_size
 from harness.yamlio import Fields, load_mapping
@@ -237,11 +237,11 @@ def parse_recipe(data: dict, where: str, source: Path | None = None) -> Recipe:
 
 def load_recipe(name: str) -> Recipe:
     """A recipe by name (``images/NAME.yaml``) or by path."""
-    path = Path(name)
+    path: Path | None = Path(name)
     if not path.suffix:
-        path = images_dir() / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in images_dir().glob("*.yaml"))
+        path = data_file("images", f"{name}.yaml")  # the search path: harness.paths
+    if path is None or not path.exists():
+        known = [p.stem for p in data_files("images", "*.yaml")]
         raise UnknownName(f"Unknown image recipe {name!r}. Available: {', '.join(known) or '(none)'}")
     return parse_recipe(load_mapping(path), str(path), path)
 

@@ -93,7 +93,10 @@ def test_fragment_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     other = write(tmp_path / "elsewhere" / "mine.config", "CONFIG_B=y\n")
     assert kconfig.fragment_path("lean") == tmp_path / "lean.config"
     assert kconfig.fragment_path(str(other)) == other
-    with pytest.raises(UnknownName, match="Available: lean"):
+    write(tmp_path / "mine.config", "CONFIG_C=y\n")
+    assert kconfig.fragment_path("mine") == tmp_path / "mine.config"  # a user's fragment beside the shipped ones
+    assert kconfig.fragment_path("debug").parent != tmp_path  # not in $HARNESS_KCONFIGS: the shipped one
+    with pytest.raises(UnknownName, match=r"Available: debug, .*lean, mine"):
         kconfig.fragment_path("nope")
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness import proc
 from harness.errors import SpecError, UnknownName
-from harness.paths import kconfigs_dir
+from harness.paths import data_dirs, data_file, data_files
 
 BASE_TARGET = "tinyconfig"
 _SET_RE = re.compile(r'^(CONFIG_[A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|[^"\s#]*)\s*(?:#\s*(.*))?$')
@@ -33,8 +33,8 @@ OPTIONAL = "optional"  # `CONFIG_X=y  # optional`: not there in every kernel; no
 
 
 def available() -> list[str]:
-    """Fragment names in ``kconfigs/``."""
-    return sorted(p.stem for p in kconfigs_dir().glob("*.config"))
+    """Fragment names in ``kconfigs/`` (its search path: harness.paths)."""
+    return [p.stem for p in data_files("kconfigs", "*.config")]
 
 
 def fragment_path(name: str) -> Path:
@@ -44,9 +44,10 @@ def fragment_path(name: str) -> Path:
         if not path.is_file():
             raise SpecError(f"kconfig fragment {name} does not exist")
         return path.resolve()
-    path = kconfigs_dir() / f"{name}.config"
-    if not path.is_file():
-        raise UnknownName(f"Unknown kconfig fragment {name!r}. Available: {', '.join(available()) or '(none)'}")
+    path = data_file("kconfigs", f"{name}.config")
+    if path is None or not path.is_file():
+        where = ", ".join(map(str, data_dirs("kconfigs"))) or "no kconfigs folder"
+        raise UnknownName(f"Unknown kconfig fragment {name!r} (in {where}). Available: {', '.join(available()) or '(none)'}")
     return path
 
 

@@ -12,7 +12,7 @@ from harness.errors import SpecError, UnknownName
 from harness.fstests import config as fstests_config
 from harness.fstests.config import Selection
 from harness.images import Recipe, load_recipe, parse_recipe
-from harness.paths import reproducers_dir
+from harness.paths import data_file, data_files, reproducers_dir
 from harness.repro import faults, syzkaller
 from harness.repro.syzkaller import GuestEnvironment, SyzInfo
 from harness.yamlio import Fields, load_mapping
@@ -159,8 +159,8 @@ class Spec:
 
 
 def available() -> list[str]:
-    root = reproducers_dir()
-    return sorted(p.parent.name for p in root.glob(f"*/{SPEC_FILE}"))
+    """Reproducer names over the search path (harness.paths): a user's own beside the built-in ones."""
+    return [p.parent.name for p in data_files("reproducers", f"*/{SPEC_FILE}")]
 
 
 def _guest(data: object, where: str) -> GuestOptions:
@@ -349,7 +349,8 @@ def load(name: str) -> Spec:
         raise UnknownName(f"Unknown reproducer {name!r}: a reproducer name has no '..' (give the path of its folder "
                           f"to run one from elsewhere). Available: {', '.join(available()) or '(none)'}")
     else:
-        folder = reproducers_dir() / name
+        found = data_file("reproducers", f"{name}/{SPEC_FILE}")  # the first folder of the search path holding it
+        folder = found.parent if found else reproducers_dir() / name
     spec_file = folder / SPEC_FILE
     if not spec_file.exists():
         raise UnknownName(f"Unknown reproducer {name!r}. Available: {', '.join(available()) or '(none)'}")
