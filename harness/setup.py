@@ -35,6 +35,9 @@ NEEDS: tuple[Need, ...] = (
 HEADERS = ("/usr/include/stdio.h", "libc6-dev", "C headers for the reproducers")
 # The matrix page's screenshot test renders it in a real browser.
 TEST_PACKAGES = ("chromium",)
+# The exported GitLab pipeline's end-to-end test runs it with gitlab-ci-local (shell executor):
+# (program, npm package), installed with `npm install -g` after the apt packages.
+TEST_NPM = (("gitlab-ci-local", "gitlab-ci-local@4"),)
 # Kernel builds from source need these too.
 BUILD_PACKAGES = ("make", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "ccache", "cpio", "xz-utils", "patch", "git")
 # fstests: its README's "Ubuntu or Debian" list (bookworm names) plus xfslibs-dev, minus
@@ -63,6 +66,8 @@ def missing(build: bool = False, test: bool = False, fstests: bool = False) -> l
         wanted += BUILD_PACKAGES
     if test:
         wanted += TEST_PACKAGES
+        if shutil.which("npm") is None:  # node may come from elsewhere (nodesource): the program decides
+            pkgs.append("npm")
     if fstests or test:
         wanted += [*FSTESTS_BUILD_PACKAGES, *FSTESTS_RUN_PACKAGES]
     versions = package_versions(wanted)
@@ -87,11 +92,19 @@ def package_versions(packages: Sequence[str]) -> dict[str, str]:
     return versions
 
 
+def missing_npm(test: bool = False) -> list[str]:
+    """npm packages to install for what is absent (the test suite's only)."""
+    return [pkg for program, pkg in TEST_NPM if shutil.which(program) is None] if test else []
+
+
 def ensure(build: bool = False, install: bool = True, test: bool = False, fstests: bool = False) -> list[str]:
-    """Install what is missing (as root, with apt); return what was installed."""
+    """Install what is missing (as root, with apt, then npm); return what was installed."""
     pkgs = missing(build, test, fstests)
-    if not pkgs:
+    npm = missing_npm(test)
+    if not pkgs and not npm:
         return []
+    if not pkgs:
+        return _npm_install(npm, install)
     command = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
     if not install or os.geteuid() != 0:
         raise MissingTool(
@@ -99,4 +112,12 @@ def ensure(build: bool = False, install: bool = True, test: bool = False, fstest
         )
     proc.run(["apt-get", "update"], env={"DEBIAN_FRONTEND": "noninteractive"}, what="apt-get update")
     proc.run(command, env={"DEBIAN_FRONTEND": "noninteractive"}, what="apt-get install")
+    return pkgs + (_npm_install(npm, install) if npm else [])
+
+
+def _npm_install(pkgs: list[str], install: bool) -> list[str]:
+    command = ["npm", "install", "-g", "--no-fund", "--no-audit", *pkgs]
+    if not install or os.geteuid() != 0:
+        raise MissingTool(f"missing npm packages: {', '.join(pkgs)}", hint=f"run as root: {' '.join(command)}")
+    proc.run(command, what="npm install")
     return pkgs

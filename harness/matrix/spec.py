@@ -9,6 +9,7 @@
       - {name: ext2_iomap_blkseq, variants: [stock], runs: 1}
       - {name: x, kernels: [{name: 'debian-src:6.1.192', variant: v}]}
       - {name: ext4_inline, kernels: ['debian:6.1', 'debian:6.1-oldest']}   # the newest and the oldest 6.1
+      - {name: xfs_mkwrite_delalloc/fstests, variants: [stock], shards: 2}   # fstests over 2 CI jobs
       - name: ext2_iomap_blkseq               # a proof: one cell, one row, both kernels
         prove: {patch: [reproducers/ext2_iomap_blkseq/patches/0002-x.patch], variant: ext2-iomap,
                 confidence: 0.95, fraction: 0.1, max_runs: 120, expect: fixed}
@@ -19,6 +20,11 @@ list, relative to the matrix file; ``revert:P`` too), the kernel to patch
 picks it), the stopping rule (``confidence``, ``fraction``, ``max_runs``,
 ``budget`` in minutes) and what the proof must show (``expect``: fixed, the
 default, not_fixed, traded or base_clean).
+
+``shards: N`` on an fstests reproducer's entry splits each of its cells over N
+CI jobs (``harness matrix export``: its tests by their measured seconds, merged
+back into one cell by ``harness matrix merge``); ``harness matrix run`` runs
+the cell whole.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class Cell:
     expectation: str | None = None  # from the reproducer's spec: 'reproduce', 'clean' or None
     runs: int | None = None  # None: the spec's
     prove: ProveEntry | None = None  # a proof: ``kernel``/``variant`` are the base, the row shows both kernels
+    shards: int = 1  # CI jobs an fstests cell is split over (``harness matrix export``)
 
     @property
     def kernel_id(self) -> str:
@@ -264,9 +271,15 @@ def load_matrix(path: Path | str | None = None, *, available: Available | None =
     for i, entry in enumerate(f.get("reproducers", list, required=True)):
         where = f"{path}: reproducers[{i}]"
         e = Fields(entry if isinstance(entry, dict) else {"name": entry}, where,
-                   {"name", "kernels", "variants", "runs", "prove"})
+                   {"name", "kernels", "variants", "runs", "prove", "shards"})
         name = str(e.get("name", str, required=True))
         spec = loaded[name] = specs.load(name)
+        shards = e.get("shards", int, 1)
+        if shards < 1:
+            raise SpecError(f"{where}: shards: {shards}: give a positive number of CI jobs")
+        if shards > 1 and spec.fstests is None:
+            raise SpecError(f"{where}: shards: only an fstests reproducer's cells are split over CI jobs "
+                            f"({name} runs a C reproducer: drop shards:)")
         if "prove" in e.data:
             cell = _prove_cell(e, spec, path.parent, where)
             cells[cell.id] = cell
@@ -280,6 +293,6 @@ def load_matrix(path: Path | str | None = None, *, available: Available | None =
         for kernel, variant in entry_kernels:
             if variant and spec.variant(variant).source != kernel:
                 raise SpecError(f"{where}: variant {variant} of {name} builds {spec.variant(variant).source}, not {kernel}")
-            cell = Cell(kernel, name, variant, None, runs)
+            cell = Cell(kernel, name, variant, None, runs, shards=shards)
             cells[cell.id] = replace(cell, expectation=spec.expect.for_kernel(_judged_as(cell, avail)))
     return Matrix(path=path, name=f.get("name", str, path.stem), cells=tuple(cells.values()), specs=loaded)
