@@ -207,6 +207,7 @@ def failed_run_rule(ev: Evidence) -> Verdict | None:
     said = _tail(step_text(ev.output, "run")) or "(it printed nothing)"
     why = ev.explain(run.rc, ev.output) if ev.explain else None
     why = why or programs.explain_missing(step_text(ev.output, "run"))  # a program the guest lacks
+    why = why or fserrors.hint(ev.console)  # the filesystem's own report: the bug, unexpected?
     if why:
         return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer stopped by itself, {why}; it said: {said}")
     return Verdict(Outcome.INFRA_ERROR, detail=f"the reproducer exited {run.rc}: {said}")

@@ -132,7 +132,13 @@ def test_fs_error_matches_by_kind_or_message_and_read_only():
 def test_unexpected_fs_error_decides_nothing():
     assert judge(ev(CONSOLE, _output(0), expected_titles=("kernel BUG in ext4_writepages",))).outcome is Outcome.CLEAN
     failed = judge(ev(CONSOLE, _output(1), expected_titles=("kernel BUG in ext4_writepages",)))
-    assert failed.outcome is Outcome.INFRA_ERROR and "exited 1" in failed.detail
+    assert failed.outcome is Outcome.INFRA_ERROR
+    # ... but the failed run says what the kernel reported and how to expect it
+    assert ("stopped by itself, after the kernel's own report 'EXT4-fs error in ext4_lookup' (and 1 more: "
+            "EXT4-fs: remounting filesystem read-only): if that is the bug, expect it (--expect "
+            "'EXT4-fs error in ext4_lookup'") in failed.detail
+    assert "unexpected inline data flag" in failed.detail
+    assert fserrors.hint("nothing here\n") is None
     # any_crash counts crash reports, not the filesystem's own words
     assert judge(ev(CONSOLE, _output(0), any_crash=True)).outcome is Outcome.CLEAN
 

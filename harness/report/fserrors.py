@@ -200,3 +200,15 @@ def first_expected(errors: list[FsError], expected: tuple[str, ...]) -> FsError 
 def is_fs_error_title(title: str) -> bool:
     """Whether an expected title names a filesystem error report rather than an oops."""
     return title.startswith(("EXT4-fs ", "EXT3-fs ", "EXT2-fs ", "XFS: ", "JBD2: "))
+
+
+def hint(console: str) -> str | None:
+    """For a run that failed without an expected report: the filesystem's own reports it printed, and how to
+    expect the first (the bug may be showing that way)."""
+    errors = parse(console)
+    if not errors:
+        return None
+    seen = titles(errors)
+    more = f" (and {len(seen) - 1} more: {'; '.join(seen[1:3])})" if len(seen) > 1 else ""
+    return (f"after the kernel's own report '{seen[0]}'{more}: if that is the bug, expect it (--expect "
+            f"'{seen[0]}', or expect: titles: in the spec)")
