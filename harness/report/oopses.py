@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 Extractor = Callable[[list[str]], tuple[str, int]]
+_MEMO_MAX = 1 << 16  # frame names remembered per table (a bound for long-lived processes)
 
 
 class _StackTrace:
@@ -58,11 +59,24 @@ class StackFmt:
 
     @cached_property
     def _own_skip_re(self) -> re.Pattern | None:
-        return re.compile("|".join(self.skip), re.ASCII) if self.skip else None
+        return any_pattern_re(self.skip) if self.skip else None
+
+    @cached_property
+    def _skip_memo(self) -> dict[str, bool]:
+        return {}
 
     def skips(self, frame: str) -> bool:
-        """Whether ``frame`` is never the culprit (common or format-specific rule)."""
-        return bool(SKIP_RE.search(frame) or self._own_skip_re and self._own_skip_re.search(frame))
+        """Whether ``frame`` is never the culprit (common or format-specific rule).
+
+        Remembered per frame name: the skip regexp has hundreds of branches and
+        the same frames recur in every report.
+        """
+        memo = self._skip_memo
+        if (hit := memo.get(frame)) is None:
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            hit = memo[frame] = bool(SKIP_RE.search(frame) or self._own_skip_re and self._own_skip_re.search(frame))
+        return hit
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,13 @@ STACK_START = (
 
 STACK_START_RE = re.compile("|".join(f"(?:{r.pattern})" for r in STACK_START), re.ASCII)
 
-#: Stack frame lines; the groups capture function names.
+#: A literal every ``STACK_START`` line holds (one per pattern, in order): the
+#: parser finds candidate lines with ``str.find`` and confirms them with the regexp.
+STACK_START_HINTS = ("Call ", "Allocated:", "Allocated by task ", "Freed:", "Freed by task ", " backtrace",
+                     "Backtrace:", "Uninit was stored to memory at", "badaddr: ")
+
+#: Stack frame lines; the groups capture function names.  Anchored at ``^`` and
+#: never crossing a newline: the parser runs them over whole reports (MULTILINE).
 FRAME_RES = (
     rx(r"^ *(?:{{PC}} ){0,2}{{FUNC}}"),
     rx(r"^ *{{PC}} \(([a-zA-Z0-9_.]+)\) from {{PC}} \({{FUNC}}"),  # arm
@@ -182,10 +202,67 @@ SKIP_PATTERNS: tuple[str, ...] = (
     "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
 )
 
-SKIP_RE = re.compile("|".join(SKIP_PATTERNS), re.ASCII)
+_META = frozenset(".^$*+?{}[]\\|()")
+
+
+def literal_trie(words: list[str]) -> str:
+    """A regexp finding any of ``words`` (literals), as a trie: at each position
+    only the branches of the character there are tried, not every word."""
+    root: dict = {}
+    for word in words:
+        node = root
+        for ch in word:
+            if "" in node:
+                break  # a shorter word already matches here: the longer adds nothing
+            node = node.setdefault(ch, {})
+        else:
+            node.clear()  # this word matches: what extends it adds nothing
+            node[""] = {}
+
+    def emit(node: dict) -> str:
+        if "" in node:
+            return ""
+        alts = [re.escape(ch) + emit(child) for ch, child in sorted(node.items())]
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return emit(root)
+
+
+def _top_level_bar(pattern: str) -> bool:
+    depth, escaped = 0, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return True
+    return False
+
+
+def any_pattern_re(patterns: tuple[str, ...]) -> re.Pattern:
+    """One regexp that finds something where any of ``patterns`` does (searching):
+    the plain words as a trie, the ``^``-anchored ones behind one ``^`` (tried at
+    the start only), the other regexps as an alternation."""
+    words = [p for p in patterns if not _META & set(p)]
+    anchored = [p[1:] for p in patterns if _META & set(p) and p.startswith("^") and not _top_level_bar(p)]
+    others = [p for p in patterns if _META & set(p) and not (p.startswith("^") and not _top_level_bar(p))]
+    parts = ([literal_trie(words)] if words else []) + others
+    if anchored:
+        parts.insert(0, "^(?:" + "|".join(f"(?:{p})" for p in anchored) + ")")
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.ASCII)
+
+
+#: Searched, equivalent to ``re.compile("|".join(SKIP_PATTERNS))`` and several times faster.
+SKIP_RE = any_pattern_re(SKIP_PATTERNS)
 
 #: Fault-injection stacks are often interleaved with a report: mark it corrupted.
 CORRUPTED_LINES = (rx(r"^( \[<?(?:0x)?[0-9a-f]+>?\])? should_fail(slab)?(\.[a-z0-9.]+)?\+0x"),)
+CORRUPTED_HINTS = ("should_fail",)  # a literal each of those lines holds (as STACK_START_HINTS)
 
 #: Syscall wrapper prefixes stripped from frames (the shortest result wins).
 STRIP_FRAME_PREFIXES = (
@@ -217,11 +294,14 @@ _STALL_ANCHORS = tuple(rx(p) for p in (
 ))
 
 
+_STALL_ANCHOR_RE = re.compile("|".join(f"(?:{a.pattern})" for a in _STALL_ANCHORS), re.ASCII)
+
+
 def stall_frame(frames: list[str]) -> tuple[str, int]:
     """Stalls loop somewhere random: name them after the frame above an entry point."""
     prev, prev_idx = frames[0], 0
     for i, frame in enumerate(frames):
-        if any(a.search(frame) for a in _STALL_ANCHORS):
+        if _STALL_ANCHOR_RE.search(frame):
             if "smp_call_function" in frame:
                 return "smp_call_function", i
             return prev, prev_idx
@@ -600,6 +680,11 @@ LINUX_OOPSES: tuple[Oops, ...] = (
         F(rx("panic:(.*)"), "panic:{0}", no_stack_trace=True),
     ), (rx("_panic:"), rx("xlog_status:"), rx(r"ddb\.onpanic:"), rx("evtlog_status:"))),
 )
+
+for _oops in LINUX_OOPSES:  # compile the formats' own skip lists now, not in the first report
+    for _fmt in _oops.formats:
+        if _fmt.stack is not None:
+            _fmt.stack.skips("")
 
 #: Oops lines that continue the current report rather than start a new one.
 REPORT_START_IGNORES = tuple(rx(p) for p in (

@@ -13,6 +13,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
+from functools import cache, lru_cache
+from itertools import accumulate
 
 import harness.report.oopses as oopses
 from harness.report.crashtype import title_to_type
@@ -67,77 +69,125 @@ def parse(text: str | bytes) -> list[Report]:
 _CONSOLE_RE = re.compile(
     r"(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?(?:<[0-9]+>)?"
     r"\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? ")
+#: ``_CONSOLE_RE`` for lines without " login: " and not starting with "** " (nearly all).
+_PLAIN_CONSOLE_RE = re.compile(r"(?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? ")
+#: Every line at once: (timestamp, caller id, the text after them); the text is
+#: what ``_strip_prefix`` leaves of a plain line (the first "] " ends the prefix).
+_LINE_RE = re.compile(r"^(?:((?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+\])(\[ *(?:C|T)[0-9]+\])? )?(.*)$", re.MULTILINE)
 _TASK_CONTEXT = re.compile(r"\[ *T[0-9]+\]")
 _CPU_CONTEXT = re.compile(r"\[ *C[0-9]+\]")
 _CONSOLE = "console"  # context of timestamped lines without a caller id
 _GCE_HANGUP = "serialport: VM disconnected."
-_HEADERS_RE = re.compile("|".join(re.escape(o.header) for o in oopses.LINUX_OOPSES))
-_INFO_STACK_RE = re.compile("|".join(re.escape(p) for p in oopses.INFO_WITH_STACK))
+_HEADERS = tuple(dict.fromkeys(o.header for o in oopses.LINUX_OOPSES))
+#: Fewer, shorter strings than ``_HEADERS``, each header holding one: lines are
+#: found with one ``str.find`` scan per needle, then checked for real headers.
+_HEADER_NEEDLES = ("BUG", "WARNING:", "INFO:", "panic", "fault", "error:", "Unable to handle kernel",
+                   "stack segment: ", "invalid opcode:", "UBSAN:", "Booting the kernel.",
+                   "unregister_netdevice: waiting for", "VFS: ", "Alignment trap:", "SYZFA")
+if missing := [h for h in _HEADERS if not any(n in h for n in _HEADER_NEEDLES)]:
+    raise RuntimeError(f"oops headers without a needle in _HEADER_NEEDLES: {missing}")
+#: Lines that change how a report is gathered (rare: found with str.find, not per line).
+_NO_LOCKDEP = "Disabling lock debugging due to kernel taint"
+_NMI = "Sending NMI from CPU"
+_TAIL = ("Kernel panic - not syncing", "WARNING: possible circular locking dependency detected")
 
 
-class _Line:
-    """A console line, digested: context, text without prefix, oops match."""
-
-    __slots__ = ("start", "end", "raw", "context", "stripped", "questionable", "oops",
-                 "continuation", "info_stack")
-
-    def __init__(self, start: int, end: int, raw: str, oops: Oops | None, info_stack: bool):
-        self.start, self.end, self.raw = start, end, raw
+def _context(raw: str) -> str:
+    """The line's console context: "" (no timestamp), ``_CONSOLE``, or its caller id."""
+    if " login: " in raw or raw.startswith("** "):
         m = _CONSOLE_RE.match(raw)
-        self.context = "" if m is None else (m.group(1) or _CONSOLE)
-        self.stripped, self.questionable = _strip_prefix(raw, self.context)
-        self.oops = oops
-        self.continuation = oops is not None and any(r.search(raw) for r in oopses.REPORT_START_IGNORES)
-        self.info_stack = info_stack
+    elif raw.startswith(("[", "<")):
+        m = _PLAIN_CONSOLE_RE.match(raw)
+    else:
+        return ""
+    return "" if m is None else (m.group(1) or _CONSOLE)
 
 
 class _Console:
-    """The log's lines, digested on first use; oops lines found in one pass."""
+    """The log's lines, digested at once: contexts, stripped texts, oops lines.
+
+    One regexp over the whole text splits every line into timestamp, caller id
+    and text; the few lines that need more (a ``login:`` prefix, ``? `` frames,
+    oops headers) are found with ``str.find`` and digested one by one.
+    """
 
     def __init__(self, text: str):
         self.text = text
-        self.starts: list[int] = []
-        pos = 0
-        for piece in text.split("\n"):
-            self.starts.append(pos)
-            pos += len(piece) + 1
+        raw = text.split("\n")
         if text.endswith("\n") or not text:
-            self.starts.pop()  # no line after the final newline
-        self.oops_at = self._lines_with(_HEADERS_RE, self._oops)
-        self.info_at = self._lines_with(_INFO_STACK_RE, lambda raw: True)
+            raw.pop()  # no line after the final newline
+        self.starts = list(accumulate(map((1).__add__, map(len, raw[:-1])), initial=0)) if raw else []
+        if "\r" in text:
+            raw = [r.rstrip("\r") for r in raw]
+            self.context = [_context(r) for r in raw]
+            self.stripped, self.questionable = map(list, zip(*map(_strip_prefix, raw, self.context))) \
+                if raw else ([], [])
+        else:
+            self._digest(raw)
+        self.raw = raw
+        self.oops_at = {i: oops for i in sorted(self._lines_with(_HEADER_NEEDLES)) if (oops := self._oops(raw[i]))}
+        self.info_at = self._lines_with(oopses.INFO_WITH_STACK)
         self.oops_lines = sorted(self.oops_at)
-        self._digested: dict[int, _Line] = {}
+        self.continuation = {i for i in self.oops_lines
+                             if any(r.search(raw[i]) for r in oopses.REPORT_START_IGNORES)}
+        self.second_starts = sorted({i for i in self.oops_lines if i not in self.continuation} | self.info_at)
+
+    def _digest(self, raw: list[str]) -> None:
+        rows = _LINE_RE.findall(self.text)[:len(raw)]
+        self.context = [(caller or _CONSOLE) if stamp else "" for stamp, caller, _ in rows]
+        self.stripped = [row[2] for row in rows]
+        self.questionable = [False] * len(raw)
+        odd = self._lines_with((" login: ",))
+        if raw and raw[0].startswith("** "):
+            odd.add(0)
+        odd.update(self.line_of(pos + 1) for pos in _find_all(self.text, "\n** "))
+        for i in odd:
+            self.context[i] = _context(raw[i])
+            self.stripped[i], self.questionable[i] = _strip_prefix(raw[i], self.context[i])
+        stripped, context, questionable = self.stripped, self.context, self.questionable
+        # _strip_prefix's "? " rules on plain lines, whose stripped text is the rest already.
+        for i in [i for i, line in enumerate(stripped) if " ? " in line] + sorted(self._lines_with((" (unreliable)",))):
+            line = stripped[i]
+            if i in odd or not context[i] or "<EOI>" in line or questionable[i]:
+                continue
+            if (pos := line.find(" ? ")) >= 0:
+                stripped[i], questionable[i] = line[pos + 2:], True
+            elif line.endswith(" (unreliable)"):
+                stripped[i], questionable[i] = line[:-13], True
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.raw)
 
-    def __getitem__(self, i: int) -> _Line:
-        if (line := self._digested.get(i)) is None:
-            line = self._digested[i] = _Line(self.starts[i], self._end(i), self._raw(i),
-                                             self.oops_at.get(i), i in self.info_at)
-        return line
-
-    def _end(self, i: int) -> int:
+    def end(self, i: int) -> int:
+        """Offset of the end of line ``i`` (its newline)."""
         return self.starts[i + 1] - 1 if i + 1 < len(self.starts) else len(self.text)
 
-    def _raw(self, i: int) -> str:
-        return self.text[self.starts[i]:self._end(i)].rstrip("\r")
+    def line_of(self, pos: int) -> int:
+        return bisect_right(self.starts, pos) - 1
 
-    def _lines_with(self, pattern: re.Pattern, check) -> dict:
-        found: dict = {}
-        seen: set[int] = set()
-        for m in pattern.finditer(self.text):
-            i = bisect_right(self.starts, m.start()) - 1
-            if i not in seen:
-                seen.add(i)
-                if (value := check(self._raw(i))) is not None:
-                    found[i] = value
+    def _lines_with(self, needles: tuple[str, ...], lo: int = 0) -> set[int]:
+        """Indices of the lines (from offset ``lo``) holding any of ``needles``."""
+        found: set[int] = set()
+        find = self.text.find
+        for needle in needles:
+            pos = find(needle, lo)
+            while pos >= 0:
+                i = self.line_of(pos)
+                found.add(i)
+                pos = find(needle, self.end(i) + 1)  # one hit per line is enough
         return found
 
     @staticmethod
     def _oops(raw: str) -> Oops | None:
         """The first oops (in table order) whose header is on the line, unsuppressed."""
         return next((o for o in oopses.LINUX_OOPSES if o.header in raw and o.matches(raw)), None)
+
+
+def _find_all(text: str, needle: str):
+    pos = text.find(needle)
+    while pos >= 0:
+        yield pos
+        pos = text.find(needle, pos + 1)
 
 
 def _strip_prefix(line: str, context: str) -> tuple[str, bool]:
@@ -155,7 +205,7 @@ def _strip_prefix(line: str, context: str) -> tuple[str, bool]:
 
 def _find_oops(lines: _Console, floor: int, continuation_ok: bool) -> int | None:
     for i in lines.oops_lines[bisect_left(lines.oops_lines, floor):]:
-        if continuation_ok or not lines[i].continuation:
+        if continuation_ok or i not in lines.continuation:
             return i
     return None
 
@@ -164,19 +214,21 @@ def _find_oops(lines: _Console, floor: int, continuation_ok: bool) -> int | None
 
 def _build(text: str, lines: _Console, start: int, floor: int) -> tuple[Report, bool]:
     """The report starting at line ``start``; and whether a title format matched."""
-    head = lines[start]
-    oops, context = head.oops, head.context
-    assert oops is not None
+    oops, context = lines.oops_at[start], lines.context[start]
     prefix = _prefix(lines, start, floor, context)
     body, report_end, end_pos = _collect(lines, start, context)
-    full = "".join(ln.stripped + "\n" for ln in body)
-    desc = _describe("".join(ln.stripped + "\n" for ln in body[:report_end]), oops)
-    report_lines = prefix + [ln.stripped for ln in body[:report_end]]
+    stripped = lines.stripped
+    report_lines = prefix + [stripped[i] for i in body[:report_end]]
+    full = "".join([stripped[i] + "\n" for i in body])
+    desc = _describe(full if report_end == len(body) else "".join(
+        [stripped[i] + "\n" for i in body[:report_end]]), oops)
+    head_start = lines.starts[start]
     if not desc.title:  # the header got mangled by stripping: use raw text
-        full = text[head.start:end_pos]
+        full = text[head_start:end_pos]
         desc = _describe(full, oops)
         report_lines = full.splitlines()
-    raw_title = desc.title or head.raw[head.raw.find(oops.header):]
+    head = lines.raw[start]
+    raw_title = desc.title or head[head.find(oops.header):]
     reason = desc.corrupted or _corruption(raw_title, full, desc.format)
     title = _normalize(raw_title)
     alts = tuple(dict.fromkeys(a for a in map(_normalize, desc.alt_titles) if a != title))
@@ -187,8 +239,8 @@ def _build(text: str, lines: _Console, start: int, floor: int) -> tuple[Report, 
         type=title_to_type(title),
         frame=frame.group(1) if frame else None,
         corrupted=bool(reason),
-        start=head.start,
-        end=body[report_end - 1].end,
+        start=head_start,
+        end=lines.end(body[report_end - 1]),
         text="\n".join(report_lines) + "\n",
         corrupted_reason=reason,
     )
@@ -199,48 +251,54 @@ def _prefix(lines: _Console, start: int, floor: int, context: str) -> list[str]:
     """Up to 5 (50 with caller ids) same-context lines before the oops line."""
     limit = 50 if _TASK_CONTEXT.search(context) else 5
     found: deque[str] = deque()
+    contexts, stripped, questionable = lines.context, lines.stripped, lines.questionable
     for i in range(start - 1, floor - 1, -1):
         if len(found) == limit:
             break
-        ln = lines[i]
-        if ln.context == context and ln.stripped and not ln.questionable:
-            found.appendleft(ln.stripped)
+        if contexts[i] == context and stripped[i] and not questionable[i]:
+            found.appendleft(stripped[i])
     return list(found)
 
 
-def _collect(lines: _Console, start: int, context: str) -> tuple[list[_Line], int, int]:
-    """The report's lines from ``start``, how many precede a second report, and EndPos."""
-    min_lines = 16 if "BUG: KMSAN:" in lines[start].raw else 22
+def _collect(lines: _Console, start: int, context: str) -> tuple[list[int], int, int]:
+    """The report's line indices from ``start``, how many precede a second report, and EndPos.
+
+    Lines of the oops' context (and, after "Sending NMI from CPU", of CPU
+    contexts) up to the end of the log.  The rare lines that change what is
+    kept are found with ``str.find``; between them, one filter per stretch.
+    """
+    n = len(lines)
+    min_lines = 16 if "BUG: KMSAN:" in lines.raw[start] else 22
     keep_interleaved = context not in ("", _CONSOLE)  # caller ids tell reports apart
-    body: list[_Line] = []
-    report_end = end_pos = 0
-    second = skip_rest = cpu_traceback = False
-    text_lines = 0
-    for i in range(start, len(lines)):
-        ln = lines[i]
-        first = i == start
-        if ln.oops is not None:
-            end_pos = ln.end
-        if not first and not second and (ln.oops is not None and not ln.continuation or ln.info_stack):
-            second = True
-        if not first and (ln.questionable or ln.context != context and not (
-                cpu_traceback and _CPU_CONTEXT.search(ln.context))):
+    end_pos = lines.end(lines.oops_lines[-1])  # the last oops line's end (at or after start)
+    nxt = bisect_right(lines.second_starts, start)
+    second_at = lines.second_starts[nxt] if nxt < len(lines.second_starts) else n
+    contexts, questionable, raw = lines.context, lines.questionable, lines.raw
+    body = [start]
+    skipped = 0  # kept lines dropped as lock debugging noise (they count toward min_lines)
+    # Other CPUs' backtraces belong to this report.
+    cpu_traceback = _NMI in raw[start] and _NO_LOCKDEP not in raw[start]
+    special = sorted(lines._lines_with((_NO_LOCKDEP, _NMI) + _TAIL, lines.end(start)))
+    prev = start
+    for stop in [*special, n]:
+        body += [i for i in range(prev + 1, stop) if not questionable[i] and (contexts[i] == context or (
+            cpu_traceback and _CPU_CONTEXT.search(contexts[i]) is not None))]
+        if stop == n:
+            break
+        prev = stop
+        if questionable[stop] or contexts[stop] != context and not (
+                cpu_traceback and _CPU_CONTEXT.search(contexts[stop])):
             continue
-        text_lines += 1
-        skip = skip_rest
-        if "Disabling lock debugging due to kernel taint" in ln.raw:
-            skip = True
-        elif "Sending NMI from CPU" in ln.raw:
-            cpu_traceback = True  # other CPUs' backtraces belong to this report
-        elif text_lines > min_lines and ("Kernel panic - not syncing" in ln.raw or
-                                         "WARNING: possible circular locking dependency detected" in ln.raw):
-            # panic_on_warn's panic stack and oops-induced lockdep splats add nothing.
-            skip_rest = skip = True
-        if skip and not first:
+        line = raw[stop]
+        if _NO_LOCKDEP in line:
+            skipped += 1
             continue
-        body.append(ln)
-        if not second or keep_interleaved:
-            report_end = len(body)
+        if _NMI in line:
+            cpu_traceback = True
+        elif len(body) + skipped + 1 > min_lines and any(t in line for t in _TAIL):
+            break  # panic_on_warn's panic stack and oops-induced lockdep splats add nothing
+        body.append(stop)
+    report_end = len(body) if keep_interleaved else bisect_left(body, second_at)
     return body, report_end, end_pos
 
 
@@ -298,6 +356,16 @@ def _describe(report: str, oops: Oops) -> _Description:
 
 # --- stack frames -------------------------------------------------------------
 
+def _multiline(patterns: tuple[re.Pattern, ...]) -> tuple[re.Pattern, ...]:
+    """``^``-anchored line patterns, to run over a whole report in MULTILINE mode."""
+    assert all(p.pattern.startswith("^") for p in patterns), "line patterns must start with ^"
+    return tuple(re.compile(p.pattern, p.flags | re.MULTILINE) for p in patterns)
+
+
+_FRAMES_M = _multiline(oopses.FRAME_RES)
+_CORRUPTED_LINE = re.compile("|".join(f"(?:{p.pattern})" for p in oopses.CORRUPTED_LINES), re.ASCII)
+
+
 def _extract_frames(stack: StackFmt, report: str) -> tuple[list[tuple[str, str]], bool]:
     """Guilty (canonical, raw) frames, one per stack trace part; ok flag."""
     frames, ok = _walk_parts(stack, stack.parts, report)
@@ -307,7 +375,8 @@ def _extract_frames(stack: StackFmt, report: str) -> tuple[list[tuple[str, str]]
 
 
 def _walk_parts(stack: StackFmt, parts: tuple, report: str) -> tuple[list[tuple[str, str]], bool]:
-    lines = report.split("\n")
+    """Match ``parts`` in order over the lines of ``report``: a guilty frame per trace."""
+    lines = _Lines(report)
     pos, raw, results, ok, traces = 0, [], [], True, 0
     i = 0
     while True:
@@ -322,34 +391,141 @@ def _walk_parts(stack: StackFmt, parts: tuple, report: str) -> tuple[list[tuple[
         part = parts[i]
         if part is TRACE:
             traces += 1
-            while pos < len(lines):
-                ln = lines[pos]
-                pos += 1
-                if _any(oopses.CORRUPTED_LINES, ln):
-                    ok = False
-                    break
-                if oopses.STACK_START_RE.search(ln):
-                    break
-                if i + 1 < len(parts) and (m := parts[i + 1].search(ln)):
-                    _append_frames(raw, m, stack)
-                    i += 1
-                    break
-                for frame_re in oopses.FRAME_RES:
-                    if m := frame_re.search(ln):
-                        _append_frames(raw, m, stack)
-                        break
+            if i + 1 < len(parts):  # the next part may end the trace: line by line
+                pos, trace_ok, ended_by_next = _walk_trace_lines(lines, pos, parts[i + 1], raw, stack)
+                i += ended_by_next
+            else:
+                pos, trace_ok = _walk_trace(lines, pos, raw, stack)
+            ok = ok and trace_ok
         else:
-            while pos < len(lines):
-                ln = lines[pos]
-                pos += 1
-                if _any(oopses.CORRUPTED_LINES, ln):
-                    ok = False
-                    break
-                if m := part.search(ln):
-                    _append_frames(raw, m, stack)
-                    break
+            pos, m, part_ok = _find_part(lines, pos, part)
+            if m is not None:
+                _append_frames(raw, m, stack)
+            ok = ok and part_ok
         i += 1
     return results, ok
+
+
+#: Regexp syntax that may match across a newline or depends on line ends.
+_NOT_LINE_LOCAL = re.compile(r"\^|\$|\\[sSWDBbAZn]|\[\^|\(\?<|\(\?[a-z]*s")
+
+
+@cache
+def _line_local(pattern: re.Pattern) -> bool:
+    """Whether every match of ``pattern`` lies inside one line and does not depend on line ends."""
+    return not _NOT_LINE_LOCAL.search(pattern.pattern)
+
+
+def _find_part(lines: _Lines, pos: int, part: re.Pattern) -> tuple[int, re.Match | None, bool]:
+    """The first line from ``pos`` on that ``part`` finds something on, unless a
+    fault-injection line comes first: (the offset after it, the match, ok)."""
+    if _line_local(part):  # one search over the rest of the text, not one per line
+        m = part.search(lines.text, pos)
+        end = lines.line_start(m.start()) if m is not None else lines.size + 1
+        bad = [c for c in lines.corrupt if pos <= c <= end]
+        if bad:
+            return lines.after(min(bad)), None, False
+        return (lines.after(end), m, True) if m is not None else (end, None, True)
+    while pos <= lines.size:
+        line, at = lines.line(pos), pos
+        pos = lines.after(pos)
+        if at in lines.corrupt:
+            return pos, None, False
+        if m := part.search(line):
+            return pos, m, True
+    return pos, None, True
+
+
+class _Lines:
+    """A report's lines by offset.  Stack starts and fault-injection frames are
+    found with ``str.find`` of their literal hints and confirmed per line; frame
+    lines by one MULTILINE scan of the trace: C loops, not a Python loop per line."""
+
+    def __init__(self, text: str):
+        self.text, self.size = text, len(text)
+        self.corrupt = self._confirmed(oopses.CORRUPTED_HINTS, _CORRUPTED_LINE, 0, self.size + 1, first=False)
+
+    def line(self, pos: int) -> str:
+        eol = self.text.find("\n", pos)
+        return self.text[pos:eol if eol >= 0 else self.size]
+
+    def after(self, pos: int) -> int:
+        """Offset of the line after the one at ``pos`` (``size + 1`` past the last)."""
+        eol = self.text.find("\n", pos)
+        return eol + 1 if eol >= 0 else self.size + 1
+
+    def line_start(self, pos: int) -> int:
+        return self.text.rfind("\n", 0, pos) + 1
+
+    def next_stack_start(self, pos: int) -> int:
+        """Offset of the first line from ``pos`` on that starts a stack (``size + 1``: none)."""
+        found = self._confirmed(oopses.STACK_START_HINTS, oopses.STACK_START_RE, pos, self.size + 1, first=True)
+        return min(found, default=self.size + 1)
+
+    def frames(self, pos: int, stop: int) -> list[re.Match]:
+        """The frame lines' matches in [pos, stop), per line the first of ``FRAME_RES`` matching."""
+        by_line: dict[int, re.Match] = {}
+        for frame_re in _FRAMES_M:
+            for m in frame_re.finditer(self.text, pos, stop):
+                by_line.setdefault(m.start(), m)
+        return [by_line[o] for o in sorted(by_line)]
+
+    def _confirmed(self, hints: tuple[str, ...], pattern: re.Pattern, pos: int, stop: int,
+                   first: bool) -> set[int]:
+        """Offsets of the lines in [pos, stop) holding a hint that ``pattern`` finds something on
+        (with ``first``, only each hint's first such line)."""
+        found: set[int] = set()
+        text = self.text
+        for hint in hints:
+            at = text.find(hint, pos, stop)
+            while at >= 0:
+                start = self.line_start(at)
+                if pattern.search(self.line(start)):
+                    found.add(start)
+                    if first:
+                        break
+                at = text.find(hint, self.after(start), stop)
+        return found
+
+
+def _walk_trace(lines: _Lines, pos: int, raw: list[str], stack: StackFmt) -> tuple[int, bool]:
+    """Frames from ``pos`` up to a stack start or a fault-injection frame (that line consumed)."""
+    stop = lines.next_stack_start(pos)
+    bad = [c for c in lines.corrupt if pos <= c <= stop]
+    stop = min(bad, default=stop)
+    if stack.extractor is not None:  # it looks at every frame
+        for m in lines.frames(pos, stop):
+            _append_frames(raw, m, stack)
+    else:  # the first frame kept is the guilty one: look no further once there is one
+        at = pos
+        while not raw and at < stop and at <= lines.size:
+            line = lines.line(at)
+            for frame_re in oopses.FRAME_RES:
+                if m := frame_re.search(line):
+                    _append_frames(raw, m, stack)
+                    break
+            at = lines.after(at)
+    return (lines.after(stop) if stop <= lines.size else stop), not bad
+
+
+def _walk_trace_lines(lines: _Lines, pos: int, next_part: re.Pattern, raw: list[str],
+                      stack: StackFmt) -> tuple[int, bool, bool]:
+    """``_walk_trace`` when ``next_part`` may end the trace: (pos, ok, whether it did)."""
+    while pos <= lines.size:
+        line, at = lines.line(pos), pos
+        pos = lines.after(pos)
+        if at in lines.corrupt:
+            return pos, False, False
+        if oopses.STACK_START_RE.search(line):
+            break
+        if m := next_part.search(line):
+            _append_frames(raw, m, stack)
+            return pos, True, True
+        for frame_re in oopses.FRAME_RES:
+            if m := frame_re.search(line):
+                _append_frames(raw, m, stack)
+                break
+    return pos, True, False
 
 
 def _append_frames(frames: list[str], m: re.Match, stack: StackFmt) -> None:
@@ -368,6 +544,7 @@ def _key_frame(stack: StackFmt, raw: list[str]) -> tuple[str, str] | None:
     return (frame, raw[idx]) if frame else None
 
 
+@lru_cache(maxsize=1 << 16)
 def _strip_syscall_prefix(frame: str) -> str:
     return min((frame.removeprefix(p) for p in oopses.STRIP_FRAME_PREFIXES), key=len, default=frame)
 
@@ -399,11 +576,11 @@ def _corruption(title: str, report: str, fmt: OopsFormat | None) -> str:
     if fmt is None or fmt.no_stack_trace:
         return ""
     has_trace = False
-    for key in oopses.STACK_START:
-        m = key.search(report)
+    for key, hint in zip(oopses.STACK_START, oopses.STACK_START_HINTS):
+        m = key.search(report) if hint in report else None
         if m is None:
             continue
-        following = report[m.start():].split("\n")
+        following = report[m.start():].split("\n", 16)
         if len(following) < 4:
             return "call trace is missed"
         found = False
@@ -420,16 +597,18 @@ def _corruption(title: str, report: str, fmt: OopsFormat | None) -> str:
 
 # --- titles -------------------------------------------------------------------
 
-_TITLE_REPLACEMENTS = tuple((re.compile(p, re.ASCII), r) for p, r in (
-    (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor"),
-    (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller"),
-    (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\g<1>ADDR"),  # addresses
-    (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP"),
-    (r"(\.\w+)(:[0-9]+)+", r"\g<1>:LINE"),
-    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\g<1>"),  # func+off/size
-    (r"CPU#[0-9]+", "CPU"),
-    (r"(\W)(\d+)(\W|$)", r"\g<1>NUM\g<3>"),
-    (r"\d{7,}", "NUM"),  # digits inside names (cfg80211) stay, long runs go
+_DIGIT = "[0-9]"
+#: (pattern, replacement, a regexp every match holds: the pattern is not run without it).
+_TITLE_REPLACEMENTS = tuple((re.compile(p, re.ASCII), r, re.compile(need)) for p, r, need in (
+    (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor", "syz-executor"),
+    (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller", "syzkaller"),
+    (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\g<1>ADDR", "[0-9a-f]{6}"),  # addresses
+    (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP", r"[0-9]\."),
+    (r"(\.\w+)(:[0-9]+)+", r"\g<1>:LINE", ":[0-9]"),
+    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\g<1>", r"\+0x"),  # func+off/size
+    (r"CPU#[0-9]+", "CPU", "CPU#"),
+    (r"(\W)(\d+)(\W|$)", r"\g<1>NUM\g<3>", _DIGIT),
+    (r"\d{7,}", "NUM", _DIGIT),  # digits inside names (cfg80211) stay, long runs go
 ))
 _FRAME_IN_TITLE = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)")
 _MAX_TITLE = 120
@@ -437,12 +616,15 @@ _MAX_TITLE = 120
 
 def _normalize(title: str) -> str:
     """Replace volatile bits (addresses, numbers, lines), then sanitize."""
-    for pattern, repl in _TITLE_REPLACEMENTS:
-        while (new := pattern.sub(repl, title)) != title:
+    for pattern, repl, need in _TITLE_REPLACEMENTS:
+        while need.search(title) and (new := pattern.sub(repl, title)) != title:
             title = new
+    title = title[:_MAX_TITLE].replace("\t", " ")
+    if title.isascii() and title.isprintable() and "  " not in title:
+        return title.strip()  # what the loop below gives such a title
     out: list[str] = []
     prev = " "
-    for ch in title[:_MAX_TITLE].replace("\t", " "):
+    for ch in title:
         if ch < " " or ch >= "\x7f" or ch == " " == prev:
             continue
         out.append(ch)
