@@ -162,6 +162,7 @@ def test_the_installed_harness_reproduces_ext4_inline_from_an_empty_directory(vm
     venv, _ = installed
     empty = tmp_path / "empty"
     empty.mkdir()
+    package = sorted(p for p in venv.rglob("harness/_data/**/*"))
     done = harness(venv, empty, "repro", "ext4_inline", "--json", "--results", str(tmp_path / "results"), cache=None)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -170,3 +171,4 @@ def test_the_installed_harness_reproduces_ext4_inline_from_an_empty_directory(vm
     (run_,) = result["results"]
     assert "kernel BUG at fs/ext4/inline.c" in (Path(run_["folder"]) / "console.log").read_text()
     assert not any(empty.iterdir())  # nothing written where it ran
+    assert sorted(p for p in venv.rglob("harness/_data/**/*")) == package  # nor into the installed package
