@@ -79,6 +79,12 @@ def data_files(kind: str, pattern: str) -> list[Path]:
     return [found[rel] for rel in sorted(found)]
 
 
+def builtin_dir(kind: str) -> Path:
+    """The shipped ``kind`` folder: the checkout's when the harness runs from one, else the installed copy."""
+    top = checkout()
+    return top / kind if top and (top / kind).is_dir() else PACKAGE_DATA / kind
+
+
 def reproducers_dir() -> Path:
     """The user's own reproducers folder, where ``harness new`` writes: the first of ``$HARNESS_REPRODUCERS``,
     else ./reproducers (in a checkout run from its top: the checkout's)."""

@@ -85,6 +85,7 @@ def look(venv: Path, cwd: Path, cache: Path, **extra: str) -> dict:
             "recipe": str(images.load_recipe("ext4-inline-fullbitmap").source),
             "templates": sorted(p.name for p in protocol.TEMPLATES.iterdir()),
             "subsets": subsets.names(), "new_goes_to": str(paths.reproducers_dir()),
+            "builtin": str(paths.builtin_dir("reproducers")),
         }))
     """)
     done = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True, text=True, cwd=cwd,
@@ -124,6 +125,7 @@ def test_from_an_empty_directory_the_installed_harness_finds_its_data(installed,
     assert found["debug_fragments"] and {"lean", "filesystems", "debug", "faults"} <= set(found["fragments"])
     assert "steps.sh" in found["templates"] and "tcg20" in found["subsets"]
     assert found["new_goes_to"] == str(empty / "reproducers")  # never into the installed package
+    assert found["builtin"] == str(Path(found["ext4_inline"]).parent)
     assert not empty.exists() or not any(empty.iterdir())
 
 
