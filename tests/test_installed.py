@@ -56,7 +56,8 @@ def run(argv: list[str], **kw) -> str:
 def env_of(venv: Path, cache: Path | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in {"HARNESS_REPRODUCERS", "HARNESS_IMAGES", "HARNESS_KCONFIGS", "PYTHONPATH", "VIRTUAL_ENV"}}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # the wheel's venv first; then the test venv's bin: the dependencies' commands (vng, b4) come with their code
+    env["PATH"] = os.pathsep.join((str(venv / "bin"), str(Path(sys.executable).parent), env.get("PATH", "")))
     if cache is not None:
         env["HARNESS_CACHE"] = str(cache)
     return {**env, **extra}
