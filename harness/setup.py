@@ -34,10 +34,11 @@ NEEDS: tuple[Need, ...] = (
 )
 HEADERS = ("/usr/include/stdio.h", "libc6-dev", "C headers for the reproducers")
 # The matrix page's screenshot test renders it in a real browser.
-TEST_PACKAGES = ("chromium",)
+TEST_PACKAGES = ("chromium", "rsync")  # rsync: gitlab-ci-local copies the checkout into each job with it
 # The exported GitLab pipeline's end-to-end test runs it with gitlab-ci-local (shell executor):
-# (program, npm package), installed with `npm install -g` after the apt packages.
-TEST_NPM = (("gitlab-ci-local", "gitlab-ci-local@4"),)
+# (program, npm package), installed with `npm install -g` after the apt packages.  4.65.1: the last release
+# whose package says which Node it needs (>= 18, bookworm's); later ones use Node 22's Set methods.
+TEST_NPM = (("gitlab-ci-local", "gitlab-ci-local@4.65.1"),)
 # Kernel builds from source need these too.
 BUILD_PACKAGES = ("make", "flex", "bison", "bc", "libelf-dev", "libssl-dev", "ccache", "cpio", "xz-utils", "patch", "git")
 # fstests: its README's "Ubuntu or Debian" list (bookworm names) plus xfslibs-dev, minus
@@ -94,7 +95,14 @@ def package_versions(packages: Sequence[str]) -> dict[str, str]:
 
 def missing_npm(test: bool = False) -> list[str]:
     """npm packages to install for what is absent (the test suite's only)."""
-    return [pkg for program, pkg in TEST_NPM if shutil.which(program) is None] if test else []
+    return [pkg for program, pkg in TEST_NPM if not _runs(program)] if test else []
+
+
+def _runs(program: str) -> bool:
+    """``program --version`` works (an npm tool built for a newer Node is there but does not run)."""
+    if shutil.which(program) is None:
+        return False
+    return proc.run([program, "--version"], capture=True, check=False).ok
 
 
 def ensure(build: bool = False, install: bool = True, test: bool = False, fstests: bool = False) -> list[str]:

@@ -275,7 +275,7 @@ def test_gitlab_job_graph_build_cells_merge(tmp_path):
     assert [n["job"] for n in merge["needs"]] == [c.job for c in p.cells]
     assert merge["script"] == ["harness matrix merge out/ --spec matrix.yaml --results merged/"]
     assert merge["artifacts"]["reports"]["junit"] == "merged/*/junit.xml"
-    assert ci["variables"]["HARNESS_CACHE"] == "$CI_PROJECT_DIR/.harness-cache"
+    assert 'export PATH="$PWD/.venv/bin:$PATH" HARNESS_CACHE="$PWD/.harness-cache"' in ci["default"]["before_script"]
 
 
 # --- a cell's kernels from the artifacts -----------------------------------------------------------

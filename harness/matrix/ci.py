@@ -213,11 +213,12 @@ def gitlab(p: Plan, engine: Engine = Engine()) -> str:
         "before_script": [
             f"python3 -c 'import ensurepip, venv' 2>/dev/null || ({APT})",
             "python3 -m venv .venv && .venv/bin/pip install -q -e .",
-            'export PATH="$CI_PROJECT_DIR/.venv/bin:$PATH"',
+            # the job's checkout is its working directory (gitlab-ci-local's shell executor sets
+            # CI_PROJECT_DIR to a docker-style /builds/... path that is not where the job runs)
+            f'export PATH="$PWD/.venv/bin:$PATH" HARNESS_CACHE="$PWD/{CACHE}"',
         ],
     }
-    pipeline: dict = {"stages": ["kernels", "cells", "merge"],
-                      "variables": {"HARNESS_CACHE": f"$CI_PROJECT_DIR/{CACHE}"}, "default": default}
+    pipeline: dict = {"stages": ["kernels", "cells", "merge"], "default": default}
     pipeline |= {k.job: _gl_kernel(k) for k in p.kernels}
     pipeline |= {c.job: _gl_cell(p, c) for c in p.cells}
     pipeline["merge"] = {
