@@ -14,7 +14,7 @@ from harness.matrix import ci, shards
 from harness.matrix.plan import Plan, plan
 from harness.matrix.run import exit_code, resolve_kernel, run_cell, run_matrix, summary_line
 from harness.matrix.spec import DEFAULT_SPEC, Matrix, load_matrix
-from harness.paths import PROJECT_ROOT
+from harness.paths import PROJECT_ROOT, results_dir
 from harness.results.db import History, db_path
 
 
@@ -48,7 +48,7 @@ def cmd_matrix_run(args: argparse.Namespace) -> int:
         shard = _shard(args, matrix)
         if shard:
             cell = matrix.select(args.only)[0]
-            results = Path(options.results) if options.results else Path("results")
+            results = Path(options.results) if options.results else results_dir()
             ci.write_marker(results, cell, *shard)
             runner = ci.shard_runner(cell.id, shard[2])
             _say(f"{cell.id}: shard {shard[0]}/{shard[1]}, {len(shard[2])} tests")
