@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     HARNESS = 10  # any other harness fault
     INCONCLUSIVE = 11  # prove: the budget or --max-runs ended before the answer was settled
     NO_SPACE = 12  # a disk the harness writes to is full (ENOSPC)
+    NO_CHANGE = 13  # prove: the patch changes no code the kernel runs (no runs made)
     GIT_ABORT = 128  # bisect-step: makes `git bisect run` stop instead of taking the error for "bad"
     INTERRUPTED = 130  # Ctrl-C or SIGTERM; what was recorded stays on disk
 

@@ -85,12 +85,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "harness.fstests.*",
     )),
     ("4 run driver, results", (
-        "harness.repro.run", "harness.repro.binaries", "harness.results.*",
+        "harness.repro.run", "harness.repro.trial", "harness.repro.binaries", "harness.results.*",
         # the C reproducer as a kind of run (it compiles through binaries), and the registry of kinds
         "harness.repro.reproducer", "harness.repro.kinds",
     )),
     ("5 drivers", (
-        "harness.prove", "harness.matrix.*", "harness.bisect.*", "harness.repro.scaffold",
+        "harness.prove.*", "harness.matrix.*", "harness.bisect.*", "harness.repro.scaffold",
     )),
     ("6 entry points", ("harness.cli.*", "harness.__main__", "harness.bisect.__main__")),
     # outside the product (tools/, not in the wheel): bench and chaos drive the harness from outside (timings;

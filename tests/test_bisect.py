@@ -557,21 +557,30 @@ def test_resume_tests_skipped_steps_again(tmp_path):
 
 
 def test_bisect_steps_run_with_the_shared_run_options(tmp_path, monkeypatch):
-    """--timeout and --host-compile reach run_repro unchanged; a step is one run into <folder>/runs/<kernel>."""
-    from types import SimpleNamespace
-
+    """--timeout and --host-compile reach the step's Trial unchanged; a step is one Trial (one run session,
+    one boot) for all its runs, into <folder>/runs/<kernel>."""
     from harness.bisect import steps
     from harness.kernels import Kernel
     from harness.options import Accel, RunOptions
+    from harness.repro.trial import Observation
 
-    seen = []
+    seen, runs, closed = [], [], []
 
-    def fake_run_repro(spec, kernel, options, *, accel, progress=None):
-        seen.append((options, accel, progress))
-        verdict = SimpleNamespace(outcome=Outcome.REPRODUCED, title=TITLE, detail="")
-        return SimpleNamespace(runs=[SimpleNamespace(verdict=verdict, wall_seconds=3.0, folder=options.results / "r")])
+    class FakeTrial:
+        def __init__(self, spec, kernel, options, *, accel, progress=None):
+            seen.append((options, accel, progress))
 
-    monkeypatch.setattr(steps, "run_repro", fake_run_repro)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            closed.append(exc)
+
+        def run(self, seconds=None):
+            runs.append(seconds)
+            return Observation(hit=True, outcome="REPRODUCED", title=TITLE, wall_seconds=3.0, seconds=0.5)
+
+    monkeypatch.setattr(steps, "Trial", FakeTrial)
     monkeypatch.setattr(steps, "accel_for", lambda options, kernel: Accel("tcg", f"asked {options.accel}"))
     kernel = Kernel(name="debian:6.1.0-47", release="6.1.0-47-amd64", version="6.1.170", image=tmp_path / "vmlinuz")
     monkeypatch.setattr(steps.kernels, "resolve", lambda name, progress=None: kernel)
@@ -582,11 +591,13 @@ def test_bisect_steps_run_with_the_shared_run_options(tmp_path, monkeypatch):
     options = inputs.options(args, tmp_path / "folder")
     assert options == RunOptions(accel="kvm", runs=4, results=tmp_path / "folder" / "runs", host_compile=True, timeout=30)
     say = []
-    target = inputs.step(spec, options, say.append)("debian:6.1.0-47")
-    obs = target.run(1)
-    assert obs.kind == HIT and obs.title == TITLE and obs.seconds == 3.0
-    (used, accel, progress), = seen
-    assert used == options.with_(runs=1, results=tmp_path / "folder" / "runs" / "debian_6.1.0-47")
+    with inputs.step(spec, options, say.append)("debian:6.1.0-47") as target:
+        obs = target.run(1)
+        target.run(2)
+    assert obs.kind == HIT and obs.title == TITLE and obs.wall_seconds == 3.0
+    (used, accel, progress), = seen  # one session for the step's two runs
+    assert runs == [None, None] and len(closed) == 1
+    assert used == options.with_(results=tmp_path / "folder" / "runs" / "debian_6.1.0-47")
     assert accel == Accel("tcg", "asked kvm") and progress == say.append
     assert target.info["accel"] == "tcg"
     # the timeout is part of the step log's key (a longer limit may judge a candidate differently)

@@ -26,6 +26,7 @@ from harness.prove import (
     Prover,
 )
 from harness.repro.spec import Expectation
+from harness.repro.trial import Trial
 from harness.verdict import Outcome
 
 BUG = "kernel BUG in ext4_write_inline_data"
@@ -407,12 +408,15 @@ def test_observation_from_run_results():
     assert Observation.from_dict(json.loads(json.dumps(trade.to_dict()))) == trade
 
 
-def test_session_side_runs_the_session():
-    session = SimpleNamespace(run=lambda: run_result(Outcome.CLEAN, steps=[step("run", 0, 20.0)]))
-    assert prove.SessionSide(session, Expectation(titles=(BUG,)).is_hit).run().outcome == "CLEAN"
+def test_trial_side_runs_the_trial():
+    session = SimpleNamespace(run=lambda seconds=None: run_result(Outcome.CLEAN, steps=[step("run", 0, 20.0)]))
+    trial = Trial(SimpleNamespace(expect=Expectation(titles=(BUG,))), None, None)
+    trial.session = session
+    assert prove.TrialSide(trial).run().outcome == "CLEAN"
+    assert prove.TrialSide(trial).run(2.5).trial == 2.5
 
 
 def test_exit_codes():
     assert {v: int(v.exit_code) for v in ProofVerdict} == {
         ProofVerdict.FIXED: 0, ProofVerdict.NOT_FIXED: 1, ProofVerdict.TRADED: 1,
-        ProofVerdict.BASE_CLEAN: 9, ProofVerdict.INCONCLUSIVE: 11}
+        ProofVerdict.BASE_CLEAN: 9, ProofVerdict.INCONCLUSIVE: 11, ProofVerdict.NO_CHANGE: 13}

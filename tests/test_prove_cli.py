@@ -1,6 +1,6 @@
 """``harness prove``, ``harness repro --patch/--base/--kernel NAME`` and the matrix's ``prove:`` cell (no VM).
 
-The kernels are fake (``Target.build`` returns a ``Kernel`` record and
+The kernels are fake (``Recipe.build`` returns a ``Kernel`` record and
 remembers the recipe it was asked for) and so are the run sessions: a
 ``FakeSession`` in place of ``ReproSession`` returns real ``RunResult``s
 whose outcome a per-kernel pattern decides, so the proof driver, its log,
@@ -23,15 +23,16 @@ from harness.kernels import Kernel
 from harness.kernels import build as kbuild
 from harness.kernels import cache as kcache
 from harness.kernels import patches as patchlib
+from harness.kernels import recipe as recipemod
 from harness.kernels.build import DEFAULT_FRAGMENTS, Layout, Variant
 from harness.kernels.patches import PatchOp
-from harness.matrix import ci
-from harness.matrix import proof as proofmod
+from harness.matrix import ci, provecell
 from harness.matrix.run import run_matrix
 from harness.matrix.spec import load_matrix
-from harness.options import Accel
+from harness.options import Accel, RunOptions
 from harness.prove import Observation
 from harness.repro import spec as specs
+from harness.repro import trial as trialmod
 from harness.repro.run import RunResult
 from harness.results.db import History, MatrixIndex
 from harness.verdict import Outcome, Verdict
@@ -56,14 +57,14 @@ def fake_kernel(variant: Variant) -> Kernel:
 
 @pytest.fixture
 def built(monkeypatch):
-    """Every recipe ``Target.build`` is asked for, in order; the kernel accelerator is fixed."""
+    """Every recipe ``Recipe.build`` is asked for, in order; the kernel accelerator is fixed."""
     asked: list[Variant] = []
 
     def build(self, *, progress=None):
         asked.append(self.variant)
         return fake_kernel(self.variant)
 
-    monkeypatch.setattr(proofmod.Target, "build", build)
+    monkeypatch.setattr(recipemod.Recipe, "build", build)
     monkeypatch.setattr("harness.cli.prove.accel_for", lambda options, kernel: Accel("tcg", "test"))
     monkeypatch.setattr("harness.cli.repro.accel_for", lambda options, kernel: Accel("tcg", "test"))
     return asked
@@ -88,7 +89,7 @@ class FakeSession:
     def __exit__(self, *exc):
         return None
 
-    def run(self) -> RunResult:
+    def run(self, seconds: float | None = None) -> RunResult:
         if FakeSession.interrupt_after is not None and FakeSession.total >= FakeSession.interrupt_after:
             raise KeyboardInterrupt
         FakeSession.total += 1
@@ -104,7 +105,7 @@ class FakeSession:
 
 @pytest.fixture
 def sessions(monkeypatch):
-    monkeypatch.setattr(proofmod, "ReproSession", FakeSession)
+    monkeypatch.setattr(trialmod, "ReproSession", FakeSession)
     FakeSession.patterns, FakeSession.opened, FakeSession.interrupt_after, FakeSession.total = {}, [], None, 0
     return FakeSession
 
@@ -165,9 +166,9 @@ def test_prove_on_a_prebuilt_base_says_how_to_build_one(built, capsys):
 
 def test_recipe_variant_stack_then_the_fixes():
     spec = specs.load("ext2_iomap_blkseq")
-    base = proofmod.base_target(spec, variant="ext2-iomap")
-    ops = proofmod.load_ops([str(FIX)])
-    patched = proofmod.patched_target(base, ops)
+    base = spec.recipe(variant="ext2-iomap")
+    ops = recipemod.load_ops([str(FIX)])
+    patched = base.patched(ops)
     names = [op.path.name for op in patched.variant.patches]
     assert [op.path.name for op in base.variant.patches] == names[:2] == [
         "0001-ext2-buffered-io-through-iomap.patch", "0003-ext2-DEBUG-map_blocks-delay-knob.patch"]
@@ -180,22 +181,62 @@ def test_recipe_variant_stack_then_the_fixes():
 
 def test_recipe_base_source_default_fragments_and_reverts():
     spec = specs.load("xfs_mkwrite_delalloc")
-    base = proofmod.base_target(spec, base="debian-src:6.1.192")
+    base = spec.recipe(base="debian-src:6.1.192")
     assert base.variant == Variant("debian-src:6.1.192") and base.variant.fragments == DEFAULT_FRAGMENTS
-    ops = proofmod.load_ops([f"revert:{XFS_FIX}"])
-    patched = proofmod.patched_target(base, ops)
+    ops = recipemod.load_ops([f"revert:{XFS_FIX}"])
+    patched = base.patched(ops)
     assert patched.variant.patches == (PatchOp(XFS_FIX.resolve(), True),)
     assert patched.name == f"debian-src:6.1.192/patched-{patchlib.digest(ops)[:8]}"
-    assert proofmod.patched_target(base, []) == base
-    assert proofmod.base_target(spec, variant="stock").variant == Variant("debian-src:6.1.192", "stock")
+    assert base.patched([]) == base
+    assert spec.recipe(variant="stock").variant == Variant("debian-src:6.1.192", "stock")
+
+
+def test_prove_default_trials_and_jobs(built, sessions, tmp_path, capsys):
+    """The default proof: a base check at the full race, then trials of the chosen length; --jobs 2 opens a
+    session a slot and gives the same verdict and counts."""
+    spec = specs.load("ext2_iomap_blkseq")
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(FIX)]))
+    sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
+    out = {}
+    for jobs in ("1", "2"):
+        sessions.opened.clear()
+        code = cli.main(["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX), "--jobs", jobs,
+                         "--confidence", "0.9", "--fraction", "0.5", "--results", str(tmp_path / jobs), "--json"])
+        out[jobs] = json.loads(capsys.readouterr().out)
+        assert code == ExitCode.OK and out[jobs]["verdict"] == "FIXED"
+        assert out[jobs]["unit"] == "trial" and out[jobs]["check"]["runs"] == 3 and out[jobs]["trial"]["seconds"] < 30
+        assert "In " in out[jobs]["statement"] and " s trials" in out[jobs]["statement"]
+        assert len(sessions.opened) == 2 * int(jobs)  # each slot its own session of each kernel
+    assert {k: (out["1"][k]["runs"], out["1"][k]["hits"]) for k in ("base", "patched")} == \
+           {k: (out["2"][k]["runs"], out["2"][k]["hits"]) for k in ("base", "patched")}
+
+
+def test_prove_plan_runs_the_base_check_and_stops(built, sessions, tmp_path, capsys):
+    spec = specs.load("ext2_iomap_blkseq")
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(FIX)]))
+    sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
+    code = cli.main(["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX), "--plan",
+                     "--results", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == ExitCode.OK
+    assert out.out.splitlines()[0].split()[:3] == ["confidence", "fraction", "trial"]
+    assert "0.95        0.1" in out.out and "harness prove --resume" in out.out
+    folder = Path(re.search(r"--resume (\S+)`", out.out).group(1))
+    assert cli.main(["prove", "--resume", str(folder)]) == ExitCode.OK  # the proof goes on from its base check
+    _, records = prove.ProofLog(folder).read()
+    phases = [r["phase"] for r in records if r["type"] == "run" and r["side"] == "base"]
+    assert phases[:3] == ["check"] * 3 and set(phases[3:]) == {"trials"}  # the check was not run again
+    assert sum(r["type"] == "trial" for r in records) == 1  # nor the trial length chosen again
 
 
 def test_prove_fixed_builds_base_then_patched_and_prints_everything(built, sessions, tmp_path, capsys):
     spec = specs.load("ext2_iomap_blkseq")
-    base = proofmod.base_target(spec, variant="ext2-iomap")
-    patched = proofmod.patched_target(base, proofmod.load_ops([str(FIX)]))
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(FIX)]))
     sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
-    code = cli.main(["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX),
+    code = cli.main(["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX), "--trial", "full",
                      "--confidence", "0.9", "--fraction", "0.5", "--results", str(tmp_path)])
     out = capsys.readouterr()
     assert code == ExitCode.OK, out.err
@@ -205,7 +246,7 @@ def test_prove_fixed_builds_base_then_patched_and_prints_everything(built, sessi
     assert all(s.options.backend == "auto" for s in sessions.opened)
     assert "base run 1: DATA_LOSS (1/1 hits)" in out.err and "patched run 1: CLEAN (0/1 hits)" in out.err
     assert "0.9" in out.out and "1/2 of the base rate" in out.out  # the statement
-    assert "sha256 " + proofmod.load_ops([str(FIX)])[0].sha256 in out.out  # the mailing-list block
+    assert "sha256 " + recipemod.load_ops([str(FIX)])[0].sha256 in out.out  # the mailing-list block
     assert "validate cached iomap" in out.out.lower()
     folder = Path(out.out.split("proof:")[1].split()[0])
     record = json.loads((folder / "result.json").read_text())
@@ -218,9 +259,9 @@ def test_prove_fixed_builds_base_then_patched_and_prints_everything(built, sessi
 def test_prove_json_and_exit_codes_per_verdict(built, sessions, tmp_path, capsys):
     spec = specs.load("xfs_mkwrite_delalloc")
     argv = ["prove", "xfs_mkwrite_delalloc", "--variant", "stock", "--patch", f"revert:{XFS_FIX}",
-            "--max-runs", "12", "--results", str(tmp_path), "--json"]
-    base = proofmod.base_target(spec, variant="stock")
-    patched = proofmod.patched_target(base, proofmod.load_ops([f"revert:{XFS_FIX}"]))
+            "--max-runs", "12", "--trial", "full", "--results", str(tmp_path), "--json"]
+    base = spec.recipe(variant="stock")
+    patched = base.patched(recipemod.load_ops([f"revert:{XFS_FIX}"]))
     cases = [
         (Outcome.CLEAN, Outcome.CLEAN, "BASE_CLEAN", ExitCode.BASE_CLEAN),
         (Outcome.DATA_LOSS, Outcome.DATA_LOSS, "NOT_FIXED", ExitCode.UNMET),
@@ -238,9 +279,9 @@ def test_prove_json_and_exit_codes_per_verdict(built, sessions, tmp_path, capsys
 
 def test_prove_traded_names_the_other_report(built, sessions, tmp_path, capsys):
     spec = specs.load("ext4_inline/debug")
-    base = proofmod.base_target(spec, variant="debug")
-    ops = proofmod.load_ops([str(ROOT / "reproducers/ext4_inline/patches/0001-ext4-convert-inline-data-at-mmap-time.patch")])
-    patched = proofmod.patched_target(base, ops)
+    base = spec.recipe(variant="debug")
+    ops = recipemod.load_ops([str(ROOT / "reproducers/ext4_inline/patches/0001-ext4-convert-inline-data-at-mmap-time.patch")])
+    patched = base.patched(ops)
     sessions.patterns = {base.name: always(Outcome.REPRODUCED), patched.name: always(Outcome.OTHER_CRASH)}
     code = cli.main(["prove", "ext4_inline/debug", "--variant", "debug", "--patch", str(ops[0].path),
                      "--confidence", "0.8", "--fraction", "1", "--results", str(tmp_path), "--json"])
@@ -252,8 +293,8 @@ def test_prove_traded_names_the_other_report(built, sessions, tmp_path, capsys):
 
 def test_ctrl_c_keeps_the_runs_and_resume_rebuilds_the_same_recipe(built, sessions, tmp_path, capsys, monkeypatch):
     spec = specs.load("ext2_iomap_blkseq")
-    base = proofmod.base_target(spec, variant="ext2-iomap")
-    patched = proofmod.patched_target(base, proofmod.load_ops([str(FIX)]))
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(FIX)]))
     sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
     sessions.interrupt_after = 5
     monkeypatch.chdir(FIX.parent)  # a relative --patch: the log keeps it absolute
@@ -283,8 +324,8 @@ def test_resume_refuses_a_changed_patch(built, sessions, tmp_path, capsys):
     fix = tmp_path / "fix.patch"
     fix.write_bytes(FIX.read_bytes())
     spec = specs.load("ext2_iomap_blkseq")
-    base = proofmod.base_target(spec, variant="ext2-iomap")
-    patched = proofmod.patched_target(base, proofmod.load_ops([str(fix)]))
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(fix)]))
     sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
     sessions.interrupt_after = 2
     cli.main(["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(fix), "--results",
@@ -304,11 +345,11 @@ def repro_targets(argv: list[str]):
     from harness.cli import repro as repro_cli
 
     args = cli.build_parser().parse_args(["repro", *argv])
-    return repro_cli._targets(args, specs.load(args.reproducer))
+    return repro_cli._recipes(args, specs.load(args.reproducer))
 
 
 def test_repro_patch_goes_on_each_kernel_the_run_would_build():
-    ops = proofmod.load_ops([str(FIX)])
+    ops = recipemod.load_ops([str(FIX)])
     tag = patchlib.digest(ops)[:8]
     got = repro_targets(["ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX)])
     assert [label for label, _ in got] == [f"debian-src:6.1.192/ext2-iomap+{tag}"]
@@ -341,7 +382,7 @@ def test_repro_patch_that_does_not_apply_is_a_build_error_naming_the_hunk(monkey
         op = self.variant.patches[-1]
         raise patchlib.PatchFailed(op, "fs/ext2/inode.c", "@@ -1,3 +1,3 @@\n-old\n+new\n", "Hunk #1 FAILED")
 
-    monkeypatch.setattr(proofmod.Target, "build", fail)
+    monkeypatch.setattr(recipemod.Recipe, "build", fail)
     code = cli.main(["repro", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX), "--json",
                      "--results", str(tmp_path)])
     out = capsys.readouterr().out
@@ -409,14 +450,14 @@ class FakeSide:
     def __init__(self, outcome: Outcome, title: str | None = None):
         self.outcome, self.title = outcome, title
 
-    def run(self) -> Observation:
+    def run(self, seconds: float | None = None) -> Observation:
         hit = self.outcome is Outcome.DATA_LOSS
         return Observation(hit=hit, outcome=self.outcome.value, title=self.title, seconds=20.0,
                            time_to_hit=0.4 if hit else None)
 
 
 def fake_resolver(cell, spec, *, progress=None, patched=False):
-    base, patched_target, _ = proofmod.entry_targets(cell.prove, spec)
+    base, patched_target, _ = provecell.entry_recipes(cell.prove, spec)
     return fake_kernel((patched_target if patched else base).variant)
 
 
@@ -424,7 +465,7 @@ MATRIX = f"""
 name: proofs
 reproducers:
   - name: ext2_iomap_blkseq
-    prove: {{patch: [{FIX}], variant: ext2-iomap, confidence: 0.9, fraction: 0.5, max_runs: 60}}
+    prove: {{patch: [{FIX}], variant: ext2-iomap, confidence: 0.9, fraction: 0.5, max_runs: 60, trial: full}}
   - name: xfs_mkwrite_delalloc
     prove: {{patch: revert:{XFS_FIX}, variant: stock, max_runs: 10, expect: base_clean}}
 """
@@ -444,11 +485,11 @@ def test_matrix_prove_cells_one_row_both_kernels(tmp_path, monkeypatch):
     def runner(job, folder, progress=None):
         b, p = outcomes[job.cell.repro]
         assert job.proof[1].kernel.name.startswith(job.proof[0].kernel.name + "+")
-        return proofmod.run_proof_cell(job, folder, progress, sides=(FakeSide(b), FakeSide(p)))
+        return provecell.run_proof_cell(job, folder, progress, sides=(FakeSide(b), FakeSide(p)))
 
     monkeypatch.setattr("harness.matrix.run.choose_accel", lambda accel, kernel: ("tcg", "test"))
     index = run_matrix(spec_path, only=(), resolver=fake_resolver, runner=runner,
-                       options=proofmod.RunOptions(results=tmp_path / "results"))
+                       options=RunOptions(results=tmp_path / "results"))
     cells = {c.repro: c for c in index.cells}
     ext2, xfs = cells["ext2_iomap_blkseq"], cells["xfs_mkwrite_delalloc"]
     assert (ext2.verdict, ext2.met, xfs.verdict, xfs.met) == ("FIXED", True, "BASE_CLEAN", True)
@@ -475,7 +516,7 @@ def test_matrix_prove_cell_unmet_and_merge_skips_the_sessions_inside(tmp_path, m
     monkeypatch.setattr("harness.matrix.run.choose_accel", lambda accel, kernel: ("tcg", "test"))
 
     def runner(job, folder, progress=None):
-        out = proofmod.run_proof_cell(job, folder, progress,
+        out = provecell.run_proof_cell(job, folder, progress,
                                       sides=(FakeSide(Outcome.DATA_LOSS), FakeSide(Outcome.DATA_LOSS)))
         session = out / "base" / "20260101-000000-ext2_iomap_blkseq-x"  # what a real session leaves inside
         session.mkdir(parents=True)
@@ -484,7 +525,7 @@ def test_matrix_prove_cell_unmet_and_merge_skips_the_sessions_inside(tmp_path, m
         return out
 
     index = run_matrix(spec_path, resolver=fake_resolver, runner=runner,
-                       options=proofmod.RunOptions(results=tmp_path / "results"))
+                       options=RunOptions(results=tmp_path / "results"))
     (cell,) = index.cells
     assert cell.verdict == "NOT_FIXED" and cell.met is False and cell.hits == 1
     junit = (index.folder / "junit.xml").read_text()
@@ -500,12 +541,12 @@ def test_matrix_prove_cell_whose_patch_does_not_apply_is_a_build_error(tmp_path,
 
     def resolver(cell, spec, *, progress=None, patched=False):
         if patched:
-            base, target, ops = proofmod.entry_targets(cell.prove, spec)
+            base, target, ops = provecell.entry_recipes(cell.prove, spec)
             raise patchlib.PatchFailed(ops[0], "fs/ext2/inode.c", "@@ hunk", "Hunk #1 FAILED")
         return fake_resolver(cell, spec)
 
     index = run_matrix(spec_path, resolver=resolver, runner=lambda *a: pytest.fail("no run without kernels"),
-                       options=proofmod.RunOptions(results=tmp_path / "results"))
+                       options=RunOptions(results=tmp_path / "results"))
     (cell,) = index.cells
     assert cell.verdict == "BUILD_ERROR" and "fails on fs/ext2/inode.c" in cell.error
 

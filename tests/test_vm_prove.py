@@ -1,10 +1,12 @@
 """Integration: ``harness prove`` for real on the lean 6.1.192 base, one FIXED proof and one NOT_FIXED.
 
-Both prove a patch on ext2_iomap_blkseq's ``ext2-iomap`` variant (ext2 on
+Each proves a patch on ext2_iomap_blkseq's ``ext2-iomap`` variant (ext2 on
 iomap plus the map_blocks delay knob, booted with ext2.map_delay_us): the
-i_blkseq fix (patches/0002) must come out FIXED, and a decoy that only adds
-a comment in fs/ext2/inode.c (tests/data/ext2-decoy-comment-only.patch) must
-come out NOT_FIXED.  Each builds the variant and the variant + patch through
+i_blkseq fix (patches/0002) must come out FIXED; a decoy that only adds a
+comment in fs/ext2/inode.c (tests/data/ext2-decoy-comment-only.patch) must
+come out NO_CHANGE without a run (its build's code is the base's); and a
+decoy that changes one line of real code without touching the race
+(tests/data/ext2-decoy-empty-mapping-check.patch) must come out NOT_FIXED.  Each builds the variant and the variant + patch through
 the kernel cache (incremental on the lean base) and runs with the default
 backend (auto: snapshot on the lean kernels, which have virtio-net).
 
@@ -34,6 +36,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.build, pytest.mark.ci]  # CI: shares t
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "reproducers/ext2_iomap_blkseq/patches/0002-ext2-validate-cached-iomap-with-i_blkseq.patch"
 DECOY = ROOT / "tests/data/ext2-decoy-comment-only.patch"
+CODE_DECOY = ROOT / "tests/data/ext2-decoy-empty-mapping-check.patch"
 CI_RULE = ["--confidence", "0.8", "--fraction", "1"]
 LIMITS = ["--max-runs", "16", "--budget", "30"]  # minutes: a base that stopped reproducing ends INCONCLUSIVE
 
@@ -55,13 +58,21 @@ def test_the_i_blkseq_fix_is_proven_fixed(vm, tmp_path, capsys):
         "debian-src:6.1.192/ext2-iomap+")
     folder = Path(data["folder"])
     record = json.loads((folder / "result.json").read_text())
-    assert record["verdict"] == "FIXED" and len(record["results"]) == data["base"]["runs"] + data["patched"]["runs"]
+    check = data["check"] or {"runs": 0}  # the base check's full-length runs (they chose the trial length)
+    assert record["verdict"] == "FIXED" and len(record["results"]) == (data["base"]["runs"] + data["patched"]["runs"]
+                                                                       + check["runs"])
     for run in record["results"]:
         assert (folder / run["path"] / "console.log").exists()
 
 
-def test_a_comment_only_decoy_is_not_fixed(vm, tmp_path, capsys):
+def test_a_comment_only_decoy_changes_no_code(vm, tmp_path, capsys):
     code, data = prove(DECOY, tmp_path, capsys)
+    assert data["verdict"] == "NO_CHANGE" and code == 13, json.dumps(data, indent=1)[-3000:]
+    assert data["base"]["runs"] == data["patched"]["runs"] == 0 and "identical" in data["reason"]
+
+
+def test_a_one_line_change_of_code_that_misses_the_race_is_not_fixed(vm, tmp_path, capsys):
+    code, data = prove(CODE_DECOY, tmp_path, capsys)
     assert data["verdict"] == "NOT_FIXED" and code == 1, json.dumps(data, indent=1)[-3000:]
-    assert data["patched"]["hits"] == 1 and data["base"]["hits"] >= 1
+    assert data["patched"]["hits"] == 1 and data["base"]["hits"] + (data["check"] or {"hits": 0})["hits"] >= 1
     assert "The patched kernel still fails" in data["statement"]

@@ -17,9 +17,9 @@ the hit rate; then the other end) unless told to trust them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -32,6 +32,7 @@ from harness import git
 from harness.bisect.judge import NO_REPRO, REPRODUCES, SKIP, Judgement, Policy, Rate, RunObs, Tally, decide
 from harness.errors import GitError, HarnessError
 from harness.results import write_json
+from harness.results.journal import Journal, now
 
 Progress = Callable[[str], None]
 STEPS_FILE = "steps.jsonl"
@@ -170,14 +171,15 @@ class StepLog:
         self.path = folder / STEPS_FILE
         self.setup = setup
         self.reuse_skips = reuse_skips  # skips are mostly transient (a killed build, boot failures under load)
+        self.journal = Journal(self.path)
         self.records: list[StepRecord] = []
         folder.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
+            for data in self.journal.read():  # a line cut by a crash is skipped: that step runs again
                 try:
-                    self.records.append(StepRecord.from_dict(json.loads(line)))
-                except (ValueError, TypeError):
-                    continue  # a line cut by a crash: that step runs again
+                    self.records.append(StepRecord.from_dict(data))
+                except TypeError:
+                    continue
 
     def find(self, candidate: str) -> StepRecord | None:
         for rec in reversed(self.records):
@@ -190,10 +192,7 @@ class StepLog:
 
     def append(self, rec: StepRecord) -> None:
         self.records.append(rec)
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(rec.to_dict(), default=str) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.journal.append(rec.to_dict())
 
     @property
     def next_index(self) -> int:
@@ -201,10 +200,6 @@ class StepLog:
 
 
 # --- evaluating one candidate -----------------------------------------------------------------
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class Evaluator:
@@ -242,7 +237,7 @@ class Evaluator:
             return old
         label = self.label(candidate)
         info = self.describe(candidate)
-        started, t0 = _now(), self.clock()
+        started, t0 = now(), self.clock()
         self.progress(f"testing {label} ({role})")
         judgement, runs, kernel, build = self._test(candidate, label, measure=role == "repro-end")
         rec = StepRecord(
@@ -260,7 +255,7 @@ class Evaluator:
             other_titles=list(judgement.other_titles),
             confidence=judgement.confidence,
             rate=judgement.rate,
-            runs=[r.to_dict() for r in runs],
+            runs=[{**r.to_dict(), "kind": r.kind} for r in runs],
             kernel=kernel,
             build_key=build.get("key"),
             build_seconds=build.get("build_seconds"),
@@ -269,7 +264,7 @@ class Evaluator:
             info=info,
             seconds=round(self.clock() - t0, 1),
             started=started,
-            finished=_now(),
+            finished=now(),
             setup=self.log.setup,
         )
         if rec.verdict == REPRODUCES:
@@ -286,13 +281,14 @@ class Evaluator:
         except StepSkip as e:
             return Judgement(SKIP, e.reason), [RunObs("fail", e.outcome, None, 0.0, None, e.reason)], None, e.info
         runs: list[RunObs] = []
-        while (judgement := decide(runs, self.policy, self.rate.estimate, measure=measure)) is None:
-            obs = target.run(len(runs) + 1)
-            runs.append(obs)
-            self.progress(f"  {label} run {len(runs)}: {obs.outcome}"
-                          + (f" · {obs.title}" if obs.title else "")
-                          + (f" · {obs.detail}" if obs.detail and obs.kind != "hit" else "")
-                          + f" · {obs.seconds:.0f} s")
+        with target if hasattr(target, "__enter__") else contextlib.nullcontext():  # one run session a step
+            while (judgement := decide(runs, self.policy, self.rate.estimate, measure=measure)) is None:
+                obs = target.run(len(runs) + 1)
+                runs.append(obs)
+                self.progress(f"  {label} run {len(runs)}: {obs.outcome}"
+                              + (f" · {obs.title}" if obs.title else "")
+                              + (f" · {obs.detail}" if obs.detail and obs.kind != "hit" else "")
+                              + f" · {obs.wall_seconds or 0:.0f} s")
         return judgement, runs, target.kernel, dict(target.info)
 
     def tally(self) -> Tally:

@@ -29,14 +29,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+# a run is the one Observation (harness.repro.trial), its kinds named there
+from harness.repro.trial import CLEAN, FAIL, HIT, OTHER, Observation
+from harness.repro.trial import FAIL_OUTCOMES as _FAIL_OUTCOMES
+
 # the binomial math lives in harness.stats (shared with prove); these names stay importable from here
 from harness.stats import clean_confidence, laplace, miss_probability
 from harness.stats import runs_for as runs_for
 
-HIT, CLEAN, OTHER, FAIL = "hit", "clean", "other", "fail"
 REPRODUCES, NO_REPRO, SKIP = "reproduces", "clean", "skip"
-
-_FAIL_OUTCOMES = {"BOOT_FAILURE", "INFRA_ERROR", "BUILD_ERROR"}
 
 
 def classify(outcome, is_hit) -> str:
@@ -55,24 +56,13 @@ def classify(outcome, is_hit) -> str:
     return OTHER
 
 
-@dataclass(frozen=True)
-class RunObs:
-    """What one run of a step showed."""
-
-    kind: str  # hit | clean | other | fail
-    outcome: str = ""  # the run's Outcome value (REPRODUCED, OTHER_CRASH, ...)
-    title: str | None = None
-    seconds: float = 0.0
-    folder: str | None = None
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RunObs:
-        return cls(**{k: data.get(k) for k in ("kind", "outcome", "title", "seconds", "folder", "detail")
-                      if k in data})
+def RunObs(kind: str, outcome: str = "", title: str | None = None, seconds: float = 0.0, folder: str | None = None,
+           detail: str = "") -> Observation:
+    """A run of a step as the one ``harness.repro.trial.Observation``, from its kind (hit/clean/other/fail)
+    and its wall seconds: how the step functions and the tests make one."""
+    return Observation(hit=kind == HIT, outcome=outcome, exposure=kind != FAIL, title=title,
+                       other=(title or outcome) if kind == OTHER else None, seconds=seconds,
+                       folder=folder, wall_seconds=seconds, detail=detail)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 (a commit built through the build cache with the reproducer's kconfig
 fragments; the cache's git clone and ``O=`` dir are shared by every step, so
 a step recompiles only what changed since the last one, with ccache) both
-return a ``KernelTarget`` whose ``run`` is one ``run_repro`` run.
+return a ``KernelTarget``: one ``Trial`` (one run session) for the step, one ``run`` a run.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from harness import kernels
 from harness.bisect.driver import Progress, StepSkip
-from harness.bisect.judge import FAIL, RunObs, classify
+from harness.bisect.judge import FAIL, RunObs
 from harness.errors import GuestError, KernelError
 from harness.guest.accel import accel_for
 from harness.kernels.build import Variant, build
 from harness.options import Accel, RunOptions
-from harness.repro.run import run_repro
+from harness.repro.trial import Trial
 from harness.results import slug
 
 # Everything a step uses is imported above, when the bisection starts: a module
@@ -31,8 +31,9 @@ from harness.results import slug
 
 @dataclass
 class KernelTarget:
-    """One candidate's kernel; ``run`` is one ``run_repro`` run with ``options`` (its ``runs`` is 1 a call,
-    its ``results`` the bisection's runs root: each kernel's runs go to ``<results>/<kernel slug>/``)."""
+    """One candidate's kernel, run as one ``Trial`` for the whole step (entered by the driver): one boot (or
+    one saved guest on the snapshot backend) a step, not a run.  ``options.results`` is the bisection's runs
+    root: each kernel's runs go to ``<results>/<kernel slug>/``."""
 
     spec: object
     kernel_record: kernels.Kernel
@@ -40,6 +41,8 @@ class KernelTarget:
     progress: Progress | None = None
     info: dict = field(default_factory=dict)
     _accel: Accel | None = None
+    _trial: Trial | None = None
+    _unrunnable: str | None = None  # why the step's session could not open: every run of it says so
 
     @property
     def kernel(self) -> str:
@@ -51,18 +54,34 @@ class KernelTarget:
             self.info["accel"], self.info["accel_reason"] = self._accel.name, self._accel.reason
         return self._accel
 
+    def __enter__(self) -> KernelTarget:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._trial is not None:
+            trial, self._trial = self._trial, None
+            trial.__exit__(*exc)
+
+    def _open(self) -> Trial | None:
+        if self._trial is None and self._unrunnable is None:
+            try:
+                accel = self._choose_accel()
+                root = self.options.results / slug(self.kernel) if self.options.results else None
+                trial = Trial(self.spec, self.kernel_record, self.options.with_(results=root), accel=accel,
+                              progress=self.progress)
+                self._trial = trial.__enter__()
+            except GuestError as e:  # the guest could not even start: says nothing about the bug
+                self._unrunnable = e.one_line()
+        return self._trial
+
     def run(self, index: int) -> RunObs:
+        trial = self._open()
+        if trial is None:
+            return RunObs(FAIL, "INFRA_ERROR", None, 0.0, None, self._unrunnable or "")
         try:
-            accel = self._choose_accel()
-            root = self.options.results / slug(self.kernel) if self.options.results else None
-            summary = run_repro(self.spec, self.kernel_record, self.options.with_(runs=1, results=root),
-                                accel=accel, progress=self.progress)
-        except GuestError as e:  # the guest could not even start: says nothing about the bug
+            return trial.run()
+        except GuestError as e:  # one run's guest failed to start: that run says nothing about the bug
             return RunObs(FAIL, "INFRA_ERROR", None, 0.0, None, e.one_line())
-        (r,) = summary.runs
-        v = r.verdict
-        return RunObs(classify(v.outcome, self.spec.expect.is_hit), v.outcome.value, v.title,
-                      round(r.wall_seconds, 1), str(r.folder), v.detail)
 
 
 class PrebuiltStep:
@@ -117,7 +136,7 @@ def setup_for(spec, *, kind: str, fragments: tuple[str, ...] = (), patches: tupl
     setup = {
         "repro": spec.name,
         "source_sha": hashlib.sha256(spec.source_text).hexdigest()[:16],
-        "args": list(spec.args),
+        "args": list(spec.trial_args()),  # as run: {seconds} at the full race, so older logs still match
         "titles": list(spec.expect.titles),
         "kind": kind,
         "fragments": list(fragments),

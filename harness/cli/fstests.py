@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.cli.options import add_run_options
 from harness.cli.output import console
-from harness.cli.repro import _run_on, _targets
+from harness.cli.repro import _recipes, _run_on
 from harness.errors import ExitCode
 from harness.fstests import config, subsets
 from harness.fstests import guest as fguest
@@ -69,7 +69,7 @@ def cmd_fstests(args: argparse.Namespace) -> int:
     spec = fstests_spec(args)
     args.variant, args.reproducer = None, spec.name
     codes = []
-    for label, target in _targets(args, spec):
+    for label, target in _recipes(args, spec):
         code, summary = _run_on(args, spec, label, target)
         if summary is not None and not args.json:
             console.print(_table(summary), end="")

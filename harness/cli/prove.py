@@ -28,26 +28,22 @@ from pathlib import Path
 from harness import prove
 from harness.cli.options import accel_for, add_run_options, at_least, fraction, run_options
 from harness.cli.output import console, progress
-from harness.errors import KernelError, SpecError, UnknownName
-from harness.kernels import Kernel
-from harness.kernels.build import Variant
+from harness.errors import ExitCode, KernelError, SpecError, UnknownName
 from harness.kernels.cache import find_named
-from harness.matrix.proof import (
+from harness.kernels.recipe import Recipe, absolute, load_ops
+from harness.options import RunOptions
+from harness.prove import BASE, PATCHED, Policy, ProofResult, trials
+from harness.prove.record import (
     ProofKernel,
-    Target,
-    absolute,
-    base_target,
     check_resumed,
-    load_ops,
+    default_jobs,
     patch_label,
-    patched_target,
+    plan_proof,
     proof_info,
     proof_record,
     run_proof,
     write_record,
 )
-from harness.options import RunOptions
-from harness.prove import BASE, PATCHED, Policy, ProofResult
 from harness.repro import spec as specs
 from harness.results import new_run_folder
 
@@ -68,10 +64,26 @@ def minutes(text: str) -> float:
 minutes.__name__ = "minutes"
 
 
+def trial_length(text: str) -> str | float:
+    """An argparse ``type``: ``auto``, ``full`` or a positive number of seconds."""
+    if text in prove.driver.TRIAL_MODES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, full or a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, not {value:g}")
+    return value
+
+
+trial_length.__name__ = "trial length"
+
+
 # --- kernels ----------------------------------------------------------------------------------------
 
 
-def _built(side: str, target: Target, options: RunOptions) -> ProofKernel:
+def _built(side: str, target: Recipe, options: RunOptions) -> ProofKernel:
     console.print(f"[bold]{side}[/bold]: {target.name} · {target.describe()}")
     try:
         kernel = target.build(progress=progress)
@@ -86,7 +98,7 @@ def _built(side: str, target: Target, options: RunOptions) -> ProofKernel:
     return ProofKernel(target, kernel, accel)
 
 
-def _kernels(base: Target, patched: Target, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
+def _kernels(base: Recipe, patched: Recipe, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
     return _built(BASE, base, options), _built(PATCHED, patched, options)
 
 
@@ -138,9 +150,28 @@ def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, Pr
     console.print(f"[bold]proof[/bold] {folder}")
     label = f"{pair[0].kernel.name} + {patch_label((info or prove.read_info(folder)).patches)}"
     started = time.monotonic()
-    result = run_proof(spec, *pair, options, folder, info=info, max_runs=args.max_runs, budget=args.budget,
-                       progress=progress, on_run=_on_run)
+    if args.plan and info is not None:
+        result, rows = plan_proof(spec, *pair, options, folder, info, progress=progress, on_run=_on_run)
+        if result is None:
+            return _print_plan(args, rows, folder, time.monotonic() - started)
+    else:
+        jobs = args.jobs or default_jobs(spec)
+        if jobs > 1:
+            console.print(f"{jobs} guests at once (--jobs)")
+        result = run_proof(spec, *pair, options, folder, info=info, max_runs=args.max_runs, budget=args.budget,
+                           progress=progress, on_run=_on_run, jobs=jobs)
     return _finish(args, result, label, time.monotonic() - started)
+
+
+def _print_plan(args: argparse.Namespace, rows: list[dict], folder: Path, seconds: float) -> int:
+    """The plan (``--plan``): expected runs and minutes per setting; the proof goes on with ``--resume``."""
+    if args.json:
+        print(json.dumps({"plan": rows, "folder": str(folder), "wall_seconds": round(seconds, 1)}))
+    else:
+        print(trials.plan_text(rows), end="\n\n")
+        print(f"planned from the base check in {seconds / 60:.1f} min; the proof goes on with "
+              f"`harness prove --resume {folder}`")
+    return int(ExitCode.OK)
 
 
 # --- a new proof, a resumed one ---------------------------------------------------------------------------
@@ -148,7 +179,8 @@ def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, Pr
 
 def _policy(args: argparse.Namespace) -> Policy:
     given = {k: v for k, v in (("confidence", args.confidence), ("fraction", args.fraction),
-                               ("max_runs", args.max_runs), ("budget", args.budget)) if v is not None}
+                               ("max_runs", args.max_runs), ("budget", args.budget), ("trial", args.trial))
+             if v is not None}
     try:
         return Policy(**given)
     except ValueError as exc:
@@ -173,8 +205,8 @@ def _new(args: argparse.Namespace) -> int:
     policy = _policy(args)
     spec = specs.load(args.reproducer)
     ops = load_ops(args.patch)
-    base = base_target(spec, variant=args.variant, base=args.base)
-    patched = patched_target(base, ops)
+    base = spec.recipe(variant=args.variant, base=args.base)
+    patched = base.patched(ops)
     options = _options(args)
     pair = _kernels(base, patched, options)
     context = {
@@ -196,8 +228,8 @@ def _resumed_kernels(info: prove.ProofInfo, spec: specs.Spec, options: RunOption
     ctx = info.context
     if ctx.get("patches") is not None:
         ops = load_ops(ctx["patches"])
-        base = base_target(spec, variant=ctx.get("variant"), base=ctx.get("base"))
-        pair = _kernels(base, patched_target(base, ops), options)
+        base = spec.recipe(variant=ctx.get("variant"), base=ctx.get("base"))
+        pair = _kernels(base, base.patched(ops), options)
         check_resumed(info, *pair, ops)
         return pair
     out = []
@@ -206,19 +238,15 @@ def _resumed_kernels(info: prove.ProofInfo, spec: specs.Spec, options: RunOption
         if kernel is None:
             raise UnknownName(f"the {side} kernel {name} of this proof is not in the kernel cache and the proof "
                               "logs no recipe to rebuild it: start a new proof")
-        out.append(ProofKernel(Target(kernel_variant(kernel)), kernel, accel_for(options, kernel)))
+        out.append(ProofKernel(Recipe.of_kernel(kernel), kernel, accel_for(options, kernel)))
     return out[0], out[1]
-
-
-def kernel_variant(kernel: Kernel) -> Variant:
-    """The build recipe a cached kernel's name stands for (its name only: the build is done)."""
-    return Variant(source=kernel.extra.get("source") or kernel.name, name=kernel.extra.get("variant") or "default")
 
 
 def _resume(args: argparse.Namespace) -> int:
     extra = [flag for flag, value in (("REPRO", args.reproducer), ("--patch", args.patch), ("--variant", args.variant),
                                       ("--base", args.base), ("--confidence", args.confidence),
-                                      ("--fraction", args.fraction)) if value]
+                                      ("--fraction", args.fraction), ("--trial", args.trial), ("--plan", args.plan))
+             if value]
     if extra:
         args.usage_error(f"--resume continues the logged proof with its own reproducer, patches, kernel and rule: "
                          f"drop {', '.join(extra)}")
@@ -252,6 +280,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="FIXED rules out a patched rate >= this fraction of the base's (default 0.1)")
     p.add_argument("--max-runs", type=at_least(2), metavar="N", help="runs in all, both kernels (default 200)")
     p.add_argument("--budget", type=minutes, metavar="MIN", help="wall-clock minutes for this invocation")
+    p.add_argument("--trial", type=trial_length, metavar="auto|full|SECONDS",
+                   help="how long each run races after the base check: auto (the default) picks the length with the "
+                        "least expected time to FIXED from the base check's times to hit; full races the spec's whole "
+                        "race (race:) every run; SECONDS fixes it")
+    p.add_argument("--jobs", type=at_least(1), metavar="N",
+                   help="guests at once, across both kernels (default: what the host's cores and memory allow, at "
+                        "least 1); the verdict is the one the runs would give one at a time")
+    p.add_argument("--plan", action="store_true",
+                   help="build both kernels, run the base check, print the expected runs and minutes at this and "
+                        "looser settings, and stop (--resume FOLDER goes on with the proof)")
     p.add_argument("--resume", type=Path, metavar="FOLDER", help="continue the proof logged in FOLDER")
     add_run_options(p, runs=False)
     p.set_defaults(backend=None, accel=None)  # a resume keeps the logged ones unless given; a new proof: auto

@@ -10,14 +10,14 @@ from harness import kernels
 from harness.cli.options import accel_for, add_run_options, run_options
 from harness.cli.output import console, progress
 from harness.errors import ExitCode, KernelError, UnknownName
-from harness.matrix.proof import Target, base_target, load_ops, patched_target, variant_target
+from harness.kernels.recipe import Recipe, load_ops
 from harness.repro import adhoc
 from harness.repro import spec as specs
 from harness.repro.run import RunResult, Summary, build_error, run_repro
 from harness.verdict import Outcome
 
 
-def _targets(args: argparse.Namespace, spec: specs.Spec) -> list[tuple[str, Target | None]]:
+def _recipes(args: argparse.Namespace, spec: specs.Spec) -> list[tuple[str, Recipe | None]]:
     """(label, build recipe or None: a kernel by name) for each kernel this invocation runs on.
 
     ``--patch`` stacks go on top of each kernel the run would otherwise
@@ -30,16 +30,16 @@ def _targets(args: argparse.Namespace, spec: specs.Spec) -> list[tuple[str, Targ
             args.usage_error("--patch needs a kernel to build: give --variant V or --base SOURCE, not --kernel")
         return [(args.kernel, None)]
     if args.base:
-        bases = [base_target(spec, base=args.base)]
+        bases = [spec.recipe(base=args.base)]
     elif args.variant:
-        bases = [variant_target(spec.variant(v)) for v in args.variant]
+        bases = [spec.variant(v).recipe() for v in args.variant]
     elif spec.variants:
-        bases = [variant_target(v) for v in spec.variants]
+        bases = [v.recipe() for v in spec.variants]
     elif ops:
-        bases = [base_target(spec)]  # the spec's kernel, when it is a source (a prebuilt one: said so)
+        bases = [spec.recipe()]  # the spec's kernel, when it is a source (a prebuilt one: said so)
     else:
         return [(spec.kernel, None)]
-    return [(t.name, t) for t in (patched_target(b, ops) for b in bases)]
+    return [(r.name, r) for r in (b.patched(ops) for b in bases)]
 
 
 def _print_run(r: RunResult) -> None:
@@ -78,7 +78,7 @@ def _report(args: argparse.Namespace, summary: Summary, kernel_name: str, accel:
         print(line)
 
 
-def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Target | None
+def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Recipe | None
             ) -> tuple[ExitCode, Summary | None]:
     """One kernel: build it (a variant, a base, patched or not) or fetch it by name, pick the accelerator,
     run, report; the exit code and the summary (None: the kernel did not build)."""
@@ -116,7 +116,7 @@ def _spec(args: argparse.Namespace) -> specs.Spec:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     spec = _spec(args)
-    codes = [_run_on(args, spec, label, target)[0] for label, target in _targets(args, spec)]
+    codes = [_run_on(args, spec, label, target)[0] for label, target in _recipes(args, spec)]
     return max(codes, key=lambda c: (c != 0, c)) if codes else ExitCode.OK
 
 

@@ -32,10 +32,11 @@ from harness.errors import ExitCode, KernelError, SpecError
 from harness.guest.accel import choose_accel
 from harness.kernels import Kernel
 from harness.matrix.pool import INTERRUPTED, in_order, in_processes, memory_bytes, plan_jobs, sigterm_as_interrupt
-from harness.matrix.proof import ProofKernel, entry_targets, run_proof_cell
+from harness.matrix.provecell import entry_recipes, run_proof_cell
 from harness.matrix.spec import Available, Cell, Matrix, load_matrix
 from harness.options import Accel, RunOptions
 from harness.paths import results_dir
+from harness.prove.record import ProofKernel
 from harness.repro.run import RunResult, build_error, build_variant, run_repro
 from harness.repro.spec import Spec
 from harness.results import new_run_folder, write_json
@@ -56,8 +57,8 @@ def resolve_kernel(cell: Cell, spec: Spec, *, progress: Progress | None = None, 
     fetched/built by its source; a proof cell's base or (``patched``) patched kernel
     is built from its recipe.  Raises KernelError (-> a BUILD_ERROR cell)."""
     if cell.prove:
-        base, patched_target, _ = entry_targets(cell.prove, spec)
-        return (patched_target if patched else base).build(progress=progress)
+        base, patched_recipe, _ = entry_recipes(cell.prove, spec)
+        return (patched_recipe if patched else base).build(progress=progress)
     if cell.variant:
         return build_variant(spec.variant(cell.variant), progress=progress)
     return kernels.resolve(cell.kernel, progress=progress)
@@ -250,11 +251,11 @@ def proof_job(cell: Cell, spec: Spec, options: RunOptions, resolver: Resolver,
     """A proof cell's job: its base and patched kernels built (through ``resolver``), each with its accelerator."""
     pair = []
     try:
-        base, patched, _ = entry_targets(cell.prove, spec)
-        for target in (base, patched):
-            kernel = resolver(cell, spec, patched=target is patched,
-                              progress=lambda m, k=target.name: console.print(f"[dim]… {k}: {m}[/dim]"))
-            pair.append(ProofKernel(target, kernel, Accel(*choose_accel(options.accel, kernel))))
+        base, patched, _ = entry_recipes(cell.prove, spec)
+        for recipe in (base, patched):
+            kernel = resolver(cell, spec, patched=recipe is patched,
+                              progress=lambda m, k=recipe.name: console.print(f"[dim]… {k}: {m}[/dim]"))
+            pair.append(ProofKernel(recipe, kernel, Accel(*choose_accel(options.accel, kernel))))
     except (KernelError, SpecError) as exc:  # a patch gone or that does not apply: this cell's BUILD_ERROR
         console.print(f"[red]{cell.kernel_id}: {exc.one_line()}[/red]")
         return exc if isinstance(exc, KernelError) else KernelError(exc.one_line())

@@ -62,9 +62,11 @@ class ProveEntry:
     max_runs: int = Policy.max_runs
     budget: float | None = None  # minutes
     expect: str = "fixed"  # the proof verdict that meets the expectation, lower case
+    trial: str | float = "auto"  # the trials' length after the base check (harness prove --trial)
 
     def policy(self) -> Policy:
-        return Policy(confidence=self.confidence, fraction=self.fraction, max_runs=self.max_runs, budget=self.budget)
+        return Policy(confidence=self.confidence, fraction=self.fraction, max_runs=self.max_runs, budget=self.budget,
+                      trial=self.trial)
 
     @property
     def label(self) -> str:
@@ -73,12 +75,12 @@ class ProveEntry:
         return " + ".join(names)
 
 
-PROVE_KEYS = {"patch", "variant", "base", "confidence", "fraction", "max_runs", "budget", "expect"}
+PROVE_KEYS = {"patch", "variant", "base", "confidence", "fraction", "max_runs", "budget", "expect", "trial"}
 PROVE_EXPECT = tuple(v.value.lower() for v in ProofVerdict if v is not ProofVerdict.INCONCLUSIVE)
 
 
 def _prove_entry(data: Any, spec: specs.Spec, folder: Path, where: str) -> ProveEntry:
-    """``prove: {patch, variant | base, confidence, fraction, max_runs, budget, expect}``, checked."""
+    """``prove: {patch, variant | base, confidence, fraction, max_runs, budget, expect, trial}``, checked."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping with patch: and variant: or base:")
     f = Fields(data, where, PROVE_KEYS)
@@ -97,7 +99,8 @@ def _prove_entry(data: Any, spec: specs.Spec, folder: Path, where: str) -> Prove
     if expect not in PROVE_EXPECT:
         raise SpecError(f"{where}: expect: {expect!r}: use one of {', '.join(PROVE_EXPECT)}")
     entry = ProveEntry(patches, variant, base, f.get("confidence", float, 0.95), f.get("fraction", float, 0.1),
-                       f.get("max_runs", int, Policy.max_runs), f.get("budget", float, None), expect)
+                       f.get("max_runs", int, Policy.max_runs), f.get("budget", float, None), expect,
+                       f.get("trial", (str, int, float), "auto"))
     try:
         entry.policy()
     except ValueError as exc:

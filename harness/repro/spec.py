@@ -11,7 +11,11 @@ from pathlib import Path
 from harness.errors import SpecError, UnknownName
 from harness.fstests import config as fstests_config
 from harness.fstests.config import Selection
-from harness.images import Recipe, load_recipe, parse_recipe
+from harness.images import Recipe as ImageRecipe
+from harness.images import load_recipe, parse_recipe
+from harness.kernels.build import Variant
+from harness.kernels.patches import PatchOp
+from harness.kernels.recipe import Recipe
 from harness.paths import data_file, data_files, reproducers_dir
 from harness.repro import faults, syzkaller
 from harness.repro.syzkaller import GuestEnvironment, SyzInfo
@@ -92,6 +96,15 @@ class VariantSpec:
         """The patch stack, one line a patch, in order."""
         return [f"{'revert' if rev else 'apply '} {p.name}" for p, rev in self.patches] or ["(no patches)"]
 
+    @property
+    def build(self) -> Variant:
+        """The build recipe (``harness.kernels.build.Variant``) of this variant."""
+        return Variant(source=self.source, name=self.name, patches=tuple(PatchOp(p, rev) for p, rev in self.patches),
+                       fragments=self.kconfig)
+
+    def recipe(self) -> Recipe:
+        return Recipe(self.build, self.cmdline)
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -99,7 +112,7 @@ class Spec:
     folder: Path
     summary: str
     source: Path
-    image: Recipe | None  # None (`image: none`): no harness image, the reproducer brings its own filesystem
+    image: ImageRecipe | None  # None (`image: none`): no harness image, the reproducer brings its own filesystem
     cflags: tuple[str, ...] = ("-O2", "-Wall", "-pthread")
     compiler: str = "gcc"  # run inside the guest
     args: tuple[str, ...] = ("{mnt}",)
@@ -149,6 +162,27 @@ class Spec:
     def environment(self) -> GuestEnvironment | None:
         """What the guest sets up around the run (syzkaller mode), or None."""
         return syzkaller.environment(self.syzkaller) if self.mode == "syzkaller" else None
+
+    def recipe(self, *, variant: str | None = None, base: str | None = None) -> Recipe:
+        """The kernel a fix goes on: ``variant`` of the spec, or the ``base`` source with the default
+        fragments; neither: the spec's only variant, or its kernel when that is a source."""
+        if variant and base:
+            raise SpecError("--variant and --base both name the kernel to patch: give one")
+        if variant:
+            return self.variant(variant).recipe()
+        if base:
+            return Recipe.of_source(base)
+        if len(self.variants) == 1:
+            return self.variants[0].recipe()
+        if self.variants:
+            names = ", ".join(v.name for v in self.variants)
+            raise UnknownName(f"{self.name} has the variants {names}: say which one the patches go on "
+                              "(--variant V), or give --base SOURCE")
+        try:
+            return Recipe.of_source(self.kernel)
+        except SpecError:
+            raise SpecError(f"{self.name} runs on {self.kernel}, a prebuilt kernel: give --base SOURCE "
+                            "(e.g. debian-src:6.1.192) to build one the patches can go on") from None
 
     def variant(self, name: str) -> VariantSpec:
         for v in self.variants:
@@ -234,7 +268,7 @@ def _mode(f: Fields, text: bytes, where: str) -> tuple[str, SyzInfo | None]:
     return ("syzkaller" if info else "plain"), info
 
 
-def _image(f: Fields, where: str) -> Recipe | None:
+def _image(f: Fields, where: str) -> ImageRecipe | None:
     image = f.get("image", (str, dict), required=True)
     if image == "none":
         return None

@@ -33,26 +33,27 @@ on.  The output builders (``table``, ``statement``, ``mail_block``,
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
-import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+import harness.prove.trials as trials
 from harness.errors import ExitCode, GuestError, KernelError, SpecError
-from harness.stats import ProveRule, clopper_pearson, upper_bound
+from harness.repro.trial import Observation
+from harness.results.journal import Journal, now
+from harness.stats import ProveRule, upper_bound
 
 BASE, PATCHED = "base", "patched"
 SIDES = (BASE, PATCHED)
+CHECK, TRIALS = "check", "trials"  # a base run's phase: the base check (full race), or a counted trial
 LOG_FILE = "proof.jsonl"
-FAIL_OUTCOMES = frozenset({"BOOT_FAILURE", "INFRA_ERROR", "BUILD_ERROR"})
+TRIAL_MODES = ("auto", "full")  # or a number of seconds
 
 Progress = Callable[[str], None]
 
@@ -63,6 +64,7 @@ class ProofVerdict(StrEnum):
     TRADED = "TRADED"  # the expected outcome gone, another report in its place
     BASE_CLEAN = "BASE_CLEAN"  # the base never reproduced: nothing to prove on it
     INCONCLUSIVE = "INCONCLUSIVE"  # --max-runs or --budget ended first
+    NO_CHANGE = "NO_CHANGE"  # the patched build's code is the base's: nothing to run
 
     @property
     def exit_code(self) -> ExitCode:
@@ -72,119 +74,27 @@ class ProofVerdict(StrEnum):
             ProofVerdict.TRADED: ExitCode.UNMET,
             ProofVerdict.BASE_CLEAN: ExitCode.BASE_CLEAN,
             ProofVerdict.INCONCLUSIVE: ExitCode.INCONCLUSIVE,
+            ProofVerdict.NO_CHANGE: ExitCode.NO_CHANGE,
         }[self]
 
 
-# --- one run ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one run of one kernel showed, as far as the proof is concerned."""
-
-    hit: bool  # the spec's expected outcome (title, or data loss where the spec says so)
-    outcome: str  # the run's Outcome value (REPRODUCED, CLEAN, OTHER_CRASH, ...)
-    exposure: bool = True  # the reproducer ran: the run counts (boot/infra/build failures do not)
-    title: str | None = None  # the verdict's title (the expected one for a hit)
-    other: str | None = None  # another report's title (or the outcome, e.g. HANG) when the run was not a hit
-    seconds: float | None = None  # reproducer seconds (the run step; up to the hit when it never ended)
-    time_to_hit: float | None = None
-    reports: tuple[str, ...] = ()  # every report title in the console
-    folder: str | None = None
-    wall_seconds: float | None = None
-    detail: str = ""
-
-    @property
-    def other_titles(self) -> tuple[str, ...]:
-        """Titles of this run that are not the expected outcome."""
-        found = [self.other] if self.other else []
-        found += [t for t in self.reports if not (self.hit and t == self.title)]
-        return tuple(dict.fromkeys(found))
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "reports": list(self.reports)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Observation:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["reports"] = tuple(values.get("reports") or ())
-        return cls(**values)
-
-
-def observation(
-    *,
-    outcome,
-    title: str | None,
-    time_to_hit: float | None,
-    reports: Sequence[str],
-    steps: Sequence,
-    wall_seconds: float | None,
-    folder,
-    is_hit: Callable[[object], bool],
-    detail: str = "",
-) -> Observation:
-    """A run driver's RunResult fields -> Observation.
-
-    ``outcome`` is a ``harness.verdict.Outcome`` (or its value), ``steps``
-    the run's StepResults (``.name``, ``.seconds``), ``is_hit`` the spec's
-    ``expect.is_hit``.  The run counts as exposure when it hit, was CLEAN,
-    or reached the ``run`` step without a harness failure.
-    """
-    value = getattr(outcome, "value", str(outcome))
-    hit = bool(is_hit(outcome))
-    run_step = next((s for s in steps if getattr(s, "name", None) == "run"), None)
-    failed = value in FAIL_OUTCOMES
-    exposure = hit or (not failed and (value == "CLEAN" or run_step is not None))
-    seconds = getattr(run_step, "seconds", None)
-    if seconds is None and exposure:
-        seconds = time_to_hit
-    return Observation(
-        hit=hit,
-        outcome=value,
-        exposure=exposure,
-        title=title,
-        other=None if hit or failed or value == "CLEAN" else (title or value),
-        seconds=seconds,
-        time_to_hit=time_to_hit,
-        reports=tuple(reports),
-        folder=None if folder is None else str(folder),
-        wall_seconds=None if wall_seconds is None else round(wall_seconds, 2),
-        detail=detail,
-    )
-
-
-def from_run_result(result, is_hit: Callable[[object], bool]) -> Observation:
-    """``harness.repro.run.RunResult`` -> Observation (duck-typed: no import of the run driver)."""
-    v = result.verdict
-    return observation(
-        outcome=v.outcome,
-        title=v.title,
-        time_to_hit=v.time_to_hit,
-        reports=tuple(v.reports),
-        steps=tuple(result.steps),
-        wall_seconds=result.wall_seconds,
-        folder=result.folder,
-        is_hit=is_hit,
-        detail=v.detail,
-    )
+# --- one kernel ------------------------------------------------------------------------------
 
 
 class Side(Protocol):
-    """One kernel of the proof: each call runs the reproducer once more."""
+    """One kernel of the proof: each call runs the reproducer once more (a ``seconds``-long trial when given)."""
 
-    def run(self) -> Observation: ...
+    def run(self, seconds: float | None = None) -> Observation: ...
 
 
-class SessionSide:
-    """A Side over the run driver's session (``ReproSession(...)``, entered): one ``.run()`` a call."""
+class TrialSide:
+    """A Side over an entered ``harness.repro.trial.Trial``."""
 
-    def __init__(self, session, is_hit: Callable[[object], bool]):
-        self.session = session
-        self.is_hit = is_hit
+    def __init__(self, trial):
+        self.trial = trial
 
-    def run(self) -> Observation:
-        return from_run_result(self.session.run(), self.is_hit)
+    def run(self, seconds: float | None = None) -> Observation:
+        return self.trial.run(seconds)
 
 
 # --- what the proof is about --------------------------------------------------------------------
@@ -202,9 +112,12 @@ class Policy:
     base_share: float = 1 / 3  # share of max_runs and of the budget the base check may use
     interleave: int = 3  # patched runs per further base run
     max_failures: int = 3  # runs in a row on one kernel that did not run the reproducer
+    trial: str | float = "auto"  # trial length after the base check: chosen (auto), the full race, or seconds
 
     def __post_init__(self):
         ProveRule(self.confidence, self.fraction)  # validates both
+        if self.trial not in TRIAL_MODES and not (isinstance(self.trial, int | float) and self.trial > 0):
+            raise ValueError(f"the trial length must be auto, full or a number of seconds above 0, not {self.trial!r}")
         if self.max_runs < 2 or self.base_hits < 1 or self.interleave < 1 or self.max_failures < 1:
             raise ValueError("max_runs must be at least 2; base_hits, interleave and max_failures at least 1")
         if not 0 < self.base_share < 1:
@@ -257,6 +170,7 @@ class ProofInfo:
     policy: Policy = field(default_factory=Policy)
     started: str = ""
     context: dict = field(default_factory=dict)  # what the caller needs to rebuild the sides on resume (argv...)
+    race: float | None = None  # the spec's full race in seconds, where trials can be shorter (Spec.full_trial)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -273,6 +187,7 @@ class ProofInfo:
             policy=Policy(**data.get("policy", {})),
             started=data.get("started", ""),
             context=dict(data.get("context") or {}),
+            race=data.get("race"),
         )
 
 
@@ -293,9 +208,11 @@ class Tally:
     seconds: float = 0.0  # reproducer seconds, summed
     folders: list = field(default_factory=list)
     last: Observation | None = None
+    observations: list = field(default_factory=list)
 
     def add(self, obs: Observation) -> None:
         self.last = obs
+        self.observations.append(obs)
         if obs.folder:
             self.folders.append(obs.folder)
         if not obs.exposure:
@@ -332,12 +249,20 @@ class Decision:
 
 
 class Proof:
-    """The pure state machine: which kernel runs next, and whether the answer is settled."""
+    """The pure state machine: which kernel runs next, how long it races, and whether the answer is settled.
 
-    def __init__(self, policy: Policy):
+    ``full`` is the spec's full race in seconds where a trial can be shorter
+    (``ProofInfo.race``); None: every run races as the spec says, and the base
+    check's runs count in the rule (``--trial full`` does the same)."""
+
+    def __init__(self, policy: Policy, full: float | None = None):
         self.policy = policy
         self.rule = policy.rule
+        self.full = full
         self.tallies = {BASE: Tally(), PATCHED: Tally()}
+        self.check = Tally()  # the base check's runs while they only choose the trial length
+        self.check_runs: list[Observation] = []
+        self.choice: trials.Choice | None = None
         self.base_checked = False  # the base check is over
         self.base_after_check = 0  # base runs (that counted) since then
 
@@ -350,18 +275,73 @@ class Proof:
         return self.tallies[PATCHED]
 
     @property
-    def total(self) -> int:
-        return self.base.attempts + self.patched.attempts
+    def shortens(self) -> bool:
+        """Trials after the base check may race less than the full race (and the check does not count)."""
+        return self.full is not None and self.policy.trial != "full"
 
-    def add(self, side: str, obs: Observation) -> None:
+    @property
+    def checking(self) -> Tally:
+        """The tally the base check's runs go to."""
+        return self.check if self.shortens else self.base
+
+    @property
+    def trial(self) -> float | None:
+        """The seconds the next run races (None: the spec's full race)."""
+        if self.choice is None or self.choice.full:
+            return None
+        return self.choice.trial
+
+    @property
+    def total(self) -> int:
+        return self.base.attempts + self.patched.attempts + self.check.attempts
+
+    def add(self, side: str, obs: Observation) -> Tally:
+        """Count ``obs``; returns the tally it went to."""
+        if side == BASE and self.shortens and self.choice is None:
+            self.check.add(obs)
+            self.check_runs.append(obs)
+            if self.check.hits >= self.policy.base_hits:
+                self.base_checked = True
+            return self.check
         self.tallies[side].add(obs)
         if side == BASE and self.base_checked and obs.exposure:
             self.base_after_check += 1
         if not self.base_checked and self.base.hits >= self.policy.base_hits:
             self.base_checked = True
+        return self.tallies[side]
 
     def end_base_check(self) -> None:
         self.base_checked = True
+
+    @property
+    def needs_choice(self) -> bool:
+        return self.shortens and self.base_checked and self.choice is None
+
+    def choose(self) -> trials.Choice:
+        """The trial length from the base check (``Policy.trial``: auto, or the seconds given)."""
+        sample = trials.Sample.of(self.check_runs, self.full)
+        mode = self.policy.trial
+        if mode == "auto":
+            choice = trials.choose(self.rule, sample, self.policy.interleave)
+        else:
+            choice = trials.given(float(mode), sample, self.full)
+        self.set_choice(choice)
+        return choice
+
+    def set_choice(self, choice: trials.Choice) -> None:
+        self.choice = choice
+        if choice.full:  # full-length trials are the base check's own kind of run: those runs count
+            for obs in self.check_runs:
+                self.base.add(obs)
+            self.check = Tally()
+
+    @property
+    def racing(self) -> trials.Racing:
+        """The base's hits over its seconds of racing, the check included."""
+        total = trials.Racing()
+        for obs in (*self.check_runs, *self.base.observations):
+            total = total.add(obs)
+        return total
 
     def next_side(self) -> str:
         if not self.base_checked:
@@ -371,7 +351,7 @@ class Proof:
 
     def traded(self) -> list[str]:
         """Reports of the patched runs the base never showed."""
-        return [t for t in self.patched.others if t not in self.base.titles]
+        return [t for t in self.patched.others if t not in self.base.titles | self.check.titles]
 
     def settled(self) -> Decision | None:
         p = self.patched
@@ -379,13 +359,19 @@ class Proof:
             title = p.last.title if p.last and p.last.hit else None
             return Decision(ProofVerdict.NOT_FIXED, f"the patched kernel showed the expected outcome"
                             f"{f' ({title})' if title else ''} in its run {p.runs}")
-        if not self.base_checked or not self.rule.fixed(self.base.hits, self.base.runs, p.runs):
+        if not self.base_checked or self.needs_choice or not self.rule.fixed(self.base.hits, self.base.runs, p.runs):
             return None
         needed = self.rule.runs_needed(self.base.hits, self.base.runs)
+        what = f"{p.runs} patched {self.unit}s"
         if traded := self.traded():
-            return Decision(ProofVerdict.TRADED, f"no expected outcome in {p.runs} patched runs (the rule needs "
+            return Decision(ProofVerdict.TRADED, f"no expected outcome in {what} (the rule needs "
                             f"{needed}), but another report the base never showed: {'; '.join(traded)}")
-        return Decision(ProofVerdict.FIXED, f"no expected outcome in {p.runs} patched runs (the rule needs {needed})")
+        return Decision(ProofVerdict.FIXED, f"no expected outcome in {what} (the rule needs {needed})")
+
+    @property
+    def unit(self) -> str:
+        """What the rule counts: ``trial`` (of the chosen length) or ``run`` (the full race)."""
+        return "run" if self.trial is None else "trial"
 
     def more_runs(self) -> int | None:
         return self.rule.more_runs(self.base.hits, self.base.runs, self.patched.runs)
@@ -394,51 +380,33 @@ class Proof:
 # --- the log ------------------------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
-
-
 class ProofLog:
-    """``proof.jsonl``: the header, then one record a line (run, phase, verdict), fsync'd."""
+    """``proof.jsonl`` (a ``harness.results.journal.Journal``): the header, then one record a line
+    (run, phase, trial, verdict), fsync'd."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.path = self.folder / LOG_FILE
+        self.journal = Journal(self.path)
 
     @classmethod
     def create(cls, folder: Path, info: ProofInfo) -> ProofLog:
         log = cls(folder)
-        if log.path.exists() and log.path.stat().st_size:
+        if log.journal.exists():
             raise SpecError(f"{log.path} already holds a proof: resume it, or give another folder")
         log.folder.mkdir(parents=True, exist_ok=True)
         log.append({"type": "header", **info.to_dict()})
         return log
 
     def append(self, record: dict) -> None:
-        with open(self.path, "a+b") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell():
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":  # a line cut by a kill: end it, so that it stays one bad line
-                    fh.write(b"\n")
-            fh.write((json.dumps(record, default=str) + "\n").encode())
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.journal.append(record)
 
     def read(self) -> tuple[ProofInfo, list[dict]]:
         """The header and the records after it; lines cut by a crash are skipped."""
         try:
-            lines = self.path.read_text(errors="replace").splitlines()  # a kill may cut a character too
+            records = self.journal.read()
         except OSError as e:
             raise SpecError(f"no proof to resume in {self.folder}: {e.strerror}") from None
-        records = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
         if not records or records[0].get("type") != "header":
             raise SpecError(f"{self.path} does not start with a proof header: not a proof folder")
         try:
@@ -447,15 +415,18 @@ class ProofLog:
             raise SpecError(f"{self.path}: bad proof header ({e})") from None
 
 
-def replay(policy: Policy, records: Iterable[dict]) -> Proof:
-    """The state a log's records add up to."""
-    proof = Proof(policy)
+def replay(policy: Policy, records: Iterable[dict], full: float | None = None) -> Proof:
+    """The state a log's records add up to (``full``: the logged ``ProofInfo.race``)."""
+    proof = Proof(policy, full)
     for rec in records:
-        if rec.get("type") == "run" and rec.get("side") in SIDES:
+        kind = rec.get("type")
+        if kind == "run" and rec.get("side") in SIDES:
             proof.add(rec["side"], Observation.from_dict(rec))
-        elif rec.get("type") == "phase":
+        elif kind == "phase":
             proof.end_base_check()
-    for tally in proof.tallies.values():
+        elif kind == "trial" and proof.shortens:
+            proof.set_choice(trials.Choice.from_dict(rec, full))
+    for tally in (*proof.tallies.values(), proof.check):
         tally.streak = 0  # a resumed proof retries kernels that failed before
     return proof
 
@@ -467,7 +438,8 @@ class Prover:
     """Runs the sides until the proof settles or its limits end it.
 
     ``log`` None keeps nothing on disk (the simulation in the tests);
-    ``clock`` is seconds (``time.monotonic``), injected by tests.
+    ``clock`` is seconds (``time.monotonic``), injected by tests; ``full`` is
+    the spec's full race where trials may be shorter (see ``Proof``).
     """
 
     def __init__(
@@ -480,62 +452,93 @@ class Prover:
         log: ProofLog | None = None,
         clock: Callable[[], float] = time.monotonic,
         progress: Progress | None = None,
+        full: float | None = None,
+        records: list[dict] | None = None,  # the log a resume replayed (a ParallelProver takes its finished runs)
     ):
         self.sides = {BASE: base, PATCHED: patched}
         self.policy = policy
-        self.proof = proof or Proof(policy)
+        self.proof = proof or Proof(policy, full)
         self.log = log
         self.clock = clock
         self.progress = progress
 
-    def run(self) -> Decision:
+    def run(self, *, plan_only: bool = False) -> Decision | None:
+        """Run until the proof settles (its Decision); ``plan_only``: until the base check is over and the
+        trial length chosen (None, unless the base check itself settled it: BASE_CLEAN)."""
         start = self.clock()
         while True:
             decision = self.proof.settled() or self._limits(self.clock() - start)
+            if plan_only and decision is None and self.proof.base_checked and not self.proof.needs_choice:
+                return None
             if decision is not None:
                 if self.log:
-                    self.log.append({"type": "verdict", "at": _now(), "verdict": decision.verdict.value,
+                    self.log.append({"type": "verdict", "at": now(), "verdict": decision.verdict.value,
                                      "reason": decision.reason})
                 return decision
+            if self.proof.needs_choice:
+                self._choose()
+                continue
             side = self.proof.next_side()
-            obs = self.sides[side].run()
+            seconds = self.proof.trial
+            phase = CHECK if side == BASE and not self.proof.base_checked else TRIALS
+            obs = self._next(side, seconds)
             if self.log:  # on disk first: whatever happens next, this run is kept
-                self.log.append({"type": "run", "side": side, "at": _now(), **obs.to_dict()})
-            self.proof.add(side, obs)
-            self._report(side, obs)
-            self._check_failures(side)
+                self.log.append({"type": "run", "side": side, "phase": phase, "at": now(), **self._record(obs)})
+            tally = self.proof.add(side, obs)
+            self._report(side, obs, tally)
+            self._check_failures(side, tally)
+
+    def _record(self, obs: Observation) -> dict:
+        return obs.to_dict()
+
+    def _next(self, side: str, seconds: float | None) -> Observation:
+        """The side's next run (``ParallelProver``: the next one started, of several racing at once)."""
+        return self.sides[side].run() if seconds is None else self.sides[side].run(seconds)
+
+    def _choose(self) -> None:
+        choice = self.proof.choose()
+        if self.log:  # before the first trial: a resume races the same length
+            self.log.append({"type": "trial", "at": now(), **choice.to_dict()})
+        if self.progress:
+            self.progress(f"trial length: {choice.why}")
+            if choice.sample is not None and choice.sample.runs:
+                pol = self.policy
+                rows = trials.plan_rows(pol.confidence, pol.fraction, choice.sample, pol.interleave,
+                                        None if pol.trial == "auto" else choice.trial)
+                self.progress("the plan, from the base check:\n" + trials.plan_text(rows))
 
     def _limits(self, elapsed: float) -> Decision | None:
         p, proof = self.policy, self.proof
         budget = p.budget * 60 if p.budget else None
         if not proof.base_checked:
-            runs_used = proof.base.attempts >= math.ceil(p.base_share * p.max_runs)
+            check = proof.checking
+            runs_used = check.attempts >= math.ceil(p.base_share * p.max_runs)
             time_used = budget is not None and elapsed >= p.base_share * budget
             if runs_used or time_used:
-                if proof.base.hits == 0:
-                    n = proof.base.runs
+                if check.hits == 0:
+                    n = check.runs
                     bound = upper_bound(0, n, p.confidence) if n else 1.0
                     return Decision(ProofVerdict.BASE_CLEAN, f"the base never showed the expected outcome in {n} "
                                     f"runs (its rate is below {bound:.3f} with probability {p.confidence:g})")
                 proof.end_base_check()
                 if self.log:
-                    self.log.append({"type": "phase", "at": _now(), "phase": "interleave",
-                                     "reason": f"base check ended with {proof.base.hits} hits"})
+                    self.log.append({"type": "phase", "at": now(), "phase": "interleave",
+                                     "reason": f"base check ended with {check.hits} hits"})
         if proof.total >= p.max_runs:
             return Decision(ProofVerdict.INCONCLUSIVE, f"--max-runs {p.max_runs} reached")
         if budget is not None and elapsed >= budget:
             return Decision(ProofVerdict.INCONCLUSIVE, f"the budget of {p.budget:g} min ran out")
         return None
 
-    def _report(self, side: str, obs: Observation) -> None:
+    def _report(self, side: str, obs: Observation, t: Tally) -> None:
         if self.progress is None:
             return
-        t = self.proof.tallies[side]
         what = obs.outcome + (f": {obs.title}" if obs.title else "")
-        self.progress(f"{side} run {t.attempts}: {what} ({t.hits}/{t.runs} hits)")
+        name = "base check" if t is self.proof.check else side
+        unit = "run" if obs.trial is None else f"{obs.trial:g} s trial"
+        self.progress(f"{name} {unit} {t.attempts}: {what} ({t.hits}/{t.runs} hits)")
 
-    def _check_failures(self, side: str) -> None:
-        t = self.proof.tallies[side]
+    def _check_failures(self, side: str, t: Tally) -> None:
         if t.streak < self.policy.max_failures:
             return
         last = t.last
@@ -561,21 +564,50 @@ class ProofResult:
         return self.verdict.exit_code
 
 
+MakeProver = Callable[..., Prover]  # (policy, *, proof, log, clock, progress, full) -> a Prover over the sides
+
+
+def sequential(base: Side, patched: Side) -> MakeProver:
+    """One run at a time on these two sides (``harness.prove.parallel.side_by_side``: several at once)."""
+    return lambda policy, **kw: Prover(base, patched, policy, **kw)
+
+
 def prove(
-    base: Side,
-    patched: Side,
+    base: Side | None,
+    patched: Side | None,
     info: ProofInfo,
     folder: Path,
     *,
     clock: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    make: MakeProver | None = None,
 ) -> ProofResult:
-    """A new proof in ``folder`` (its ``proof.jsonl`` starts with ``info``)."""
-    info = info if info.started else replace(info, started=_now())
+    """A new proof in ``folder`` (its ``proof.jsonl`` starts with ``info``); ``make`` replaces the two sides
+    (runs side by side)."""
+    info = info if info.started else replace(info, started=now())
     log = ProofLog.create(Path(folder), info)
-    prover = Prover(base, patched, info.policy, log=log, clock=clock, progress=progress)
+    make = make or sequential(base, patched)
+    prover = make(info.policy, proof=None, log=log, clock=clock, progress=progress, full=info.race)
     decision = prover.run()
     return ProofResult(decision.verdict, decision.reason, info, prover.proof, Path(folder))
+
+
+def plan(base: Side, patched: Side, info: ProofInfo, folder: Path, *, progress: Progress | None = None,
+         clock: Callable[[], float] = time.monotonic) -> tuple[Proof, Decision | None]:
+    """A new proof in ``folder`` run through its base check only (``--plan``): the state, and the Decision
+    when the check settled it (BASE_CLEAN).  ``resume`` goes on from there."""
+    info = info if info.started else replace(info, started=now())
+    log = ProofLog.create(Path(folder), info)
+    prover = Prover(base, patched, info.policy, log=log, clock=clock, progress=progress, full=info.race)
+    return prover.proof, prover.run(plan_only=True)
+
+
+def no_change(info: ProofInfo, folder: Path, reason: str) -> ProofResult:
+    """A proof that ends before any run: the patched build's code is the base's (``harness.kernels.codediff``)."""
+    info = info if info.started else replace(info, started=now())
+    log = ProofLog.create(Path(folder), info)
+    log.append({"type": "verdict", "at": now(), "verdict": ProofVerdict.NO_CHANGE.value, "reason": reason})
+    return ProofResult(ProofVerdict.NO_CHANGE, reason, info, Proof(info.policy, info.race), Path(folder))
 
 
 def read_info(folder: Path) -> ProofInfo:
@@ -585,27 +617,30 @@ def read_info(folder: Path) -> ProofInfo:
 
 def resume(
     folder: Path,
-    base: Side,
-    patched: Side,
+    base: Side | None,
+    patched: Side | None,
     *,
     max_runs: int | None = None,
     budget: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    make: MakeProver | None = None,
 ) -> ProofResult:
     """Continue the proof logged in ``folder``; ``max_runs``/``budget`` replace the logged limits.
 
-    The confidence and the fraction stay as logged: changing them after
-    seeing runs would spoil the statement.
+    The confidence, the fraction and the trial length stay as logged: changing
+    them after seeing runs would spoil the statement.
     """
     log = ProofLog(Path(folder))
     info, records = log.read()
     changes = {k: v for k, v in (("max_runs", max_runs), ("budget", budget)) if v is not None}
     if changes:
         info = replace(info, policy=replace(info.policy, **changes))
-    log.append({"type": "resume", "at": _now(), **changes})
-    proof = replay(info.policy, records)
-    decision = Prover(base, patched, info.policy, proof=proof, log=log, clock=clock, progress=progress).run()
+    log.append({"type": "resume", "at": now(), **changes})
+    proof = replay(info.policy, records, info.race)
+    make = make or sequential(base, patched)
+    prover = make(info.policy, proof=proof, log=log, clock=clock, progress=progress, full=info.race, records=records)
+    decision = prover.run()
     return ProofResult(decision.verdict, decision.reason, info, proof, Path(folder))
 
 
@@ -616,138 +651,5 @@ def load(folder: Path) -> ProofResult | None:
     if not ends:
         return None
     last = records[ends[-1]]
-    proof = replay(info.policy, records[: ends[-1]])
+    proof = replay(info.policy, records[: ends[-1]], info.race)
     return ProofResult(ProofVerdict(last["verdict"]), last.get("reason", ""), info, proof, Path(folder))
-
-
-# --- output: pure functions of a ProofResult ----------------------------------------------------------
-
-
-def fraction_text(fraction: float) -> str:
-    """0.1 -> "1/10"; 0.3 -> "0.3"."""
-    inv = round(1 / fraction)
-    return f"1/{inv}" if inv > 1 and abs(1 / fraction - inv) < 1e-6 else f"{fraction:g}"
-
-
-def _rate(t: Tally) -> str:
-    if not t.runs:
-        return "-"
-    lo, hi = clopper_pearson(t.hits, t.runs, 0.95)
-    return f"{t.hits / t.runs:.2f} [{lo:.2f}, {hi:.2f}]"
-
-
-def _others(t: Tally) -> str:
-    return "; ".join(f"{title} (x{n})" for title, n in t.others.most_common()) or "-"
-
-
-def table(result: ProofResult) -> str:
-    """Kernel, runs, hits, rate with its 95% Clopper-Pearson interval, median time-to-hit, other reports."""
-    rows = [("", "kernel", "runs", "hits", "rate [95% CI]", "median time-to-hit", "other reports")]
-    for side, kernel in ((BASE, result.info.base), (PATCHED, result.info.patched)):
-        t = result.proof.tallies[side]
-        tth = t.median_time_to_hit
-        rows.append((
-            side,
-            kernel.name,
-            f"{t.runs}" + (f" (+{t.failed} failed)" if t.failed else ""),
-            str(t.hits),
-            _rate(t),
-            "-" if tth is None else f"{tth:.2f} s",
-            _others(t),
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def statement(result: ProofResult, *, ascii: bool = False) -> str:
-    """The answer in words, with the figures it rests on."""
-    ge = ">=" if ascii else "≥"
-    pol, rule = result.info.policy, result.info.policy.rule
-    b, p = result.proof.base, result.proof.patched
-    conf = f"{pol.confidence:g}"
-    if result.verdict is ProofVerdict.NOT_FIXED:
-        return (f"The patched kernel still fails: the expected outcome showed in {p.hits} of {p.runs} patched "
-                f"runs, against {b.hits} of {b.runs} base runs.")
-    if result.verdict is ProofVerdict.BASE_CLEAN:
-        bound = upper_bound(0, b.runs, pol.confidence) if b.runs else 1.0
-        return (f"Nothing to prove on this base: it never showed the expected outcome in {b.runs} runs "
-                f"(its rate is below {bound:.3f} with probability {conf}).")
-    floor = rule.base_floor(b.hits, b.runs)
-    basis = (f"(base: {b.hits} hits in {b.runs} runs, its rate {ge} {floor:.3f} with probability "
-             f"{1 - rule.alpha_base:g})")
-    claim = (f"Had the patched kernel still failed at {ge} {fraction_text(pol.fraction)} of the base rate, "
-             f"{p.runs} clean runs would have shown it with probability {ge} {conf} {basis}.")
-    if result.verdict is ProofVerdict.FIXED:
-        return claim
-    if result.verdict is ProofVerdict.TRADED:
-        return f"The expected outcome is gone, traded for another report: {'; '.join(result.proof.traded())}. {claim}"
-    more = result.proof.more_runs()
-    if more is None:
-        return f"Not settled ({result.reason}): the base has not shown the expected outcome yet."
-    return (f"Not settled ({result.reason}): {p.runs} clean patched runs so far; about {more} more clean runs "
-            f"would settle it at the base's current bound {basis}.")
-
-
-def _kernel_line(k: KernelInfo) -> str:
-    return k.name + (f", Linux {k.version}" if k.version else "") + (f" ({k.source})" if k.source else "")
-
-
-def mail_block(result: ProofResult) -> str:
-    """Plain text to paste into a mailing-list reply: what was run, on what, and the answer (no tags)."""
-    info, pol = result.info, result.info.policy
-    b, p = result.proof.base, result.proof.patched
-    lines = [f"Reproducer: {info.reproducer} (kernel-repro-harness: harness prove)", f"Base:       {_kernel_line(info.base)}"]
-    if info.patches:
-        lines.append("Patched:    the base with")
-        for patch in info.patches:
-            lines.append(f"              {'revert of ' if patch.revert else ''}{patch.subject}")
-            lines.append(f"                sha256 {patch.sha256}")
-    else:
-        lines.append(f"Patched:    {_kernel_line(info.patched)}")
-    lines += [
-        f"Runs:       base {b.runs} runs, {b.hits} hits; patched {p.runs} runs, {p.hits} hits",
-        f"Result:     {result.verdict.value} (confidence {pol.confidence:g}, fraction {fraction_text(pol.fraction)})",
-        "",
-        *textwrap.wrap(statement(result, ascii=True), 72),
-    ]
-    return "\n".join(lines)
-
-
-def _side_json(t: Tally, kernel: KernelInfo) -> dict:
-    lo, hi = clopper_pearson(t.hits, t.runs, 0.95) if t.runs else (0.0, 1.0)
-    return {
-        "kernel": asdict(kernel),
-        "runs": t.runs,
-        "hits": t.hits,
-        "failed": t.failed,
-        "rate": round(t.hits / t.runs, 4) if t.runs else None,
-        "ci95": [round(lo, 4), round(hi, 4)],
-        "median_time_to_hit": t.median_time_to_hit,
-        "reproducer_seconds": round(t.seconds, 2),
-        "other_reports": dict(t.others),
-        "folders": list(t.folders),
-    }
-
-
-def to_json(result: ProofResult) -> dict:
-    """One object: verdict, confidence, base/patched runs and hits, the statement, and the rest."""
-    info, proof, rule = result.info, result.proof, result.info.policy.rule
-    settled_runs = result.verdict in (ProofVerdict.FIXED, ProofVerdict.TRADED, ProofVerdict.INCONCLUSIVE)
-    achieved = rule.achieved(proof.base.hits, proof.base.runs, proof.patched.runs) if settled_runs else None
-    return {
-        "verdict": result.verdict.value,
-        "reason": result.reason,
-        "confidence": info.policy.confidence,
-        "fraction": info.policy.fraction,
-        "achieved_confidence": None if achieved is None else round(achieved, 4),
-        "base": _side_json(proof.base, info.base),
-        "patched": _side_json(proof.patched, info.patched),
-        "statement": statement(result),
-        "more_runs": proof.more_runs() if result.verdict is ProofVerdict.INCONCLUSIVE else None,
-        "traded": proof.traded() if result.verdict is ProofVerdict.TRADED else [],
-        "reproducer": info.reproducer,
-        "patches": [asdict(p) for p in info.patches],
-        "policy": asdict(info.policy),
-        "folder": None if result.folder is None else str(result.folder),
-        "exit_code": int(result.exit_code),
-    }
