@@ -64,7 +64,10 @@ def cmd_matrix_run(args: argparse.Namespace) -> int:
 def _spec_arg(spec: str | None) -> str:
     """The matrix file as a CI job's checkout names it (relative to the project when it is inside)."""
     path = Path(spec or DEFAULT_SPEC).resolve()
-    return os.path.relpath(path, PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else str(path)
+    for root in (PROJECT_ROOT, Path.cwd()):  # the checkout, else where the export runs (a job's checkout too)
+        if path.is_relative_to(root):
+            return os.path.relpath(path, root)
+    return str(path)
 
 
 def export_plan(matrix: Matrix, spec: str, history: History | None) -> Plan:

@@ -96,7 +96,7 @@ class Plan:
         lines = [f"pipeline of {self.spec} ({self.name}): {len(self.kernels)} kernel jobs, "
                  f"{len(self.cells)} cell jobs for {self.cell_count} cells, 1 merge job"]
         lines.append(f"  kernels: {plural(len(builds), 'build')}, {plural(len(fetches), 'Debian fetch')}, each once, handed to the "
-                     "cells as artifacts" + (f" ({uses} cell kernels from {len(builds)} builds)" if builds else ""))
+                     "cells as artifacts" + (f" ({plural(uses, 'cell kernel')} from {plural(len(builds), 'build')})" if builds else ""))
         for k in self.kernels:
             what = f"recipe {k.recipe}" if k.recipe else "Debian image"
             lines.append(f"    {k.verb:<5} {k.name}  ({what}) -> {len(k.cells)} cell(s)  [{k.job}]")
