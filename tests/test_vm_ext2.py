@@ -17,7 +17,7 @@ import pytest
 from harness.guest.accel import choose_accel
 from harness.options import Accel, RunOptions
 from harness.repro import spec as specs
-from harness.repro.run import build_variant, run_repro
+from harness.repro.run import run_repro
 from harness.repro.spec import VariantSpec
 from harness.verdict import Outcome
 
@@ -31,7 +31,7 @@ def _accel(kernel) -> str:
 
 
 def _run(spec, variant: VariantSpec, tmp_path: Path):
-    kernel = build_variant(variant)
+    kernel = variant.recipe().build()
     summary = run_repro(spec, kernel, RunOptions(runs=1, cmdline=variant.cmdline, results=tmp_path), accel=Accel(_accel(kernel)))
     (run,) = summary.runs
     guest_log = (run.folder / "guest.log").read_text(errors="replace")

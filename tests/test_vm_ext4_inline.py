@@ -98,7 +98,7 @@ def test_debug_build_still_reproduces_and_says_kasan(vm, tmp_path):
     from harness.repro import run as runner
 
     spec = specs.load("ext4_inline/debug")
-    kernel = runner.build_variant(spec.variant("debug"))
+    kernel = spec.variant("debug").recipe().build()
     assert kernel.config_value("KASAN") == "y" and kernel.config_value("PROVE_LOCKING") == "y"
     accel, why = choose_accel("auto", kernel)
     summary = runner.run_repro(spec, kernel, RunOptions(runs=1, results=tmp_path), accel=Accel(accel, why))
@@ -116,7 +116,7 @@ def test_convert_at_mmap_trades_the_bug_for_lockdep(vm, tmp_path):
     from harness.repro import run as runner
 
     spec = specs.load("ext4_inline/debug")
-    kernel = runner.build_variant(spec.variant("debug-mmap-convert"))
+    kernel = spec.variant("debug-mmap-convert").recipe().build()
     accel, why = choose_accel("auto", kernel)
     summary = runner.run_repro(spec, kernel, RunOptions(runs=1, results=tmp_path), accel=Accel(accel, why))
     (run,) = summary.runs

@@ -24,8 +24,8 @@ from harness.kernels import artifact
 from harness.kernels import build as kbuild
 from harness.kernels import cache as kcache
 from harness.kernels import patches as patchlib
+from harness.kernels.recipe import patched_name
 from harness.repro import spec as specs
-from harness.repro.run import variant_build
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -45,7 +45,7 @@ def _variants(args: argparse.Namespace) -> list[kbuild.Variant]:
     if not spec.variants:
         raise SpecError(f"reproducer {spec.name} has no source-built variants (it runs on {spec.kernel})")
     chosen = [spec.variant(v) for v in args.variant] if args.variant else list(spec.variants)
-    return [variant_build(v) for v in chosen]
+    return [v.build for v in chosen]
 
 
 def _source_variant(args: argparse.Namespace) -> kbuild.Variant:
@@ -53,7 +53,7 @@ def _source_variant(args: argparse.Namespace) -> kbuild.Variant:
     if args.name is not None and not NAME_RE.match(args.name):
         raise SpecError(f"--name {args.name!r}: use letters, digits and . _ + - (it becomes {args.spec}/NAME)")
     ops = tuple(op for arg in args.patch for op in patchlib.load_patches(arg))
-    name = args.name or ("patched-" + patchlib.digest(ops)[:8] if ops else "default")
+    name = args.name or (patched_name("default", ops) if ops else "default")
     return kbuild.Variant(args.spec, name, ops, tuple(args.fragment) or kbuild.DEFAULT_FRAGMENTS)
 
 

@@ -26,7 +26,6 @@ from harness.kernels import artifact
 from harness.kernels.build import Variant
 from harness.matrix.shards import Shard
 from harness.matrix.spec import Cell, Matrix
-from harness.repro.run import variant_build
 from harness.repro.spec import Spec
 
 KERNELS_DIR = "kernels"  # where a cell job finds its kernels' artifacts
@@ -121,7 +120,7 @@ def _wanted(cell: Cell, spec: Spec) -> list[tuple[str, Variant | None, tuple[str
     if cell.prove:  # its base and patched recipes come with the proof's redesign; until then they build here
         return "a proof cell builds its base and patched kernels in its own job"
     if cell.variant:
-        return [(cell.kernel_id, variant_build(spec.variant(cell.variant)), (cell.repro, "--variant", cell.variant))]
+        return [(cell.kernel_id, spec.variant(cell.variant).build, (cell.repro, "--variant", cell.variant))]
     kind, rest = kernels.split_name(cell.kernel)
     if kind == "debian":
         return [(cell.kernel, None, ())]

@@ -37,7 +37,7 @@ from harness.matrix.spec import Available, Cell, Matrix, load_matrix
 from harness.options import Accel, RunOptions
 from harness.paths import results_dir
 from harness.prove.record import ProofKernel
-from harness.repro.run import RunResult, build_error, build_variant, run_repro
+from harness.repro.run import RunResult, build_error, run_repro
 from harness.repro.spec import Spec
 from harness.results import new_run_folder, write_json
 from harness.results.db import CellResult, History, MatrixIndex, db_path
@@ -60,7 +60,7 @@ def resolve_kernel(cell: Cell, spec: Spec, *, progress: Progress | None = None, 
         base, patched_recipe, _ = entry_recipes(cell.prove, spec)
         return (patched_recipe if patched else base).build(progress=progress)
     if cell.variant:
-        return build_variant(spec.variant(cell.variant), progress=progress)
+        return spec.variant(cell.variant).recipe().build(progress=progress)
     return kernels.resolve(cell.kernel, progress=progress)
 
 

@@ -27,12 +27,10 @@ from harness.guest.backends import choose as choose_backend
 from harness.guest.machine import Backend, GuestRun, unfit_reason
 from harness.guest.protocol import GuestOutput, StepResult
 from harness.kernels import Kernel
-from harness.kernels.build import Variant, build
-from harness.kernels.patches import PatchOp
 from harness.options import Accel, RunOptions
 from harness.repro import faults, kinds
 from harness.repro.kind import Context, RunKind, Staged
-from harness.repro.spec import ExpectKind, Spec, VariantSpec
+from harness.repro.spec import ExpectKind, Spec
 from harness.repro.watchdog import StepWatchdog
 from harness.results import new_run_folder, write_json
 from harness.verdict import Evidence, Outcome, Verdict, judge
@@ -329,21 +327,6 @@ def run_repro(spec: Spec, kernel: Kernel, options: RunOptions, *, accel: Accel, 
 
 
 # --- source-built variants ---------------------------------------------------------------
-
-
-def variant_build(variant: VariantSpec):
-    """The build recipe (``harness.kernels.build.Variant``) of one of a spec's variants."""
-    return Variant(
-        source=variant.source,
-        name=variant.name,
-        patches=tuple(PatchOp(p, rev) for p, rev in variant.patches),
-        fragments=variant.kconfig,
-    )
-
-
-def build_variant(variant: VariantSpec, *, progress: Progress | None = None) -> Kernel:
-    """Build (or find in the cache) the kernel of one of a spec's variants."""
-    return build(variant_build(variant), progress=progress)
 
 
 def build_error(spec: Spec, kernel_name: str, exc: KernelError, results_root: Path | None = None) -> Summary:

@@ -30,7 +30,7 @@ from harness.kernels import build as kbuild
 from harness.options import Accel, RunOptions
 from harness.paths import PROJECT_ROOT, cache_dir, oops_corpus_dir
 from harness.repro import spec as specs
-from harness.repro.run import build_variant, run_repro
+from harness.repro.run import run_repro
 from tools.bench import builds
 from tools.bench.parser import corpus_throughput
 
@@ -261,7 +261,7 @@ def fast_path_figures(runs: int = 10) -> list[tuple[str, float, str]]:
     """ext2_iomap_blkseq on its ext2-iomap variant (a source-built kernel), ``runs`` runs, vng vs the default;
     one ext4_inline run on Debian's 6.1, vng vs the default."""
     spec = specs.load("ext2_iomap_blkseq")
-    ext2 = build_variant(spec.variant("ext2-iomap"))
+    ext2 = spec.variant("ext2-iomap").recipe().build()
     rows: list[tuple[str, float, str]] = []
     with tempfile.TemporaryDirectory(prefix="harness-bench-fast-") as tmp:
         options = spec.variant("ext2-iomap").cmdline
