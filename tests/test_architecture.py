@@ -92,7 +92,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("5 drivers", (
         "harness.prove.*", "harness.matrix.*", "harness.bisect.*", "harness.repro.scaffold",
     )),
-    ("6 entry points", ("harness.cli.*", "harness.__main__", "harness.bisect.__main__")),
+    # harness.mcpserver: `harness mcp`'s server, an entry point for agents (it runs the CLI as a subprocess)
+    ("6 entry points", ("harness.cli.*", "harness.__main__", "harness.bisect.__main__", "harness.mcpserver")),
     # outside the product (tools/, not in the wheel): bench and chaos drive the harness from outside (timings;
     # faults injected into whole commands), so nothing in harness/ may import them
     ("7 test tools", ("tools.*",)),

@@ -24,12 +24,12 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from harness.cli import bisect, fstests, kernel, matrix, misc, new, prove, repro, results
+from harness.cli import bisect, fstests, kernel, matrix, mcp, misc, new, prove, repro, results
 from harness.cli.options import Parser
 from harness.errors import ExitCode, HarnessError
 from harness.matrix.pool import sigterm_as_interrupt
 
-COMMANDS: tuple[ModuleType, ...] = (repro, prove, new, fstests, misc, kernel, matrix, results, bisect)
+COMMANDS: tuple[ModuleType, ...] = (repro, prove, new, fstests, misc, kernel, matrix, results, bisect, mcp)
 
 
 def build_parser(prog: str = "harness", commands: Sequence[ModuleType] = COMMANDS) -> argparse.ArgumentParser:
