@@ -28,18 +28,56 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        return _report_run_folder(args, path)
     try:
         text = path.read_bytes()
     except OSError as exc:
         args.usage_error(f"{path}: cannot read: {exc.strerror} (give the path of a console log)")  # exit 2
     reports = report.parse(text)
+    symbolized = None
+    if reports and args.kernel:
+        symbolized = _symbolized(reports[0].text, text.decode("utf-8", "replace"), args)
     if args.json:
-        print(json.dumps(report.summary(reports)))
+        data = report.summary(reports)
+        if symbolized is not None:
+            data |= {"symbolized": symbolized.text, "symbols_note": symbolized.note}
+        print(json.dumps(data))
     elif not reports:
         print("no crash")
     else:
         first = reports[0]
         print(f"{first.title}\t{first.type}{'  (corrupted)' if first.corrupted else ''}")
+        if symbolized is not None:
+            print(symbolized.for_file(), end="")
+    return ExitCode.OK
+
+
+def _symbolized(report_text: str, console: str, args: argparse.Namespace) -> report.Symbolized:
+    """The report with file:line from ``--kernel``'s debug info (fetched now if need be), or bare and why."""
+    if args.no_symbols:
+        return report.Symbolized(report_text, "--no-symbols")
+    kernel = kernels.resolve(args.kernel, progress=progress)
+    if why := report.kernel_mismatch(console, kernel):
+        return report.Symbolized(report_text, why)
+    return report.symbolize_kernel(report_text, kernel, fetch=True, progress=progress)
+
+
+def _report_run_folder(args: argparse.Namespace, folder: Path) -> int:
+    """``harness report RUN-FOLDER``: every run's report.txt symbolized (debug info fetched now)."""
+    result = folder / "result.json"
+    runs = sorted(p.parent for p in folder.glob("run-*/report.txt"))
+    if not result.is_file() or not runs:
+        args.usage_error(f"{folder}: no result.json and run-*/report.txt (give a run folder of `harness repro`)")
+    name = args.kernel or json.loads(result.read_text())["kernel"]["name"]
+    for run in runs:
+        bare = (run / "report.txt").read_text()
+        bare = bare[:bare.rfind("(symbols: ")] if bare.rstrip().endswith(")") and "(symbols: " in bare else bare
+        console = (run / "console.log").read_text(errors="replace") if (run / "console.log").exists() else ""
+        args.kernel = name
+        done = _symbolized(bare, console, args)
+        (run / "report.txt").write_text(done.for_file())
+        print(f"{run / 'report.txt'}{': ' + done.note if done.note else ''}")
     return ExitCode.OK
 
 
@@ -70,9 +108,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=cmd_kernels)
 
-    rep = sub.add_parser("report", help="parse a console log: first crash title and type")
-    rep.add_argument("file")
+    rep = sub.add_parser("report", help="parse a console log: first crash title and type (with --kernel, the "
+                         "report symbolized); a run folder: its report.txt files symbolized")
+    rep.add_argument("file", help="a console log, or a run folder of `harness repro`")
     rep.add_argument("--json", action="store_true")
+    rep.add_argument("--kernel", metavar="NAME", help="the kernel that printed the log (debian:6.1.0-57, a build): "
+                     "its debug info (a Debian image's -dbg package, fetched once) gives frames file:line")
+    rep.add_argument("--no-symbols", action="store_true", help="print the report bare")
     rep.set_defaults(func=cmd_report, usage_error=rep.error)
 
     s = sub.add_parser("setup", help="install missing host packages (apt, as root)")

@@ -18,10 +18,14 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
 from filelock import FileLock
 
 import harness.kernels.integrity as integrity
@@ -205,3 +209,119 @@ def _damaged(dest: Path) -> str | None:
 
 
 SOURCES.add("debian", DebianImage())
+
+
+# --- debug info: linux-image-*-dbg -------------------------------------------------------------
+
+DEBUG_ROOT = "usr/lib/debug"
+
+
+@dataclass(frozen=True)
+class DebugFiles:
+    """What a -dbg package gave for a report: vmlinux and modules with DWARF, or why not."""
+
+    vmlinux: Path | None = None
+    modules: dict[str, Path] = field(default_factory=dict)  # module name as the console prints it -> .ko
+    note: str = ""  # why some or all are missing (a build ID that differs, no -dbg in apt, not fetched yet)
+
+
+def module_files(kernel: Kernel, names: list[str]) -> dict[str, Path]:
+    """The image package's .ko of each module name (``ext4``, ``nf_tables``: - and _ alike)."""
+    tree = Path(kernel.root or "/nonexistent") / "lib" / "modules" / kernel.release
+    want = {n.replace("-", "_"): n for n in names}
+    found: dict[str, Path] = {}
+    if tree.is_dir() and want:
+        for path in tree.rglob("*.ko"):
+            name = want.get(path.name.removesuffix(".ko").replace("-", "_"))
+            if name is not None:
+                found[name] = path
+    return found
+
+
+def debug_files(kernel: Kernel, modules: list[str], *, fetch: bool, progress=None) -> DebugFiles:
+    """vmlinux and the ``modules`` with debug info from the kernel's -dbg package, cached in its
+    folder (``dbg/``: the .deb and only the members reports needed).  ``fetch``: download the
+    package if it is not cached yet (else say so).  Each file's build ID is checked against the
+    booted image's; one that differs is left out, said in ``note``."""
+    if kernel.kind != "debian" or kernel.root is None:
+        return DebugFiles(note=f"{kernel.name} is no Debian image")
+    package = package_for(kernel.name.removeprefix("debian:")) + "-dbg"
+    dest = Path(kernel.root) / "dbg"
+    shipped = module_files(kernel, modules)
+    members = {"vmlinux": f"{DEBUG_ROOT}/boot/vmlinux-{kernel.release}"}
+    members |= {name: f"{DEBUG_ROOT}/{path.relative_to(kernel.root)}" for name, path in shipped.items()}
+    dest.mkdir(exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        missing = [m for m in members.values() if not (dest / m).is_file()]
+        if missing and not fetch:
+            return DebugFiles(note=f"no debug info cached for {kernel.name}: `harness report RUN-FOLDER` fetches {package}")
+        if missing:
+            try:
+                _extract(_debug_deb(package, dest, progress), missing, dest, progress)
+            except KernelError as exc:
+                return DebugFiles(note=f"no debug info: {exc}")
+    return _checked(kernel, {n: dest / m for n, m in members.items() if (dest / m).is_file()}, shipped)
+
+
+def _debug_deb(package: str, dest: Path, progress) -> Path:
+    """The -dbg .deb, downloaded into ``dest`` once (kept: a later report may need other modules)."""
+    if debs := sorted(dest.glob(f"{package}_*.deb")):
+        return debs[-1]
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
+        deb = apt_download(package, Path(tmp), progress)
+        return deb.rename(dest / deb.name)
+
+
+def _extract(deb: Path, members: list[str], dest: Path, progress) -> None:
+    """Only ``members`` of the .deb's data, with dpkg-deb --fsys-tarfile | tar -x; tar stops
+    reading once it has them all (--occurrence), so the rest of the archive is not unpacked."""
+    if progress:
+        progress(f"extracting {', '.join(Path(m).name for m in members)} from {deb.name}")
+    feed = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        done = proc.run(["tar", "-x", "--occurrence=1", "-C", dest, *(f"./{m}" for m in members)],
+                        stdin=feed.stdout, check=False, capture=True)
+    finally:
+        feed.stdout.close()  # dpkg-deb gets SIGPIPE once tar has what it wants
+        feed.kill()
+        feed.wait()
+    if not done.ok and not all((dest / m).is_file() for m in members):
+        lines = done.output.strip().splitlines()
+        raise KernelError(f"{deb.name} lacks {lines[-1] if lines else 'some files'}")
+
+
+def build_id(path: Path) -> str | None:
+    """The NT_GNU_BUILD_ID of an ELF file (what `readelf -n` shows), hex; None if it has none."""
+    try:
+        with open(path, "rb") as f:
+            for section in ELFFile(f).iter_sections():
+                if isinstance(section, NoteSection):
+                    for note in section.iter_notes():
+                        if note["n_type"] == "NT_GNU_BUILD_ID":
+                            return note["n_desc"]
+    except (OSError, ELFError):
+        return None
+    return None
+
+
+def _checked(kernel: Kernel, debug: dict[str, Path], shipped: dict[str, Path]) -> DebugFiles:
+    """Keep the debug files whose build ID is the booted one's; say which differ."""
+    booted = dict(shipped)
+    image_elf = kernel.boot_image or pvh_path_of(kernel)
+    if image_elf is not None and image_elf.is_file():
+        booted["vmlinux"] = image_elf
+    kept: dict[str, Path] = {}
+    differ = []
+    for name, path in debug.items():
+        mine, theirs = build_id(path), build_id(booted[name]) if name in booted else None
+        if theirs is not None and mine != theirs:
+            differ.append(f"{name} ({theirs[:12]} booted, {(mine or 'none')[:12]} in -dbg)")
+        else:
+            kept[name] = path
+    note = f"build IDs differ: {', '.join(differ)}: those frames left bare" if differ else ""
+    return DebugFiles(vmlinux=kept.pop("vmlinux", None), modules=kept, note=note)
+
+
+def pvh_path_of(kernel: Kernel) -> Path | None:
+    return pvh.pvh_path(kernel.image) if kernel.image else None

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from harness.report.parser import Report, parse, symbolize
+from harness.report.symbolize import Symbolized, kernel_mismatch, symbolize_kernel
 
-__all__ = ["Report", "parse", "summary", "symbolize"]
+__all__ = ["Report", "Symbolized", "kernel_mismatch", "parse", "summary", "symbolize", "symbolize_kernel"]
 
 
 def summary(reports: list[Report]) -> dict:
