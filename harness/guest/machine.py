@@ -25,6 +25,8 @@ picks one for ``auto``.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,35 @@ from harness.errors import GuestError, UnknownName
 from harness.guest.protocol import GuestPlan, session_line
 from harness.kernels import Kernel
 from harness.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# The one switch for guests prepared ahead, whatever the backend: how many guests get ready for the runs to
+# come while a run runs (vng-ssh boots that many once a run has needed a reboot; snapshot restores the next
+# run's guest, at most one); 0: none, each guest is made when its run starts.
+AHEAD = "HARNESS_AHEAD"
+MAX_AHEAD = 4
+_WARNED: set[str] = set()
+
+
+def guests_ahead(default: int, *, old: str | None = None) -> int:
+    """``$HARNESS_AHEAD``, else a backend's former switch ``$old`` (deprecated, said once), else ``default``."""
+    name = AHEAD if AHEAD in os.environ else old if old and old in os.environ else None
+    if name is None:
+        return default
+    text = os.environ[name].strip()
+    if not (text.isdigit() and int(text) <= MAX_AHEAD):
+        raise GuestError(f"${name}={text!r}: the number of guests prepared ahead, 0 to {MAX_AHEAD}")
+    if name == old:
+        deprecated(f"${old} is the old spelling of ${AHEAD} (set {AHEAD}={text})")
+    return int(text)
+
+
+def deprecated(note: str) -> None:
+    """A spelling kept working: said once per process."""
+    if note not in _WARNED:
+        _WARNED.add(note)
+        log.warning("deprecated: %s", note)
 
 
 @dataclass(frozen=True)
@@ -163,6 +194,10 @@ class Backend:
         self.folder: Path | None = None
         self.progress = None
         self.remaining: int | None = None  # runs still to come, this one included (None: unknown)
+        # the one name for "this guest must be replaced": why the last run's guest may not take another run
+        # (set by replace; None: fit).  vng-ssh reboots and clears it, snapshot restores (every run anyway)
+        # and clears it, ssh: cannot reboot and keeps it; one boot per run: nothing to do with it.
+        self.unfit: str | None = None
 
     @classmethod
     def parse(cls, arg: str) -> Backend:
@@ -185,7 +220,8 @@ class Backend:
         raise NotImplementedError
 
     def replace(self, reason: str) -> None:
-        """The driver decided that the guest of the last run may not take another (one boot per run: nothing to do)."""
+        """The driver decided that the guest of the last run may not take another: ``unfit`` says why."""
+        self.unfit = reason
 
     def ran(self) -> None:
         if self.remaining is not None:

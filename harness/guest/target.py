@@ -193,7 +193,6 @@ class SshTarget(Backend):
         self.disk = disk
         self.name = f"ssh:{target.name}"
         self.conn: Connection | None = None
-        self.tainted: str | None = None  # set once a run left the kernel unfit
         self.release = ""  # the target's `uname -r`: the kernel the runs really ran on
         self._disk_checked = False
 
@@ -221,8 +220,8 @@ class SshTarget(Backend):
 
     def replace(self, reason: str) -> None:
         """A machine this backend cannot reboot: the later runs say they ran on an unfit kernel."""
-        if not self.tainted:
-            self.tainted = reason
+        if not self.unfit:  # kept: this machine is never replaced
+            super().replace(reason)
             self.event(f"the last run left the kernel unfit ({reason}); this backend cannot reboot {self.target.host}")
 
     def _connect(self) -> Connection:
@@ -285,9 +284,9 @@ echo "$dev"
                 self.release = conn.check("uname -r", what="uname", timeout=60).strip()
             info: dict = {"backend": self.name, "host": t.host, "device": self.disk or "loop",
                           "kernel_release": self.release}
-            if self.tainted:
-                info["kernel_unfit_before"] = self.tainted
-                self.event(f"{req.run_dir.name} runs on a kernel an earlier run left unfit: {self.tainted}", out)
+            if self.unfit:
+                info["kernel_unfit_before"] = self.unfit
+                self.event(f"{req.run_dir.name} runs on a kernel an earlier run left unfit: {self.unfit}", out)
             self.event(f"{req.run_dir.name} on {t.user}@{t.host} ({self.disk or 'loop image in ' + str(t.loop_dir)})",
                        out)
             run = run_over(req, conn, Connected(conn), DmesgConsole(self._prefix), self._staging(req),

@@ -26,8 +26,9 @@ Boots are lean: vng runs inside a private mount namespace in which udevd and
 systemd-tmpfiles are not executable (``lean_prefix``), so virtme-ng-init skips
 them (11 of 18 s of a TCG boot; the SSH guest needs neither), and the boot
 script starts four programs.  Once a run of the session has needed a reboot,
-``vng-ssh:N`` keeps N guests (default 2) booting ahead for the runs still to
-come; a crash then costs the wait for a guest that is (nearly) up.
+``$HARNESS_AHEAD=N`` (the switch every backend honours; ``vng-ssh:N``, the old
+spelling, still sets it) keeps N guests (default 2) booting ahead for the runs
+still to come; a crash then costs the wait for a guest that is (nearly) up.
 
 Each run's result.json gains a "guest" record (boot number, whether this run
 booted it and why the previous guest was dropped, taint before/after, probe)
@@ -50,7 +51,18 @@ from pathlib import Path
 from harness import proc
 from harness.errors import GuestError, HarnessError
 from harness.guest.background import Background
-from harness.guest.machine import BACKENDS, Backend, GuestRequest, GuestRun, new_taint, taint_letters
+from harness.guest.machine import (
+    AHEAD,
+    BACKENDS,
+    MAX_AHEAD,
+    Backend,
+    GuestRequest,
+    GuestRun,
+    deprecated,
+    guests_ahead,
+    new_taint,
+    taint_letters,
+)
 from harness.guest.protocol import MARK, SSH_FAILED, SSH_READY, LoopImage, render, slice_console
 from harness.guest.remote import PROBE_TIMEOUT, Staging, run_over
 from harness.guest.ssh import (
@@ -72,8 +84,7 @@ log = logging.getLogger(__name__)
 
 SSHD_LISTENING = "Server listening on"  # sshd -e says so on stderr (the boot's guest.log) once bound
 SSHD_GRACE = 90.0  # seconds past the spec's boot_timeout for sshd to answer
-DEFAULT_AHEAD = 2  # guests booting ahead once a run needed a reboot (vng-ssh:N sets N)
-MAX_AHEAD = 4
+DEFAULT_AHEAD = 2  # guests booting ahead once a run needed a reboot ($HARNESS_AHEAD, or vng-ssh:N, sets N)
 
 
 def boot_script(keys: Keys, preload: tuple[str, ...] = ()) -> str:
@@ -277,15 +288,15 @@ class VngSsh(Backend):
     """The vng-ssh backend (see the module doc)."""
 
     name = "vng-ssh"
-    usage = "vng-ssh[:N]"
-    help = ("one long-lived guest, runs over SSH, replaced after an oops/new taint/hang/lost connection, with N "
-            f"guests (default {DEFAULT_AHEAD}) booting ahead once a run has needed one")
+    usage = "vng-ssh"
+    help = ("one long-lived guest, runs over SSH, replaced after an oops/new taint/hang/lost connection, with "
+            f"$HARNESS_AHEAD guests (default {DEFAULT_AHEAD}) booting ahead once a run has needed one")
     persistent = True
     shares_root = True
 
-    def __init__(self, ahead: int = DEFAULT_AHEAD):
+    def __init__(self, ahead: int | None = None):
         super().__init__()
-        self.ahead = ahead
+        self.ahead = guests_ahead(DEFAULT_AHEAD) if ahead is None else ahead
         self.spares: list[Guest] = []  # booting (or ready, idle) for the runs to come, oldest first
         self.spare_key: tuple | None = None
         self.crashy = False  # a run of this session needed a new guest: from then on, boot ahead
@@ -293,16 +304,18 @@ class VngSsh(Backend):
         self.keys: Keys | None = None
         self.current: Current | None = None
         self.booting: Guest | None = None  # a guest booting in the foreground (stopped by close on Ctrl-C)
-        self.pending: str | None = None  # why the guest must be replaced before the next run
         self.last_req: GuestRequest | None = None
         self.boots = 0
 
     @classmethod
     def parse(cls, arg: str) -> VngSsh:
-        if arg and not (arg.isdigit() and int(arg) <= MAX_AHEAD):
+        if not arg:
+            return cls()
+        if not (arg.isdigit() and int(arg) <= MAX_AHEAD):
             raise GuestError(f"backend vng-ssh:{arg}: the argument is how many guests boot ahead once a run has "
-                             f"needed a reboot, 0 to {MAX_AHEAD} (vng-ssh alone: {DEFAULT_AHEAD})")
-        return cls(int(arg) if arg else DEFAULT_AHEAD)
+                             f"needed a reboot, 0 to {MAX_AHEAD} (better: {AHEAD}=N, which every backend honours)")
+        deprecated(f"--backend vng-ssh:N is the old spelling of {AHEAD}=N (the switch every backend honours)")
+        return cls(int(arg))
 
     # --- session ------------------------------------------------------------------------
 
@@ -327,7 +340,7 @@ class VngSsh(Backend):
 
     def replace(self, reason: str) -> None:
         """The driver's decision: the next run gets another guest; from now on guests boot ahead."""
-        self.pending = reason
+        super().replace(reason)
         self.crashy = True
         self.event(f"the guest will be rebooted: {reason}")
         if self.last_req is not None and self.remaining is not None:
@@ -339,8 +352,8 @@ class VngSsh(Backend):
         cur = self.current
         if cur is None:
             return None
-        if self.pending:
-            return self.pending
+        if self.unfit:
+            return self.unfit
         if boot_key(req) != cur.key:
             return "this run needs another kernel, cmdline or guest size"
         why = cur.guest.gone()
@@ -360,7 +373,7 @@ class VngSsh(Backend):
         return None
 
     def _stop_guest(self, reason: str, graceful: bool = False) -> None:
-        cur, self.current, self.pending = self.current, None, None
+        cur, self.current, self.unfit = self.current, None, None
         if cur is not None:
             cur.guest.stop(reason, cur.conn if graceful else None)
             cur.conn.close()
@@ -466,7 +479,7 @@ class VngSsh(Backend):
             info.update(boot=self.boots, booted=True, boot_seconds=round(time.monotonic() - t0, 2))
             if failure:
                 self.event(f"boot {self.boots} failed: {failure}", out)
-                self.pending = f"boot {self.boots} failed"
+                self.unfit = f"boot {self.boots} failed"
                 return failure
             self.event(f"boot {self.boots} ready in {info['boot_seconds']:.1f} s, ssh port "
                        f"{self.current.guest.port}", out)

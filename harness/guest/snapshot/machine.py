@@ -21,7 +21,8 @@ becomes the run's disk.img, and the spare's console and log move into the run
 folder.  Measured on ext2_iomap_blkseq (TCG, 2 host cores), 12 runs each way
 alternately: 0.99 s against 1.35 s of a run's wall time beyond its time to
 hit.  The spare's restore and handshake share the host's CPUs with the run
-it overlaps; ``HARNESS_SNAPSHOT_AHEAD=0`` restores each guest when its run
+it overlaps; ``HARNESS_AHEAD=0`` (the switch every backend honours; the old
+``HARNESS_SNAPSHOT_AHEAD=0`` still works) restores each guest when its run
 starts instead.  Each run's result.json says which (``restored_ahead``) and
 where its time went (``phases``).
 
@@ -72,7 +73,7 @@ from filelock import Timeout
 from harness import proc
 from harness.errors import GuestError, HarnessError
 from harness.guest.background import Background
-from harness.guest.machine import BACKENDS, Backend, GuestRequest, GuestRun
+from harness.guest.machine import BACKENDS, Backend, GuestRequest, GuestRun, guests_ahead
 from harness.guest.protocol import SNAPSHOT_FAILED, SNAPSHOT_READY, VirtioDisk, slice_console
 from harness.guest.remote import Phases, Staging, run_over
 from harness.guest.snapshot import store
@@ -89,7 +90,7 @@ QEMU = "qemu-system-x86_64"
 BOOT_TIMEOUT = 240.0
 RESTORE_TIMEOUT = 60.0
 DISK_SERIAL = "harness-img0"
-AHEAD = "HARNESS_SNAPSHOT_AHEAD"  # "0": no guest restored for the next run while a run runs
+OLD_AHEAD = "HARNESS_SNAPSHOT_AHEAD"  # the old spelling of machine.AHEAD=0 (deprecated, still honoured)
 
 
 def qemu_argv(req: GuestRequest, *, initrd: Path, console: Path, qmp: Path, port: int, disk: Path,
@@ -263,11 +264,11 @@ class Snapshot(Backend):
         self.saved: dict[tuple[str, int], Saved] = {}  # (entry key, boot) -> verified this session
         self.turn = 0  # runs so far: run i restores boot i mod K + 1
         self.snapshots = 0
-        self.previous: str | None = None  # what ended the previous run's guest
+        self.restored = 0  # runs restored from a saved guest so far
         self.sockets = 0
         self.spare: Spare | None = None  # the next run's guest, restored while the current run runs
         self.spares = 0
-        self.ahead = os.environ.get(AHEAD, "1") != "0"
+        self.ahead = guests_ahead(1, old=OLD_AHEAD) > 0  # one spare at most: the next run's guest
 
     @classmethod
     def parse(cls, arg: str) -> Snapshot:
@@ -300,8 +301,8 @@ class Snapshot(Backend):
         log.info("%s", text)
 
     def replace(self, reason: str) -> None:
-        """Every run starts from the snapshot anyway: the reason is what the next run's log says."""
-        self.previous = reason
+        """Every run starts from the snapshot anyway: the reason (``unfit``) is what the next run's log says."""
+        super().replace(reason)
 
     def _drop_spare(self, why: str) -> None:
         spare, self.spare = self.spare, None
@@ -599,7 +600,8 @@ class Snapshot(Backend):
     def _run_restored(self, req: GuestRequest, saved: Saved, watchdog, timeout, started: float,
                       info: dict) -> GuestRun:
         out, console = req.run_dir / "guest.log", req.run_dir / "console.log"
-        reset = self.previous or "the first run on this snapshot"
+        reset = self.unfit or ("clean (every run starts from the snapshot all the same)" if self.restored
+                               else "the first run on this snapshot")
         t0 = time.monotonic()
         try:
             phases = Phases(info)
@@ -619,7 +621,7 @@ class Snapshot(Backend):
         how = "restored ahead, taken" if taken else "restored"
         self.event(f"{req.run_dir.name}: fresh guest from saved guest {saved.label}, {how} in {restore_s:.1f} s "
                    f"(the previous guest: {reset})", out)
-        self.previous = "clean (every run starts from the snapshot all the same)"
+        self.unfit, self.restored = None, self.restored + 1
         if self.ahead:  # the next run's guest restores while this one runs (if its boot is saved already)
             ahead = self._ready(req, self.turn)
             if ahead is not None:
