@@ -279,20 +279,21 @@ def reproducer_list() -> list[dict]:
     return out
 
 
-def result_of(folder: Path) -> str:
+def result_of(folder: Path, folders: Folders) -> str:
+    """A folder's result.json (itself checked: a symlink out of the folders is refused)."""
     record = folder / "result.json"
     if not record.is_file():
         raise Refused(f"{folder}: no result.json (give a run, session or proof folder from a result's 'folder')")
-    return record.read_text()
+    return folders.inside(str(record), "result").read_text()
 
 
-def reports_of(folder: Path) -> dict[str, str]:
+def reports_of(folder: Path, folders: Folders) -> dict[str, str]:
     """``run-NN`` -> its ``report.txt`` (the crash reports the console held), for a folder or a run folder."""
     runs = [folder] if (folder / "report.txt").is_file() else sorted(folder.glob("run-*"))
     found = {}
     for run in runs:
-        path = run / "report.txt"
-        if path.is_file() and os.path.realpath(path) == str(path.resolve()):
+        if (run / "report.txt").is_file():
+            path = folders.inside(str(run / "report.txt"), "report")
             found[run.name] = path.read_bytes()[:REPORT_MAX].decode(errors="replace")
     return found
 
@@ -387,13 +388,13 @@ def build(folders: Folders) -> MCPServer:  # long: one tool per CLI command, eac
     async def read_result(folder: str) -> str:
         """The result.json of a run, session or proof folder (a 'folder' of run_reproducer's or prove_patch's
         JSON): the same JSON the CLI printed, with its status."""
-        return result_of(folders.inside(folder, "folder"))
+        return result_of(folders.inside(folder, "folder"), folders)
 
     @server.tool()
     @guarded
     async def read_report(folder: str) -> str:
         """The crash reports (report.txt) of a session folder's runs, or of one run folder: {run: text}."""
-        return json.dumps(reports_of(folders.inside(folder, "folder")))
+        return json.dumps(reports_of(folders.inside(folder, "folder"), folders))
 
     @server.tool()
     @guarded

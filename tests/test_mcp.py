@@ -100,6 +100,8 @@ REFUSED = [
     ("report", {"path": "link-out"}, r"console log 'link-out' leaves them through a symlink"),
     ("read_result", {"folder": "/tmp"}, "folder '/tmp' is outside them"),
     ("read_report", {"folder": "nosuch"}, "folder 'nosuch': no such file or folder"),
+    ("read_report", {"folder": "run-planted"}, r"report '.*run-planted/report.txt' leaves them through a symlink"),
+    ("read_result", {"folder": "run-planted"}, r"result '.*run-planted/result.json' leaves them through a symlink"),
     ("run_reproducer", {"reproducer": "../ext4_inline"}, r"reproducer '\.\./ext4_inline': a name of letters"),
     ("run_reproducer", {"reproducer": "/tmp/repro.c"}, "not a path or an option"),
     ("run_reproducer", {"reproducer": "--results=/tmp"}, "not a path or an option"),
@@ -124,6 +126,10 @@ def test_requests_outside_its_folders_are_refused(folders):
     outside = folders.results.parent / "secret.log"
     outside.write_text("not for agents\n")
     (folders.results / "link-out").symlink_to(outside)
+    planted = folders.results / "run-planted"  # a run folder whose files point out of the folders
+    planted.mkdir()
+    (planted / "report.txt").symlink_to(outside)
+    (planted / "result.json").symlink_to(outside)
     (folders.results / "escape.patch").write_text(
         "--- a/../../etc/shadow\n+++ b/../../etc/shadow\n@@ -1 +1 @@\n-root\n+toor\n")
 
@@ -138,6 +144,22 @@ def test_requests_outside_its_folders_are_refused(folders):
             wrong.append(f"{tool} {arguments}: {line!r} (want {message!r})")
     assert not wrong, "\n".join(wrong)
     assert not any(folders.results.glob("2*")), "a refused request must not start a run"
+
+
+def test_read_result_and_report_of_a_run_folder(folders):
+    run = folders.results / "20261207-000000-ext4_inline-debian_6.1.0-47" / "run-01"
+    run.mkdir(parents=True)
+    (run.parent / "result.json").write_text('{"verdict": "REPRODUCED", "status": "done"}\n')
+    (run / "report.txt").write_text("kernel BUG at fs/ext4/inline.c:236!\n")
+
+    async def go():
+        async with session(folders) as client:
+            return (await client.call_tool("read_result", {"folder": str(run.parent)}),
+                    await client.call_tool("read_report", {"folder": str(run.parent)}))
+
+    result, reports = anyio.run(go)
+    assert json.loads(text(result)) == {"verdict": "REPRODUCED", "status": "done"}
+    assert json.loads(text(reports)) == {"run-01": "kernel BUG at fs/ext4/inline.c:236!\n"}
 
 
 def test_a_cli_fault_is_its_one_line(folders):
