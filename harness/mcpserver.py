@@ -22,7 +22,8 @@ SIGKILL after ``STOP_GRACE`` seconds; the guests it started die with it
 (``harness/leash.py``).
 
 An agent is untrusted input.  The server reads and writes only under the
-three folders it was started with (reproducers, results, cache: its CLI
+three folders it was started with, and reads the built-in reproducers
+(``harness.paths``' search path) beside them (reproducers, results, cache: its CLI
 runs get them as ``$HARNESS_REPRODUCERS``, ``$HARNESS_RESULTS``,
 ``$HARNESS_CACHE``, and the results folder as working directory).  Every
 path an agent gives (a console log, a run folder, a patch, a ``git:`` or
