@@ -22,10 +22,10 @@ SIGKILL after ``STOP_GRACE`` seconds; the guests it started die with it
 (``harness/leash.py``).
 
 An agent is untrusted input.  The server reads and writes only under the
-three folders it was started with, and reads the built-in reproducers
-(``harness.paths``' search path) beside them (reproducers, results, cache: its CLI
+three folders it was started with (reproducers, results, cache: its CLI
 runs get them as ``$HARNESS_REPRODUCERS``, ``$HARNESS_RESULTS``,
-``$HARNESS_CACHE``, and the results folder as working directory).  Every
+``$HARNESS_CACHE``, and the results folder as working directory), and
+reads the built-in reproducers beside them (``harness.paths``).  Every
 path an agent gives (a console log, a run folder, a patch, a ``git:`` or
 ``dir:`` tree) must lie inside them after symlinks are resolved; a ``..``
 component, a path outside, a symlink out, a reproducer name that is a path
