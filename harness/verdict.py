@@ -21,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from pathlib import Path
 from typing import Protocol
 
 from harness import report
 from harness.guest import programs
 from harness.guest.protocol import INFRA_STEPS, GuestOutput, StepResult, run_started_at, stamp_at, step_text, tail
-from harness.report import fserrors
+from harness.report import crashsite, fserrors
 
 EXIT_REPRODUCED = 1  # ``exit_status: verdict``: the status a reproducer exits with when the bug showed
 EXIT_TITLE = "the reproducer's exit status: bug shown"
@@ -70,6 +71,9 @@ class Evidence:
     output: str  # the guest's stdout (guest.log)
     steps: tuple[StepResult, ...] | None = None  # None: parsed from output
     expected_titles: tuple[str, ...] = ()
+    # the build's source tree: an expected "WARNING in X" matches when X encloses the WARNING's line there
+    # (the build inlined X into the RIP's function: harness.report.crashsite)
+    source_dir: Path | None = None
     killed: str | None = None  # why the host killed the guest, if it did
     guest_rc: int | None = 0
     any_crash: bool = False  # no title expected: any crash report counts as the hit
@@ -101,6 +105,7 @@ class Verdict:
     reports: tuple[str, ...] = ()  # titles of every report in the console
     lost: tuple[str, ...] = field(default=())
     report_text: str = field(default="", repr=False)  # the chosen crash report, for report.txt
+    matched_by: str = ""  # why the expected title is the report's ("WARNING in X: X inlined into Y at ...")
 
     def to_dict(self) -> dict:
         return {
@@ -111,6 +116,7 @@ class Verdict:
             "time_to_hit": self.time_to_hit,
             "reports": list(self.reports),
             "lost": list(self.lost),
+            **({"matched_by": self.matched_by} if self.matched_by else {}),
         }
 
 
@@ -122,8 +128,9 @@ def _tail(text: str, n: int = 1) -> str:
     return tail(text, n)
 
 
-def _title_matches(rep: report.Report, expected: tuple[str, ...]) -> bool:
-    return any(t in expected for t in (rep.title, *rep.alt_titles))
+def _title_matches(rep: report.Report, expected: tuple[str, ...], source_dir: Path | None = None) -> str | None:
+    """Why ``rep`` is the expected bug (its title, or the crash site's function by other evidence), or None."""
+    return crashsite.title_evidence(rep, expected, source_tree=source_dir)
 
 
 # --- rules ---------------------------------------------------------------------------
@@ -136,7 +143,8 @@ def crash_rule(ev: Evidence) -> Verdict | None:
     if not reports:
         return None
     titles = tuple(r.title for r in reports)
-    hit = reports[0] if ev.any_crash else next((r for r in reports if _title_matches(r, ev.expected_titles)), None)
+    matched = ((r, why) for r in reports if (why := _title_matches(r, ev.expected_titles, ev.source_dir)))
+    hit, matched_by = (reports[0], "") if ev.any_crash else next(matched, (None, ""))
     chosen = hit or reports[0]
     started = run_started_at(ev.console)
     at = stamp_at(ev.console, chosen.start)
@@ -146,7 +154,10 @@ def crash_rule(ev: Evidence) -> Verdict | None:
     notes = ["no title was expected: any crash report counts"] if ev.any_crash else []
     if others:
         notes.append(f"also: {'; '.join(dict.fromkeys(others))}")
-    return Verdict(outcome, chosen.title, "; ".join(notes), chosen.type, tth, titles, report_text=chosen.text)
+    if matched_by and not matched_by.endswith(": the title"):
+        notes.insert(0, matched_by)
+    return Verdict(outcome, chosen.title, "; ".join(notes), chosen.type, tth, titles, report_text=chosen.text,
+                   matched_by=matched_by)
 
 
 def fs_error_rule(ev: Evidence) -> Verdict | None:
