@@ -33,6 +33,7 @@ class RunOptions:
     # the test suite's tree, for a kind of run that runs one (fstests: a checkout or a tarball; None: the
     # kind's default, $HARNESS_FSTESTS)
     suite: str | None = None
+    boots: int | None = None  # separate saved boots a restoring backend spreads the runs over (None: 1; prove: 3)
 
     def with_(self, **changes) -> RunOptions:
         return replace(self, **changes)

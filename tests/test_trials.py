@@ -284,3 +284,20 @@ def test_re_choosing_the_trial_length_buys_little_and_leaves_the_guarantee(capsy
               + ", ".join(f"{k} {v:.3f}" for k, v in rates.items())
               + "; runs per proof of a real fix: " + ", ".join(f"{k} {v:.1f}" for k, v in runs.items()))
     assert all(rate <= 0.05 for rate in rates.values()), rates
+
+
+def test_hits_per_saved_boot_and_their_disagreement():
+    from harness.prove.driver import Tally
+    from harness.prove.output import boots_disagree, per_boot
+
+    same, apart = Tally(), Tally()
+    for boot in (1, 2, 3):
+        for i in range(12):
+            same.add(Observation(hit=i % 2 == 0, outcome="DATA_LOSS" if i % 2 == 0 else "CLEAN", boot=boot))
+            apart.add(Observation(hit=boot == 1, outcome="DATA_LOSS" if boot == 1 else "CLEAN", boot=boot))
+    assert per_boot(same) == {1: (6, 12), 2: (6, 12), 3: (6, 12)}
+    assert boots_disagree(same) > 0.9
+    assert boots_disagree(apart) < 0.001  # boot 1 hits every run, the others never: beyond chance
+    one = Tally()
+    one.add(Observation(hit=True, outcome="DATA_LOSS", boot=1))
+    assert boots_disagree(one) is None and per_boot(Tally()) == {}

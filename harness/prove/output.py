@@ -81,10 +81,10 @@ def statement(result: ProofResult, *, ascii: bool = False) -> str:
                  f"{fraction_text(pol.fraction)} as many trials as the base, {p.runs} clean trials would have shown "
                  f"it with probability {ge} {conf} {basis}.")
     if result.verdict is ProofVerdict.FIXED:
-        return claim + _cut_text(result, ge)
+        return claim + _cut_text(result, ge) + _boots_text(result)
     if result.verdict is ProofVerdict.TRADED:
         return (f"The expected outcome is gone, traded for another report: {'; '.join(proof.traded())}. "
-                f"{claim}{_cut_text(result, ge)}")
+                f"{claim}{_cut_text(result, ge)}{_boots_text(result)}")
     more = proof.more_runs()
     if more is None:
         return f"Not settled ({result.reason}): the base has not shown the expected outcome yet."
@@ -120,6 +120,43 @@ def _cut_text(result: ProofResult, ge: str) -> str:
             f"{h['racing_seconds']:.1f} s of racing, probability {1 - result.info.policy.rule.alpha_base:g}), so a patch "
             f"that only cut that rate by up to {h['cut']:.0f}x would still have failed often enough in "
             f"{h['trial']:g} s runs to be caught.")
+
+
+def per_boot(t: Tally) -> dict[int, tuple[int, int]]:
+    """Saved boot -> (hits, runs) of a side's counted runs (the snapshot backend spreads runs over boots)."""
+    out: dict[int, list[int]] = {}
+    for obs in t.observations:
+        if obs.exposure and obs.boot is not None:
+            cell = out.setdefault(obs.boot, [0, 0])
+            cell[0] += obs.hit
+            cell[1] += 1
+    return {boot: (hits, runs) for boot, (hits, runs) in sorted(out.items())}
+
+
+def boots_disagree(t: Tally) -> float | None:
+    """p-value of "every boot has the same hit rate" (a G-test over the boots' hits and misses), or None
+    where it cannot be asked (one boot, or no hit or no miss at all)."""
+    table = [(h, r - h) for h, r in per_boot(t).values() if r]
+    if len(table) < 2 or not sum(h for h, _ in table) or not sum(m for _, m in table):
+        return None
+    from scipy.stats import chi2_contingency  # start-up cost: scipy takes 0.3-1 s, only proofs with boots ask
+
+    return float(chi2_contingency(table, lambda_="log-likelihood").pvalue)
+
+
+def _boots_text(result: ProofResult) -> str:
+    parts = []
+    for side in (BASE, PATCHED):
+        t = result.proof.tallies[side]
+        boots = per_boot(t)
+        if len(boots) < 2:
+            continue
+        shown = ", ".join(f"boot {b} {h}/{r}" for b, (h, r) in boots.items())
+        p = boots_disagree(t)
+        verdict = "" if p is None else (f"; they disagree beyond chance (p = {p:.3f})" if p < 0.05
+                                        else f"; no disagreement beyond chance (p = {p:.2f})")
+        parts.append(f"{side} hits per saved boot: {shown}{verdict}.")
+    return (" " + " ".join(parts)) if parts else ""
 
 
 def _kernel_line(k: KernelInfo) -> str:
@@ -168,6 +205,8 @@ def _side_json(t: Tally, kernel: KernelInfo) -> dict:
         "reproducer_seconds": round(t.seconds, 2),
         "other_reports": dict(t.others),
         "folders": list(t.folders),
+        "boots": {str(b): {"hits": h, "runs": r} for b, (h, r) in per_boot(t).items()},
+        "boots_disagree_p": boots_disagree(t),
     }
 
 

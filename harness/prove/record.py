@@ -38,6 +38,7 @@ from harness.sizes import parse_size
 
 Progress = Callable[[str], None]
 RESULT = "result.json"
+BOOTS = 3  # saved boots a kernel's runs are spread over (snapshot backend): not every run one memory layout
 
 
 # --- the proof on two sessions ------------------------------------------------------------------------
@@ -93,7 +94,8 @@ def check_resumed(info: ProofInfo, base: ProofKernel, patched: ProofKernel, ops:
 
 def _trial(spec: Spec, pk: ProofKernel, options: RunOptions, results: Path, runs: int,
            progress: Progress | None, side: str) -> Trial:
-    opts = options.with_(results=results, runs=runs, cmdline=tuple(dict.fromkeys(options.cmdline + pk.recipe.cmdline)))
+    opts = options.with_(results=results, runs=runs, cmdline=tuple(dict.fromkeys(options.cmdline + pk.recipe.cmdline)),
+                         boots=options.boots or BOOTS)
     say = (lambda msg: progress(f"{side}: {msg}")) if progress else None
     return Trial(spec, pk.kernel, opts, accel=pk.accel, progress=say)
 
