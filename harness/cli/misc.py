@@ -71,8 +71,7 @@ def _report_run_folder(args: argparse.Namespace, folder: Path) -> int:
         args.usage_error(f"{folder}: no result.json and run-*/report.txt (give a run folder of `harness repro`)")
     name = args.kernel or json.loads(result.read_text())["kernel"]["name"]
     for run in runs:
-        bare = (run / "report.txt").read_text()
-        bare = bare[:bare.rfind("(symbols: ")] if bare.rstrip().endswith(")") and "(symbols: " in bare else bare
+        bare = report.Symbolized.bare_of((run / "report.txt").read_text())
         console = (run / "console.log").read_text(errors="replace") if (run / "console.log").exists() else ""
         args.kernel = name
         done = _symbolized(bare, console, args)

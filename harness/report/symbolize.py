@@ -32,6 +32,7 @@ from elftools.elf.sections import SymbolTableSection
 
 from harness.kernels import debian
 from harness.kernels.kernel import Kernel
+from harness.report import decodecode
 from harness.report.oopses import RIP_FRAME
 
 #: ``[<pc>] func+0xoff/0xsize [module buildid]`` as in syzkaller's linuxSymbolizeRe.
@@ -151,8 +152,16 @@ class Symbolized:
     note: str = ""
 
     def for_file(self) -> str:
-        """report.txt's text: the report, then the note as a last line."""
-        return self.text + (f"(symbols: {self.note})\n" if self.note else "")
+        """report.txt's text: the report, its Code: line disassembled, then the note as a last line."""
+        code = decodecode.decode(self.text)
+        return self.text + (f"\n{code}" if code else "") + (f"(symbols: {self.note})\n" if self.note else "")
+
+    @staticmethod
+    def bare_of(file_text: str) -> str:
+        """The report in a report.txt ``for_file`` wrote: without the disassembly and the note."""
+        cuts = [i for marker in (f"\n{decodecode.HEADING}", "(symbols: ") if (i := file_text.find(marker)) >= 0]
+        return file_text[:min(cuts)] + ("\n" if cuts and not file_text[:min(cuts)].endswith("\n") else "") \
+            if cuts else file_text
 
 
 def symbolize_kernel(report_text: str, kernel: Kernel, *, fetch: bool = False, progress=None) -> Symbolized:
