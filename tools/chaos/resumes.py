@@ -156,3 +156,37 @@ def _proof_folder(results: Path) -> Path | None:
 def _proof_runs(results: Path) -> list[str]:
     folder = _proof_folder(results)
     return _lines(folder / "proof.jsonl", "run") if folder else []
+
+
+@fault("SIGKILL during a --jobs 2 proof", "kill")
+def kill_parallel_proof(ctx: Context) -> list[Row]:
+    """Two guests racing when the harness dies: none left, and every finished run (``done``) taken on resume."""
+    cache, results = ctx.build_cache(), ctx.box.folder("results-kill-jobs")
+    patch = ctx.box.fixtures / "chaos-jobs.patch"
+    patch.write_text(one_line_patch(ctx.box.source()[1] / "tree", note="chaos jobs"))
+    args = ["prove", "chaos_lost", "--base", ctx.source, "--patch", str(patch), "--max-runs", "10", "--jobs", "2", *RUN]
+    h = ctx.box.start(args, cache=cache, results=results, label="kill-jobs")
+    kills = [kill_in(ctx, h, "3 runs finished", lambda: len(_proof_done(results)) >= 3, signal.SIGKILL,
+                     timeout=3600)]
+    folder = _proof_folder(results)
+    if folder is None:
+        raise ChaosError("no proof folder after the kill")
+    finished = {json.loads(x)["index"] for x in _proof_done(results) if json.loads(x).get("side") == "patched"}
+    before = _proof_runs(results)
+    after = after_problems(cache, results)  # no QEMU, vng or sshd of either guest left
+    h = ctx.box.run(["prove", "--resume", str(folder), "--jobs", "2", *RUN], cache=cache, results=results,
+                    label="resume-jobs", timeout=3600)
+    problems = [] if h.popen.returncode == 1 and h.said("NOT_FIXED") else [
+        f"resume: exit {h.popen.returncode}: {h.last_line()[:120]}"]
+    problems += _kept(before, _proof_runs(results))
+    taken = {json.loads(x).get("index") for x in _proof_runs(results) if json.loads(x).get("side") == "patched"}
+    problems += [f"finished patched run {i} neither taken nor set aside on resume" for i in sorted(finished - taken)
+                 if not any(json.loads(x).get("index") == i for x in _lines(folder / "proof.jsonl", "surplus"))]
+    return rows_for("kill the harness", "prove --jobs 2, two guests racing", kills, after + problems,
+                    f"--resume kept {len(before)} taken and {len(finished)} finished patched runs, ended NOT_FIXED",
+                    "no orphan; every finished run kept; --resume completes")
+
+
+def _proof_done(results: Path) -> list[str]:
+    folder = _proof_folder(results)
+    return _lines(folder / "proof.jsonl", "done") if folder else []
