@@ -30,9 +30,9 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+import harness.report.decodecode as decodecode
 from harness.kernels import debian
 from harness.kernels.kernel import Kernel
-from harness.report import decodecode
 from harness.report.oopses import RIP_FRAME
 
 #: ``[<pc>] func+0xoff/0xsize [module buildid]`` as in syzkaller's linuxSymbolizeRe.
