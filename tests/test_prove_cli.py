@@ -231,6 +231,25 @@ def test_prove_plan_runs_the_base_check_and_stops(built, sessions, tmp_path, cap
     assert sum(r["type"] == "trial" for r in records) == 1  # nor the trial length chosen again
 
 
+def test_prove_plan_from_the_recorded_history(built, sessions, tmp_path, capsys):
+    """A second proof on the same base build prints the plan from the first one's base check before it runs;
+    --plan then answers from that record, opening no session and leaving no folder."""
+    spec = specs.load("ext2_iomap_blkseq")
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(FIX)]))
+    sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
+    argv = ["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX), "--confidence", "0.9",
+            "--fraction", "0.5", "--results", str(tmp_path)]
+    assert cli.main(argv) == ExitCode.OK
+    assert "recorded in" not in capsys.readouterr().err
+    folders = set(tmp_path.iterdir())
+    sessions.opened.clear()
+    assert cli.main([*argv, "--plan"]) == ExitCode.OK
+    out = capsys.readouterr()
+    assert "the plan, from the base check recorded in" in out.err and out.out.startswith("confidence")
+    assert "0.9         0.5" in out.out and not sessions.opened and set(tmp_path.iterdir()) == folders
+
+
 def test_prove_fixed_builds_base_then_patched_and_prints_everything(built, sessions, tmp_path, capsys):
     spec = specs.load("ext2_iomap_blkseq")
     base = spec.recipe(variant="ext2-iomap")

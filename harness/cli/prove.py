@@ -20,6 +20,7 @@ recipe logged there (cache hits) and goes on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -39,6 +40,7 @@ from harness.prove.record import (
     default_jobs,
     patch_label,
     plan_proof,
+    plan_text,
     proof_info,
     proof_record,
     run_proof,
@@ -150,6 +152,15 @@ def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, Pr
     console.print(f"[bold]proof[/bold] {folder}")
     label = f"{pair[0].kernel.name} + {patch_label((info or prove.read_info(folder)).patches)}"
     started = time.monotonic()
+    planned = plan_text(spec, pair[0].kernel, info, options.results) if info is not None else None
+    if planned:
+        console.print(planned, markup=False)
+        if args.plan:  # the recorded base check answers it: nothing to run
+            print(planned.split("\n", 1)[1], end="\n\n")
+            print("planned from the recorded history; the proof itself: the same command without --plan")
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # nothing was run in it
+            return int(ExitCode.OK)
     if args.plan and info is not None:
         result, rows = plan_proof(spec, *pair, options, folder, info, progress=progress, on_run=_on_run)
         if result is None:

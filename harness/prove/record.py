@@ -29,11 +29,12 @@ from harness.kernels import Kernel, codediff
 from harness.kernels.patches import PatchOp
 from harness.kernels.recipe import Recipe
 from harness.options import Accel, RunOptions
+from harness.paths import results_dir
 from harness.prove.driver import BASE, PATCHED, KernelInfo, PatchInfo, Policy, ProofInfo, ProofResult, TrialSide
 from harness.prove.output import to_json
 from harness.repro.spec import Spec
 from harness.repro.trial import Trial
-from harness.results import write_json
+from harness.results import slug, write_json
 from harness.sizes import parse_size
 
 Progress = Callable[[str], None]
@@ -144,6 +145,39 @@ def default_jobs(spec: Spec, cores: int | None = None, memory_mib: int | None = 
     guest = max(1, parse_size(spec.guest.memory, bare="M", what="memory size") // (1 << 20))
     by_memory = int(memory_mib // (1.5 * guest)) if memory_mib else cores
     return max(1, min(cores // max(1, spec.guest.cpus), by_memory))
+
+
+def history(spec: Spec, base: Kernel, root: Path | None) -> tuple[trials.Sample, Path] | None:
+    """The newest base check recorded for this reproducer on this base build (a ``trial`` record of a proof
+    under ``root``, the results folder): its sample and the proof folder it comes from; None when there is none."""
+    root = Path(root) if root else results_dir()
+    key = base.extra.get("key")
+    for log in sorted(root.glob(f"*-prove-{slug(spec.name)}-*/{driver.LOG_FILE}"), reverse=True):
+        try:
+            info, records = driver.ProofLog(log.parent).read()
+        except SpecError:
+            continue
+        if info.reproducer != spec.name or info.base.name != base.name or (
+                key and (info.context.get("keys") or {}).get(BASE) not in (None, key)):
+            continue
+        chosen = [r for r in records if r.get("type") == "trial" and r.get("sample")]
+        if chosen:
+            choice = trials.Choice.from_dict(chosen[-1], info.race)
+            if choice.sample is not None and choice.sample.runs:
+                return choice.sample, log.parent
+    return None
+
+
+def plan_text(spec: Spec, base: Kernel, info: ProofInfo, root: Path | None) -> str | None:
+    """The plan from the recorded history (``history``), as the proof prints it before its first run."""
+    found = history(spec, base, root)
+    if found is None:
+        return None
+    sample, folder = found
+    pol = info.policy
+    fixed = None if pol.trial == "auto" else (sample.full if pol.trial == "full" else float(pol.trial))
+    return (f"the plan, from the base check recorded in {folder.name}:\n"
+            + trials.plan_text(trials.plan_rows(pol.confidence, pol.fraction, sample, pol.interleave, fixed)))
 
 
 def plan_proof(spec: Spec, base: ProofKernel, patched: ProofKernel, options: RunOptions, folder: Path,
