@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.kernels.kernel import Kernel
-from harness.report import kernel_mismatch, parse, symbolize
+from harness.report import kernel_mismatch, parse, symbolize, symbolize_run
 from harness.report.symbolize import _clean_path, has_dwarf, module_symbols
 
 MODULE_C = """\
@@ -129,3 +129,20 @@ def test_debian_dbg_symbolizes_vmlinux_and_ext4_frames():
     assert " ext4_write_inline_data_end+0x124/0x570 fs/ext4/inline.c:803 [ext4]" in done.text
     assert " call_write_iter include/linux/fs.h:2271 [inline]" in done.text
     assert parse(console)[0].title == "kernel BUG in ext4_write_inline_data"  # titles never change
+
+
+def test_run_folder_of_another_kernel_stays_bare_and_says_why(tmp_path):
+    run = tmp_path / "run-01"
+    run.mkdir()
+    console = DEBIAN_LOG.read_text()
+    (run / "console.log").write_text(console)
+    bare = parse(console)[0].text
+    (run / "report.txt").write_text(bare)
+    [(path, note)] = symbolize_run(tmp_path, _kernel("6.1.0-56-amd64", "6.1.192-2"), fetch=False)
+    assert path == run / "report.txt" and "their build IDs differ" in note
+    written = path.read_text()
+    assert written.startswith(bare) and written.endswith(f"(symbols: {note})\n")
+    if shutil.which("objdump"):
+        assert "<-- trapping instruction" in written
+    symbolize_run(tmp_path, _kernel("6.1.0-56-amd64", "6.1.192-2"), fetch=False)
+    assert path.read_text() == written  # run again: the same file, not the sections twice

@@ -66,17 +66,11 @@ def _symbolized(report_text: str, console: str, args: argparse.Namespace) -> rep
 def _report_run_folder(args: argparse.Namespace, folder: Path) -> int:
     """``harness report RUN-FOLDER``: every run's report.txt symbolized (debug info fetched now)."""
     result = folder / "result.json"
-    runs = sorted(p.parent for p in folder.glob("run-*/report.txt"))
-    if not result.is_file() or not runs:
+    if not result.is_file() or not any(folder.glob("run-*/report.txt")):
         args.usage_error(f"{folder}: no result.json and run-*/report.txt (give a run folder of `harness repro`)")
-    name = args.kernel or json.loads(result.read_text())["kernel"]["name"]
-    for run in runs:
-        bare = report.Symbolized.bare_of((run / "report.txt").read_text())
-        console = (run / "console.log").read_text(errors="replace") if (run / "console.log").exists() else ""
-        args.kernel = name
-        done = _symbolized(bare, console, args)
-        (run / "report.txt").write_text(done.for_file())
-        print(f"{run / 'report.txt'}{': ' + done.note if done.note else ''}")
+    kernel = kernels.resolve(args.kernel or json.loads(result.read_text())["kernel"]["name"], progress=progress)
+    for path, note in report.symbolize_run(folder, kernel, no_symbols=args.no_symbols, progress=progress):
+        print(f"{path}{': ' + note if note else ''}")
     return ExitCode.OK
 
 

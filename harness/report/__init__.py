@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from harness.report.parser import Report, parse, symbolize
-from harness.report.symbolize import Symbolized, kernel_mismatch, symbolize_kernel
+from harness.report.symbolize import Symbolized, kernel_mismatch, symbolize_kernel, symbolize_run
 
-__all__ = ["Report", "Symbolized", "kernel_mismatch", "parse", "summary", "symbolize", "symbolize_kernel"]
+__all__ = ["Report", "Symbolized", "kernel_mismatch", "parse", "summary", "symbolize", "symbolize_kernel", "symbolize_run"]
 
 
 def summary(reports: list[Report]) -> dict:

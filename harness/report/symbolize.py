@@ -207,6 +207,22 @@ def kernel_mismatch(console: str, kernel: Kernel) -> str:
     return ""
 
 
+def symbolize_run(folder: Path, kernel: Kernel, *, fetch: bool = True, no_symbols: bool = False,
+                  progress=None) -> list[tuple[Path, str]]:
+    """Every ``run-*/report.txt`` of a run folder rewritten symbolized (debug info fetched with
+    ``fetch``): (path, note) each.  A report.txt written before keeps only its report part."""
+    done = []
+    for path in sorted(Path(folder).glob("run-*/report.txt")):
+        bare = Symbolized.bare_of(path.read_text())
+        console = path.with_name("console.log")
+        why = "--no-symbols" if no_symbols else kernel_mismatch(
+            console.read_text(errors="replace") if console.exists() else "", kernel)
+        result = Symbolized(bare, why) if why else symbolize_kernel(bare, kernel, fetch=fetch, progress=progress)
+        path.write_text(result.for_file())
+        done.append((path, result.note))
+    return done
+
+
 def has_dwarf(path: Path) -> bool:
     """Whether an ELF file carries DWARF line tables (.debug_line)."""
     try:
