@@ -18,7 +18,7 @@ title.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -74,6 +74,9 @@ class Evidence:
     # the build's source tree: an expected "WARNING in X" matches when X encloses the WARNING's line there
     # (the build inlined X into the RIP's function: harness.report.crashsite)
     source_dir: Path | None = None
+    # the report text symbolized with the debug info at hand (no download): its inlined frames at the RIP
+    # name functions the build inlined; asked only when a title does not match plainly
+    symbolize: Callable[[str], str] | None = None
     killed: str | None = None  # why the host killed the guest, if it did
     guest_rc: int | None = 0
     any_crash: bool = False  # no title expected: any crash report counts as the hit
@@ -128,9 +131,13 @@ def _tail(text: str, n: int = 1) -> str:
     return tail(text, n)
 
 
-def _title_matches(rep: report.Report, expected: tuple[str, ...], source_dir: Path | None = None) -> str | None:
+def _title_matches(rep: report.Report, expected: tuple[str, ...], source_dir: Path | None = None,
+                   symbolize: Callable[[str], str] | None = None) -> str | None:
     """Why ``rep`` is the expected bug (its title, or the crash site's function by other evidence), or None."""
-    return crashsite.title_evidence(rep, expected, source_tree=source_dir)
+    why = crashsite.title_evidence(rep, expected, source_tree=source_dir)
+    if why is None and symbolize is not None and crashsite.may_be_inlined(rep, expected):
+        why = crashsite.title_evidence(replace(rep, text=symbolize(rep.text)), expected, source_tree=source_dir)
+    return why
 
 
 # --- rules ---------------------------------------------------------------------------
@@ -143,7 +150,8 @@ def crash_rule(ev: Evidence) -> Verdict | None:
     if not reports:
         return None
     titles = tuple(r.title for r in reports)
-    matched = ((r, why) for r in reports if (why := _title_matches(r, ev.expected_titles, ev.source_dir)))
+    matched = ((r, why) for r in reports if (why := _title_matches(r, ev.expected_titles, ev.source_dir,
+                                                                       ev.symbolize)))
     hit, matched_by = (reports[0], "") if ev.any_crash else next(matched, (None, ""))
     chosen = hit or reports[0]
     started = run_started_at(ev.console)

@@ -76,3 +76,24 @@ def test_verdict_reproduced_with_the_evidence_named():
         "kernel BUG in ext4_write_inline_data_end",)))
     assert plain_title.to_dict()["matched_by"] == "kernel BUG in ext4_write_inline_data_end: the title"
     assert plain_title.detail == ""  # nothing to explain when the title is syzkaller's
+
+
+def test_verdict_asks_for_symbols_only_when_the_title_does_not_match():
+    asked = []
+
+    def symbolize(text: str) -> str:  # what run.py passes: the debug info at hand
+        asked.append(text)
+        return text.replace("RIP: 0010:ext4_write_inline_data_end+0xf4/0x570 [ext4]",
+                            "RIP: 0010:ext4_write_inline_data fs/ext4/inline.c:235 [inline] [ext4]\n"
+                            "RIP: 0010:ext4_write_inline_data_end+0xf4/0x570 fs/ext4/inline.c:774 [ext4]", 1)
+
+    plain = crash_rule(Evidence(console=BUG.log, output="", symbolize=symbolize,
+                                expected_titles=("kernel BUG in ext4_write_inline_data_end",)))
+    assert plain.outcome is Outcome.REPRODUCED and not asked
+    seen = crash_rule(Evidence(console=BUG.log, output="", symbolize=symbolize,
+                               expected_titles=("kernel BUG in ext4_write_inline_data",)))
+    assert seen.outcome is Outcome.REPRODUCED and len(asked) == 1
+    assert seen.matched_by.endswith("at fs/ext4/inline.c:235 (debug info)")
+    other = crash_rule(Evidence(console=BUG.log, output="", symbolize=symbolize,
+                                expected_titles=("WARNING in ext4_write_inline_data",)))
+    assert other.outcome is Outcome.OTHER_CRASH and len(asked) == 1  # another kind: nothing to ask

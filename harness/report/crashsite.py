@@ -85,6 +85,13 @@ def title_evidence(rep: Report, expected: tuple[str, ...], site: CrashSite | Non
     return None
 
 
+def may_be_inlined(rep: Report, expected: tuple[str, ...]) -> bool:
+    """Whether some expected title is of the report's kind ("WARNING in", "kernel BUG in") but names
+    another function: only then can more evidence (a symbolized report) help."""
+    got = _SITE_TITLE.match(rep.title)
+    return got is not None and any((m := _SITE_TITLE.match(t)) and m.group(1) == got.group(1) for t in expected)
+
+
 _FUNC_NAME = re.compile(r"([A-Za-z_]\w*)\s*\((?:[^()]|\([^()]*\))*\)[^()]*$")
 _SCAN_LIMIT = 2000  # lines looked back for a function's opening brace
 
