@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.kernels.debian import module_files
 from harness.kernels.kernel import Kernel
 from harness.report import kernel_mismatch, parse, symbolize, symbolize_run
 from harness.report.symbolize import _clean_path, has_dwarf, module_symbols
@@ -146,3 +147,16 @@ def test_run_folder_of_another_kernel_stays_bare_and_says_why(tmp_path):
         assert "<-- trapping instruction" in written
     symbolize_run(tmp_path, _kernel("6.1.0-56-amd64", "6.1.192-2"), fetch=False)
     assert path.read_text() == written  # run again: the same file, not the sections twice
+
+
+def test_module_files_find_plain_and_compressed_modules(tmp_path):
+    tree = tmp_path / "lib" / "modules" / "6.12.1+deb12-amd64" / "kernel" / "fs"
+    (tree / "ext4").mkdir(parents=True)
+    (tree / "xfs").mkdir()
+    (tree / "ext4" / "ext4.ko.xz").write_bytes(b"")
+    (tree / "xfs" / "xfs.ko").write_bytes(b"")
+    (tree / "ext4" / "ext4.ko.notes").write_bytes(b"")
+    kernel = Kernel(name="debian:6.12.1", release="6.12.1+deb12-amd64", version="6.12.1", image=Path("/x"),
+                    root=tmp_path, kind="debian")
+    assert module_files(kernel, ["ext4", "xfs", "jbd2"]) == {"ext4": tree / "ext4" / "ext4.ko.xz",
+                                                            "xfs": tree / "xfs" / "xfs.ko"}

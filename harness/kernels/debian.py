@@ -231,11 +231,14 @@ def module_files(kernel: Kernel, names: list[str]) -> dict[str, Path]:
     want = {n.replace("-", "_"): n for n in names}
     found: dict[str, Path] = {}
     if tree.is_dir() and want:
-        for path in tree.rglob("*.ko"):
-            name = want.get(path.name.removesuffix(".ko").replace("-", "_"))
-            if name is not None:
+        for path in tree.rglob("*.ko*"):
+            stem = _KO_SUFFIX.sub("", path.name)
+            if stem != path.name and (name := want.get(stem.replace("-", "_"))) is not None:
                 found[name] = path
     return found
+
+
+_KO_SUFFIX = re.compile(r"\.ko(?:\.(?:xz|zst|gz))?$")  # newer images compress their modules; -dbg's are plain
 
 
 def debug_files(kernel: Kernel, modules: list[str], *, fetch: bool, progress=None) -> DebugFiles:
@@ -249,7 +252,8 @@ def debug_files(kernel: Kernel, modules: list[str], *, fetch: bool, progress=Non
     dest = Path(kernel.root) / "dbg"
     shipped = module_files(kernel, modules)
     members = {"vmlinux": f"{DEBUG_ROOT}/boot/vmlinux-{kernel.release}"}
-    members |= {name: f"{DEBUG_ROOT}/{path.relative_to(kernel.root)}" for name, path in shipped.items()}
+    members |= {name: f"{DEBUG_ROOT}/{_KO_SUFFIX.sub('.ko', str(path.relative_to(kernel.root)))}"
+                for name, path in shipped.items()}
     dest.mkdir(exist_ok=True)
     with FileLock(str(dest) + ".lock"):
         missing = [m for m in members.values() if not (dest / m).is_file()]
