@@ -537,10 +537,9 @@ def _append_frames(frames: list[str], m: re.Match, stack: StackFmt) -> None:
 def _key_frame(stack: StackFmt, raw: list[str]) -> tuple[str, str] | None:
     if not raw:
         return None
-    stripped = [_strip_syscall_prefix(f) for f in raw]
     if stack.extractor is None:
-        return stripped[0], raw[0]
-    frame, idx = stack.extractor(stripped)
+        return _strip_syscall_prefix(raw[0]), raw[0]
+    frame, idx = stack.extractor([_strip_syscall_prefix(f) for f in raw])
     return (frame, raw[idx]) if frame else None
 
 
