@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from harness import kernels
+from harness import kernels, report
 from harness.cli.options import accel_for, add_run_options, run_options
 from harness.cli.output import console, progress
-from harness.errors import ExitCode, KernelError, UnknownName
+from harness.errors import ExitCode, HarnessError, KernelError, UnknownName
 from harness.kernels.recipe import Recipe, load_ops
 from harness.repro import adhoc
 from harness.repro import spec as specs
@@ -98,7 +98,20 @@ def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Reci
                   f"accel {accel.name}: {accel.reason}")
     summary = run_repro(spec, kernel, options, accel=accel, progress=progress, on_run=_print_run)
     _report(args, summary, kernel.name, accel.name)
+    _symbolize(args, summary, kernel)
     return exit_code(summary), summary
+
+
+def _symbolize(args: argparse.Namespace, summary: Summary, kernel) -> None:
+    """After the verdict line (which never waits for debug info): the run's report.txt files with file:line,
+    fetching a Debian kernel's -dbg package on first need; a failure leaves them bare and says why."""
+    if getattr(args, "no_symbols", False) or not any(summary.folder.glob("run-*/report.txt")):
+        return
+    try:
+        for path, note in report.symbolize_run(summary.folder, kernel, progress=progress):
+            console.print(f"symbolized {path.relative_to(summary.folder)}" + (f" ({note})" if note else ""))
+    except HarnessError as exc:  # the verdict stands; the reports stay as the run wrote them
+        console.print(f"report.txt left without file:line: {exc.one_line()}")
 
 
 def _spec(args: argparse.Namespace) -> specs.Spec:
@@ -150,6 +163,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "filesystem (default: none for a syzkaller reproducer, which brings its own; ext4 otherwise)")
     add_run_options(r)
     r.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    r.add_argument("--no-symbols", action="store_true",
+                   help="leave report.txt as the run wrote it (no debug info fetched after the verdict)")
     r.set_defaults(func=cmd_repro, usage_error=r.error)
 
     pa = sub.add_parser("patches", help="print the patch stack of a reproducer's variants")

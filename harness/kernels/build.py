@@ -256,6 +256,9 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
         "name": variant.kernel_name,
         "source": variant.source,
         "identity": tree.identity,
+        # the unpatched source, where a report's file:line finds its function (title matching, harness.verdict)
+        # (a git source's pristine tree is the user's checkout, not this commit: none)
+        "source_tree": str(tree.pristine) if tree.kind != "git" else None,
         "variant": variant.name,
         "fragments": list(variant.fragments),
         "patches": [op.describe() for op in variant.patches],

@@ -130,6 +130,10 @@ class Summary:
         }
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 def stillborn(result: RunResult) -> bool:
     """A guest that died within seconds, unkilled, without one byte of console: nothing to judge.
 
@@ -269,6 +273,8 @@ class ReproSession:
             guest_rc=guest.returncode, any_crash=self.spec.expect.any_crash, timeout_is=self.spec.timeout_is,
             exit_status=self.spec.exit_status,
             explain=self.kind.explain, tests=reading.tests,
+            source_dir=_path(self.kernel.extra.get("source_tree")),
+            symbolize=lambda text: report.symbolize_kernel(text, self.kernel).text,  # debug info at hand only
         ))
         info = dict(guest.info)
         info["phases"] = {"host_stage": round(staging, 3), **info.get("phases", {})}
@@ -278,8 +284,7 @@ class ReproSession:
             if why:
                 self.backend.replace(why)
         if verdict.report_text:
-            (run_dir / "report.txt").write_text(report.symbolize(
-                verdict.report_text, self.kernel.vmlinux, self.kernel.system_map, self.kernel.extra.get("source_dir")))
+            (run_dir / "report.txt").write_text(report.symbolize_kernel(verdict.report_text, self.kernel).for_file())
         info["phases"]["host_record"] = round(time.monotonic() - recording, 3)
         result = RunResult(index, run_dir, verdict, output.steps, time.monotonic() - started, output.up_at,
                            {**info, "backend_reason": self.backend_reason}, reading.record)
