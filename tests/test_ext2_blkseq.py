@@ -59,7 +59,8 @@ def test_spec_variants_and_stacks():
     assert s.expect.is_hit(Outcome.DATA_LOSS) and s.expect.is_hit(Outcome.FS_CORRUPT)
     assert s.image.fs == "ext2" and s.image.check  # e2fsck -fn after every run
     assert "{dev}" in s.args and s.args[s.args.index("-m") + 1] == "race"
-    seconds = float(s.args[s.args.index("-t") + 1])
+    seconds = float(s.trial_args()[s.args.index("-t") + 1])  # the race's length as run: {seconds} at race:
+    assert s.args[s.args.index("-t") + 1] == "{seconds}" and seconds == s.race == 30
     assert s.timeout > seconds + 60  # room for the final checks
 
 

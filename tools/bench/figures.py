@@ -313,6 +313,59 @@ def prove_figures() -> list[tuple[str, float, str]]:
     return rows
 
 
+def _boots(root: Path) -> int:
+    """Boots the snapshot backend made under ``root`` (its session.log lines "boot N of ... to save")."""
+    return sum(line.count("to save a post-boot snapshot") for log in root.rglob("session.log")
+               for line in log.read_text(errors="replace").splitlines())
+
+
+def bisect_figures(kernel: str = "debian:6.1.0-55", runs: int = 3) -> list[tuple[str, float, str]]:
+    """One bisect step (``runs`` runs of ext4_inline on one Debian image, snapshot backend) as bisect ran it
+    before issue 23 (a run session, hence a boot and a save, for every run) and now (one Trial a step), each
+    with an empty saved-guest store; and now with the store warm (a second step on the same kernel)."""
+    from harness.bisect import steps  # start-up cost: only this figure needs the bisect machinery
+
+    spec = specs.load("ext4_inline")
+    rows, figures = [], {}
+    with tempfile.TemporaryDirectory(prefix="harness-bench-bisect-") as tmp:
+        for label in ("before: a session a run", "now: one Trial a step", "now, saved guest kept"):
+            root = Path(tmp) / label.split(":")[0].replace(" ", "-").replace(",", "")
+            store = Path(tmp) / ("store-warm" if "kept" in label else f"store-{len(figures)}")
+            old = os.environ.get("HARNESS_SNAPSHOT_CACHE")
+            os.environ["HARNESS_SNAPSHOT_CACHE"] = str(store)
+            options = RunOptions(backend="snapshot", accel="auto", runs=runs, results=root)
+            step = steps.PrebuiltStep(spec, options)
+            start = time.monotonic()
+            try:
+                if label.startswith("before"):
+                    for _ in range(runs):  # what bisect/steps.py did: run_repro(runs=1) for every run
+                        with step(kernel) as target:
+                            target.run(1)
+                        os.environ["HARNESS_SNAPSHOT_CACHE"] = str(store / f"run-{_}")
+                else:
+                    if "kept" in label:  # warm the store with one step first (not timed)
+                        with step(kernel) as target:
+                            target.run(1)
+                        start = time.monotonic()
+                        root = root.with_name(root.name + "-timed")
+                        step = steps.PrebuiltStep(spec, RunOptions(backend="snapshot", accel="auto", runs=runs,
+                                                                   results=root))
+                    with step(kernel) as target:
+                        for i in range(runs):
+                            target.run(i + 1)
+            finally:
+                if old is None:
+                    os.environ.pop("HARNESS_SNAPSHOT_CACHE", None)
+                else:
+                    os.environ["HARNESS_SNAPSHOT_CACHE"] = old
+            figures[label] = (time.monotonic() - start, _boots(root))
+    before = figures["before: a session a run"][0]
+    for label, (seconds, boots) in figures.items():
+        ratio = "1.00 (reference)" if label.startswith("before") else f"{seconds / before:.3f} x before"
+        rows.append((f"bisect step, {runs} runs of ext4_inline on {kernel}, {label}: {boots} boots", seconds, ratio))
+    return rows
+
+
 def lean_change_figures() -> list[tuple[str, float, str]]:
     """The cold lean build before and after issue 16's options (virtio-net, PVH, an initramfs), one after the other."""
     before = Path(tempfile.mkdtemp(prefix="harness-bench-lean-")) / "before-issue16.config"
@@ -355,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                     "through vng and through the default backend, and one ext4_inline run each way")
     ap.add_argument("--prove", action="store_true", help="the ext2 FIXED proof with --trial full and with the "
                     "default trial length, side by side (about 30 min under TCG)")
+    ap.add_argument("--bisect-step", action="store_true", help="one bisect step's boots and wall time: a run "
+                    "session a run (before) against one Trial a step (now), and with the saved guest kept")
     ap.add_argument("--lean-change", action="store_true", help="the cold lean build before and after issue 16's "
                     "options (two cold builds, ~15 min)")
     args = ap.parse_args(argv)
@@ -370,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += fast_path_figures(args.fast_path)
         if args.prove:
             rows += prove_figures()
+        if args.bisect_step:
+            rows += bisect_figures()
         if args.lean_change:
             rows += lean_change_figures()
     width = max(len(r[0]) for r in rows)
