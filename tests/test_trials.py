@@ -301,3 +301,22 @@ def test_hits_per_saved_boot_and_their_disagreement():
     one = Tally()
     one.add(Observation(hit=True, outcome="DATA_LOSS", boot=1))
     assert boots_disagree(one) is None and per_boot(Tally()) == {}
+
+
+def test_overhead_from_the_backends_phases_leaves_a_boot_out():
+    """A run restored from a boot made at its turn waited ~7 s for that boot: the phases say what the run cost."""
+    from types import SimpleNamespace
+
+    from harness.repro.trial import from_run_result
+    from harness.verdict import Outcome
+
+    verdict = SimpleNamespace(outcome=Outcome.DATA_LOSS, title="data loss", time_to_hit=1.2, reports=(), detail="")
+    steps = (SimpleNamespace(name="run", seconds=1.5),)
+    guest = {"boot": 2, "phases": {"restore": 0.3, "connect": 0.8, "run": 4.2, "ahead_restore": 1.0}}
+    result = SimpleNamespace(verdict=verdict, steps=steps, wall_seconds=13.6, folder="x", guest=guest)
+    obs = from_run_result(result, lambda o: True)
+    assert obs.boot == 2 and obs.overhead == pytest.approx(0.3 + 0.8 + 4.2 - 1.5)
+    no_phases = from_run_result(SimpleNamespace(verdict=verdict, steps=steps, wall_seconds=13.6, folder="x"),
+                                lambda o: True)
+    assert no_phases.overhead == pytest.approx(13.6 - 1.5)
+    assert trials.Sample.of([obs], 30.0).overhead == pytest.approx(3.8)

@@ -100,7 +100,9 @@ class Sample:
             else:
                 clean += 1
             raced = obs.seconds if obs.seconds is not None else (obs.time_to_hit or 0.0)
-            if obs.wall_seconds is not None:
+            if obs.overhead is not None:  # the backend's phases: a boot the run waited for is not overhead
+                overheads.append(obs.overhead)
+            elif obs.wall_seconds is not None:
                 overheads.append(max(0.0, obs.wall_seconds - raced))
         return cls(tuple(times), clean, full, statistics.median(overheads) if overheads else 0.0)
 

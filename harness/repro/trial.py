@@ -47,6 +47,7 @@ class Observation:
     detail: str = ""
     trial: float | None = None  # the trial's length in seconds (None: the spec's full race)
     boot: int | None = None  # which saved boot of the kernel the run was restored from (snapshot backend)
+    overhead: float | None = None  # the run's seconds beyond its racing, a boot it waited for not included
 
     @property
     def kind(self) -> str:
@@ -102,13 +103,16 @@ def observation(
     detail: str = "",
     trial: float | None = None,
     boot: int | None = None,
+    spent: float | None = None,
 ) -> Observation:
     """A run driver's RunResult fields -> Observation.
 
     ``outcome`` is a ``harness.verdict.Outcome`` (or its value), ``steps``
     the run's StepResults (``.name``, ``.seconds``), ``is_hit`` the spec's
     ``expect.is_hit``.  The run counts as exposure when it hit, was CLEAN,
-    or reached the ``run`` step without a harness failure.
+    or reached the ``run`` step without a harness failure.  ``spent`` is the
+    run's own seconds where the backend timed its phases (a boot it waited
+    for left out), else its wall time counts.
     """
     value = getattr(outcome, "value", str(outcome))
     hit = bool(is_hit(outcome))
@@ -132,13 +136,29 @@ def observation(
         detail=detail,
         trial=trial,
         boot=boot,
+        overhead=_overhead(spent if spent is not None else wall_seconds, seconds if exposure else None),
     )
+
+
+def _overhead(spent: float | None, raced: float | None) -> float | None:
+    if spent is None or raced is None:
+        return None
+    return round(max(0.0, spent - raced), 3)
+
+
+def _spent(guest: dict) -> float | None:
+    """A run's own seconds from its backend's phases (the next guest restored ahead in parallel left out)."""
+    phases = guest.get("phases") if isinstance(guest, dict) else None
+    if not isinstance(phases, dict) or "run" not in phases:
+        return None
+    return sum(v for k, v in phases.items() if isinstance(v, int | float) and not k.startswith("ahead_"))
 
 
 def from_run_result(result: RunResult, is_hit: Callable[[object], bool], trial: float | None = None) -> Observation:
     """``harness.repro.run.RunResult`` -> Observation."""
     v = result.verdict
-    boot = (getattr(result, "guest", None) or {}).get("boot")  # the snapshot backend names the saved boot
+    guest = getattr(result, "guest", None) or {}
+    boot = guest.get("boot")  # the snapshot backend names the saved boot
     return observation(
         outcome=v.outcome,
         title=v.title,
@@ -151,6 +171,7 @@ def from_run_result(result: RunResult, is_hit: Callable[[object], bool], trial: 
         detail=v.detail,
         trial=trial,
         boot=boot if isinstance(boot, int) else None,
+        spent=_spent(guest),
     )
 
 
