@@ -273,17 +273,20 @@ def fast_path_figures(runs: int = 10) -> list[tuple[str, float, str]]:
     return rows
 
 
-def _prove(extra: Sequence[str], tmp: str) -> dict:
+def _prove(extra: Sequence[str], results: Path) -> dict:
     """One ext2 FIXED proof through the CLI as a user runs it; its --json object (``wall_seconds``: the proof
-    after both builds), or {"error": ...}."""
+    after both builds), or {"error": ...}.  The proof folder stays under ``results``."""
     patch = PROJECT_ROOT / "reproducers/ext2_iomap_blkseq/patches/0002-ext2-validate-cached-iomap-with-i_blkseq.patch"
     argv = [sys.executable, "-m", "harness", "prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch",
-            str(patch), *extra, "--json", "--results", tmp]
+            str(patch), *extra, "--json", "--results", str(results)]
     done = proc.run(argv, check=False, capture=True, cwd=PROJECT_ROOT, timeout=7200)
-    try:
-        return json.loads(done.output.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"error": f"exit {done.returncode}"}
+    for line in reversed(done.output.strip().splitlines()):  # the JSON object; the console's lines beside it
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {"error": f"exit {done.returncode}: {done.output.strip().splitlines()[-1:]}"}
 
 
 def _proof_label(name: str, r: dict) -> str:
@@ -299,17 +302,20 @@ def _proof_label(name: str, r: dict) -> str:
 
 def prove_figures() -> list[tuple[str, float, str]]:
     """The ext2 FIXED proof with ``--trial full`` (every run races the whole 30 s, issue 15's rule) and with the
-    default (trials as long as the base check says), one after the other, both kernels built first."""
+    default (trials as long as the base check says), one after the other, both kernels built first.  The proof
+    folders are kept in ``results/bench-prove-<time>/`` for a look at every run."""
     rows = []
-    with tempfile.TemporaryDirectory(prefix="harness-bench-prove-") as tmp:
-        results = {name: _prove(extra, tmp) for name, extra in (("--trial full", ["--trial", "full"]),
-                                                                 ("the default (--trial auto)", []))}
-    full = results["--trial full"].get("wall_seconds")
-    for name, r in results.items():
+    results = PROJECT_ROOT / "results" / time.strftime("bench-prove-%Y%m%d-%H%M%S")
+    results.mkdir(parents=True)
+    found = {name: _prove(extra, results) for name, extra in (("--trial full", ["--trial", "full"]),
+                                                               ("the default (--trial auto)", []))}
+    full = found["--trial full"].get("wall_seconds")
+    for name, r in found.items():
         seconds = r.get("wall_seconds") or 0.0
         ratio = "1.00 (reference)" if name == "--trial full" else (
             f"{seconds / full:.3f} x --trial full (goal <= 0.125)" if full and seconds else "-")
         rows.append((_proof_label(name, r), seconds, ratio))
+    rows.append((f"(proof folders in {results})", 0.0, ""))
     return rows
 
 
