@@ -155,7 +155,7 @@ def _boots_text(result: ProofResult) -> str:
         p = boots_disagree(t)
         verdict = "" if p is None else (f"; they disagree beyond chance (p = {p:.3f})" if p < 0.05
                                         else f"; no disagreement beyond chance (p = {p:.2f})")
-        parts.append(f"{side} hits per saved boot: {shown}{verdict}.")
+        parts.append(f"{side.capitalize()} hits per saved boot: {shown}{verdict}.")
     return (" " + " ".join(parts)) if parts else ""
 
 
