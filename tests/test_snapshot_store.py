@@ -411,3 +411,41 @@ def test_a_boot_another_harness_holds_too_long_is_a_one_line_failure(tmp_path, k
     assert got.startswith(f"another harness held {entry.key}.boot-1 for 0 s") and s.made == []
     assert f"another harness is saving {entry.key}/boot-1: waiting for it" in s.log()
     s.backend.close()
+
+
+def test_the_first_connection_to_a_booted_guest_tries_a_reset_again_but_not_a_bad_key(tmp_path, monkeypatch):
+    calls = []
+
+    class Flaky:
+        def __init__(self, endpoint):
+            pass
+
+        def connect(self, timeout):
+            calls.append(timeout)
+            if len(calls) < 3:
+                raise GuestError("ssh root@[127.0.0.1]:1: SSHException: Error reading SSH protocol banner"
+                                 "[Errno 104] Connection reset by peer")
+            return self
+
+    class Running:
+        port = 1
+
+        def gone(self):
+            return None
+
+    monkeypatch.setattr(machine, "Connection", Flaky)
+    monkeypatch.setattr(machine.time, "sleep", lambda s: None)
+    backend = machine.Snapshot()
+    keys = make_keys(tmp_path / "keys")
+    assert isinstance(backend._first_connect(Running(), keys), Flaky) and len(calls) == 3
+
+    class BadKey(Flaky):
+        def connect(self, timeout):
+            calls.append(timeout)
+            raise GuestError("ssh root@[127.0.0.1]:1: AuthenticationException: Authentication failed.")
+
+    calls.clear()
+    monkeypatch.setattr(machine, "Connection", BadKey)
+    with pytest.raises(GuestError, match="Authentication failed"):
+        backend._first_connect(Running(), keys)
+    assert len(calls) == 1

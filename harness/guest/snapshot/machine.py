@@ -411,7 +411,7 @@ class Snapshot(Backend):
         machine = None
         try:
             machine = self._boot_machine(req, folder, entry.initrd, template)
-            conn = Connection(self._endpoint(machine.port, entry.keys)).connect(timeout=30)
+            conn = self._first_connect(machine, entry.keys)
             try:
                 said = conn.check("cat /proc/sys/kernel/tainted", timeout=30)
             finally:
@@ -428,6 +428,20 @@ class Snapshot(Backend):
                    f"({state.stat().st_size >> 20} MiB) as {entry.key}/boot-{boot}", out)
         return {"boot_seconds": round(boot_s, 2), "save_seconds": round(save_s, 2), "taint": said.strip(),
                 "kernel": req.kernel.name, "booted_in": str(folder)}
+
+    def _first_connect(self, machine: Machine, keys: Keys, tries: int = 4) -> Connection:
+        """The first SSH connection to a guest that just said READY: a reset or a refusal is tried again for a
+        few seconds while QEMU runs (seen once under load: the banner reset 3 s after READY); raises GuestError."""
+        for attempt in range(1, tries + 1):
+            try:
+                return Connection(self._endpoint(machine.port, keys)).connect(timeout=30)
+            except GuestError as exc:
+                if attempt == tries or machine.gone() or not any(
+                        w in str(exc) for w in ("reset by peer", "refused", "protocol banner")):
+                    raise
+                self.event(f"the booted guest's sshd did not answer ({exc}): trying again", None)
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def _qmp_path(self) -> Path:
         """A QMP socket path in the session's short private folder (a UNIX socket path has 107 bytes at most)."""
