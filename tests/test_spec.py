@@ -235,3 +235,17 @@ def test_variant_fragment_paths(tmp_path):
     (folder / "repro.yaml").write_text("image: none\nvariants: {v: {source: debian-src:6.1.192, kconfig: [gone.config]}}\n")
     with pytest.raises(SpecError, match="variants: v: kconfig: fragment gone.config does not exist in"):
         specs.load(str(folder))
+
+
+def test_guest_boots(tmp_path):
+    from harness.errors import SpecError
+    from harness.repro import spec as specs
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "repro.c").write_text("int main(void) { return 0; }\n")
+    (folder / "repro.yaml").write_text("image: ext4-inline-fullbitmap\nguest: {boots: 3}\n")
+    assert specs.load(str(folder)).guest.boots == 3
+    (folder / "repro.yaml").write_text("image: ext4-inline-fullbitmap\nguest: {boots: 0}\n")
+    with pytest.raises(SpecError, match="boots: 0"):
+        specs.load(str(folder))

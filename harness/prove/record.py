@@ -96,7 +96,7 @@ def check_resumed(info: ProofInfo, base: ProofKernel, patched: ProofKernel, ops:
 def _trial(spec: Spec, pk: ProofKernel, options: RunOptions, results: Path, runs: int,
            progress: Progress | None, side: str) -> Trial:
     opts = options.with_(results=results, runs=runs, cmdline=tuple(dict.fromkeys(options.cmdline + pk.recipe.cmdline)),
-                         boots=options.boots or BOOTS)
+                         boots=options.boots or max(BOOTS, spec.guest.boots))
     say = (lambda msg: progress(f"{side}: {msg}")) if progress else None
     return Trial(spec, pk.kernel, opts, accel=pk.accel, progress=say)
 

@@ -78,7 +78,8 @@ class Context:
         spec = self.spec
         return GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
                             cpus=spec.guest.cpus, memory=spec.guest.memory, disks=disks, cmdline=self.cmdline,
-                            preload=tuple(dict.fromkeys(preload)), inputs=inputs, boots=self.options.boots or 1)
+                            preload=tuple(dict.fromkeys(preload)), inputs=inputs,
+                            boots=self.options.boots or spec.guest.boots)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class GuestOptions:
     sysctls: tuple[tuple[str, str], ...] = (("kernel.hung_task_timeout_secs", "20"),)
     boot_timeout: int = 240  # seconds from vng start to the guest's first step
     fresh_boot: bool = False  # every run needs a real boot of its own (backend auto then picks vng)
+    boots: int = 1  # separate saved boots the snapshot backend spreads the runs over (prove asks for 3)
 
 
 class ExpectKind(StrEnum):
@@ -199,7 +200,7 @@ def available() -> list[str]:
 
 def _guest(data: object, where: str) -> GuestOptions:
     f = Fields(data if isinstance(data, dict) else {}, f"{where}: guest",
-               {"cpus", "memory", "cmdline", "sysctls", "boot_timeout", "fresh_boot"})
+               {"cpus", "memory", "cmdline", "sysctls", "boot_timeout", "fresh_boot", "boots"})
     d = GuestOptions()
     sysctls = f.get("sysctls", dict, dict(d.sysctls))
     return GuestOptions(
@@ -209,7 +210,14 @@ def _guest(data: object, where: str) -> GuestOptions:
         sysctls=tuple((str(k), str(v)) for k, v in sysctls.items()),
         boot_timeout=f.get("boot_timeout", int, d.boot_timeout),
         fresh_boot=f.get("fresh_boot", bool, d.fresh_boot),
+        boots=_boots(f.get("boots", int, d.boots), where),
     )
+
+
+def _boots(value: int, where: str) -> int:
+    if value < 1:
+        raise SpecError(f"{where}: guest: boots: {value}: give at least 1 (separate saved boots the runs spread over)")
+    return value
 
 
 def _expect(data: object, where: str) -> Expectation:
