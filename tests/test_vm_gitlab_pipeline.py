@@ -23,7 +23,10 @@ import pytest
 
 from harness.results.db import MatrixIndex
 
-pytestmark = pytest.mark.vm
+# a cold lean build inside the pipeline (each job its own harness cache): about 25 minutes under TCG on 2 cores,
+# and not yet run to the end on this machine (the stop that wrote it had no quiet half hour): CI runs it with
+# HARNESS_CI_BUILDS=1 until it has, so that the default CI stays under 45 minutes
+pytestmark = [pytest.mark.vm, pytest.mark.build]
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = """name: pipeline
