@@ -97,13 +97,13 @@ def _run_on(args: argparse.Namespace, spec: specs.Spec, label: str, target: Reci
     console.print(f"[bold]{spec.name}[/bold] on {kernel.name} ({kernel.release}, {kernel.version}), "
                   f"accel {accel.name}: {accel.reason}")
     summary = run_repro(spec, kernel, options, accel=accel, progress=progress, on_run=_print_run)
+    _symbolize(args, summary, kernel)  # after every run's own verdict line, before the summary line (the last)
     _report(args, summary, kernel.name, accel.name)
-    _symbolize(args, summary, kernel)
     return exit_code(summary), summary
 
 
 def _symbolize(args: argparse.Namespace, summary: Summary, kernel) -> None:
-    """After the verdict line (which never waits for debug info): the run's report.txt files with file:line,
+    """After the runs' verdict lines (which never wait for debug info): their report.txt files with file:line,
     fetching a Debian kernel's -dbg package on first need; a failure leaves them bare and says why."""
     if getattr(args, "no_symbols", False) or not any(summary.folder.glob("run-*/report.txt")):
         return
