@@ -52,15 +52,19 @@ from harness.results import new_run_folder
 OPTION_KEYS = ("accel", "backend", "timeout", "fresh_compile", "host_compile")
 
 
-def minutes(text: str) -> float:
-    """An argparse ``type``: a positive number of minutes."""
+def _positive(text: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number of {unit}, not {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {value:g}")
     return value
+
+
+def minutes(text: str) -> float:
+    """An argparse ``type``: a positive number of minutes."""
+    return _positive(text, "minutes")
 
 
 minutes.__name__ = "minutes"
@@ -68,15 +72,7 @@ minutes.__name__ = "minutes"
 
 def trial_length(text: str) -> str | float:
     """An argparse ``type``: ``auto``, ``full`` or a positive number of seconds."""
-    if text in prove.driver.TRIAL_MODES:
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, full or a number of seconds, not {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0 seconds, not {value:g}")
-    return value
+    return text if text in prove.driver.TRIAL_MODES else _positive(text, "seconds (or auto, full)")
 
 
 trial_length.__name__ = "trial length"

@@ -48,6 +48,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from harness.kernels import cache as kernel_cache
+from harness.kernels.integrity import sha256_file
 from harness.paths import cache_dir
 from harness.sizes import parse_size
 
@@ -97,14 +98,6 @@ def key_fields(*, kernel: dict, initramfs: str, machine: list[str], disk_size: i
 def entry_key(fields: dict) -> str:
     """The entry's folder name: 20 hex digits of the fields' sha256 (pure)."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
