@@ -65,7 +65,7 @@ def built(monkeypatch):
         return fake_kernel(self.variant)
 
     monkeypatch.setattr(recipemod.Recipe, "build", build)
-    monkeypatch.setattr("harness.cli.prove.accel_for", lambda options, kernel: Accel("tcg", "test"))
+    monkeypatch.setattr("harness.prove.record.accel_for", lambda options, kernel: Accel("tcg", "test"))
     monkeypatch.setattr("harness.cli.repro.accel_for", lambda options, kernel: Accel("tcg", "test"))
     return asked
 
@@ -273,6 +273,30 @@ def test_prove_fixed_builds_base_then_patched_and_prints_everything(built, sessi
     assert record["patched"]["hits"] == 0 and record["runs"] == record["patched"]["runs"]
     assert (folder / "base").is_dir() and (folder / "patched").is_dir()
     assert "FIXED:" in out.out.splitlines()[-1]
+
+
+def test_prove_no_change_ends_before_any_accelerator_probe(built, sessions, tmp_path, capsys, monkeypatch):
+    """The same code on both sides ends the proof after the builds: no probe, no session, exit 13; a code
+    change probes each kernel once, after the comparison, and says which accelerator it got."""
+    from harness.prove import record
+
+    probes = []
+    same = type("Diff", (), {"same": True, "describe": lambda self: "the same code: vmlinux .text"})()
+    monkeypatch.setattr(record, "code_change", lambda base, patched: same)
+    monkeypatch.setattr(record, "accel_for", lambda options, kernel: probes.append(kernel.name) or Accel("tcg", "t"))
+    argv = ["prove", "ext2_iomap_blkseq", "--variant", "ext2-iomap", "--patch", str(FIX), "--trial", "full",
+            "--results", str(tmp_path)]
+    assert cli.main(argv) == ExitCode.NO_CHANGE
+    assert probes == [] and sessions.opened == []
+    assert "NO_CHANGE" in capsys.readouterr().out
+    spec = specs.load("ext2_iomap_blkseq")
+    base = spec.recipe(variant="ext2-iomap")
+    patched = base.patched(recipemod.load_ops([str(FIX)]))
+    sessions.patterns = {base.name: always(Outcome.DATA_LOSS), patched.name: always(Outcome.CLEAN)}
+    monkeypatch.setattr(record, "code_change", lambda base, patched: None)
+    assert cli.main([*argv, "--confidence", "0.9", "--fraction", "0.5"]) == ExitCode.OK
+    assert probes == [base.name, patched.name]
+    assert f"base: {base.name} (6.1.192-lean), accel tcg: t" in capsys.readouterr().err
 
 
 def test_prove_json_and_exit_codes_per_verdict(built, sessions, tmp_path, capsys):

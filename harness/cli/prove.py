@@ -27,22 +27,21 @@ import time
 from pathlib import Path
 
 from harness import prove
-from harness.cli.options import accel_for, add_run_options, at_least, fraction, run_options
+from harness.cli.options import add_run_options, at_least, fraction, run_options
 from harness.cli.output import console, progress
-from harness.errors import ExitCode, KernelError, SpecError, UnknownName
-from harness.kernels.cache import find_named
+from harness.errors import ExitCode, KernelError, SpecError
 from harness.kernels.recipe import Recipe, absolute, load_ops
 from harness.options import RunOptions
 from harness.prove import BASE, PATCHED, Policy, ProofResult, trials
 from harness.prove.record import (
     ProofKernel,
-    check_resumed,
     default_jobs,
     patch_label,
     plan_proof,
     plan_text,
     proof_info,
     proof_record,
+    resumed_kernels,
     run_proof,
     write_record,
 )
@@ -81,7 +80,8 @@ trial_length.__name__ = "trial length"
 # --- kernels ----------------------------------------------------------------------------------------
 
 
-def _built(side: str, target: Recipe, options: RunOptions) -> ProofKernel:
+def _built(side: str, target: Recipe) -> ProofKernel:
+    """One side built (cache hits print nothing more); its accelerator is probed after the NO_CHANGE check."""
     console.print(f"[bold]{side}[/bold]: {target.name} · {target.describe()}")
     try:
         kernel = target.build(progress=progress)
@@ -91,13 +91,7 @@ def _built(side: str, target: Recipe, options: RunOptions) -> ProofKernel:
             if value:
                 console.print(value if isinstance(value, str) else "\n".join(value), markup=False)
         raise
-    accel = accel_for(options, kernel)
-    console.print(f"{side}: {kernel.name} ({kernel.release}), accel {accel.name}: {accel.reason}")
-    return ProofKernel(target, kernel, accel)
-
-
-def _kernels(base: Recipe, patched: Recipe, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
-    return _built(BASE, base, options), _built(PATCHED, patched, options)
+    return ProofKernel(target, kernel)
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -215,7 +209,7 @@ def _new(args: argparse.Namespace) -> int:
     base = spec.recipe(variant=args.variant, base=args.base)
     patched = base.patched(ops)
     options = _options(args)
-    pair = _kernels(base, patched, options)
+    pair = _built(BASE, base), _built(PATCHED, patched)
     context = {
         "argv": ["harness", *sys.argv[1:]],
         "reproducer": args.reproducer,
@@ -228,25 +222,6 @@ def _new(args: argparse.Namespace) -> int:
     info = proof_info(spec, *pair, ops, policy, context)
     folder = new_run_folder(f"prove-{spec.name}", patched.name, options.results)
     return _run(args, spec, pair, options, folder, info)
-
-
-def _resumed_kernels(info: prove.ProofInfo, spec: specs.Spec, options: RunOptions) -> tuple[ProofKernel, ProofKernel]:
-    """Both kernels again: from the logged recipe (cache hits), else by their names in the kernel cache."""
-    ctx = info.context
-    if ctx.get("patches") is not None:
-        ops = load_ops(ctx["patches"])
-        base = spec.recipe(variant=ctx.get("variant"), base=ctx.get("base"))
-        pair = _kernels(base, base.patched(ops), options)
-        check_resumed(info, *pair, ops)
-        return pair
-    out = []
-    for side, name in ((BASE, info.base.name), (PATCHED, info.patched.name)):
-        kernel = find_named(name)
-        if kernel is None:
-            raise UnknownName(f"the {side} kernel {name} of this proof is not in the kernel cache and the proof "
-                              "logs no recipe to rebuild it: start a new proof")
-        out.append(ProofKernel(Recipe.of_kernel(kernel), kernel, accel_for(options, kernel)))
-    return out[0], out[1]
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -264,7 +239,7 @@ def _resume(args: argparse.Namespace) -> int:
     if spec.name != info.reproducer:
         raise SpecError(f"{folder}: the proof is of {info.reproducer}, but {ctx.get('spec_folder')} holds {spec.name}")
     options = _options(args, ctx.get("options")).with_(results=folder)
-    pair = _resumed_kernels(info, spec, options)
+    pair = resumed_kernels(info, spec, _built)
     return _run(args, spec, pair, options, folder, None)
 
 

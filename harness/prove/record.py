@@ -1,7 +1,9 @@
 """A proof on real kernels: both kernels' trials, NO_CHANGE before any run, the proof folder's record.
 
 - ``ProofKernel``: one side's recipe (``harness.kernels.recipe.Recipe``), the
-  kernel built from it and the accelerator it runs with;
+  kernel built from it and the accelerator it runs with (probed after the
+  NO_CHANGE check: a patch that changes no code costs no probe);
+- ``resumed_kernels``: both kernels of a logged proof again, from its recipe;
 - ``code_change``: the patched build's code against the base's
   (``harness.kernels.codediff``): the same code is NO_CHANGE, with no runs;
 - ``run_proof``: both kernels' trials open at once (``harness.repro.trial.Trial``:
@@ -18,16 +20,18 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import harness.prove.driver as driver
 import harness.prove.parallel as parallel
 import harness.prove.trials as trials
-from harness.errors import KernelError, SpecError
+from harness.errors import KernelError, SpecError, UnknownName
+from harness.guest.accel import accel_for
 from harness.kernels import Kernel, codediff
+from harness.kernels.cache import find_named
 from harness.kernels.patches import PatchOp
-from harness.kernels.recipe import Recipe
+from harness.kernels.recipe import Recipe, load_ops
 from harness.options import Accel, RunOptions
 from harness.paths import results_dir
 from harness.prove.driver import BASE, PATCHED, KernelInfo, PatchInfo, Policy, ProofInfo, ProofResult, TrialSide
@@ -47,11 +51,44 @@ BOOTS = 3  # saved boots a kernel's runs are spread over (snapshot backend): not
 
 @dataclass(frozen=True)
 class ProofKernel:
-    """One side of a proof: its recipe, the kernel built from it, the accelerator it runs with."""
+    """One side of a proof: its recipe, the kernel built from it, the accelerator it runs with (None: probed
+    when the proof first needs it, after the NO_CHANGE check)."""
 
     recipe: Recipe
     kernel: Kernel
-    accel: Accel
+    accel: Accel | None = None
+
+    def probed(self, options: RunOptions, say: Progress | None = None, side: str = "") -> ProofKernel:
+        """This side with its accelerator resolved (``--accel``, or the probe cached per host boot)."""
+        if self.accel is not None:
+            return self
+        accel = accel_for(options, self.kernel)
+        if say:
+            say(f"{side}: {self.kernel.name} ({self.kernel.release}), accel {accel.name}: {accel.reason}")
+        return replace(self, accel=accel)
+
+
+Build = Callable[[str, Recipe], ProofKernel]
+
+
+def resumed_kernels(info: ProofInfo, spec: Spec, build: Build) -> tuple[ProofKernel, ProofKernel]:
+    """Both kernels of a logged proof again: ``build(side, recipe)`` of the logged recipe (cache hits), checked
+    against the logged keys and patches; else, with no recipe logged, by their names in the kernel cache."""
+    ctx = info.context
+    if ctx.get("patches") is not None:
+        ops = load_ops(ctx["patches"])
+        base = spec.recipe(variant=ctx.get("variant"), base=ctx.get("base"))
+        pair = build(BASE, base), build(PATCHED, base.patched(ops))
+        check_resumed(info, *pair, ops)
+        return pair
+    out = []
+    for side, name in ((BASE, info.base.name), (PATCHED, info.patched.name)):
+        kernel = find_named(name)
+        if kernel is None:
+            raise UnknownName(f"the {side} kernel {name} of this proof is not in the kernel cache and the proof "
+                              "logs no recipe to rebuild it: start a new proof")
+        out.append(ProofKernel(Recipe.of_kernel(kernel), kernel))
+    return out[0], out[1]
 
 
 def trial_race(spec: Spec) -> float | None:
@@ -118,7 +155,7 @@ def run_proof(spec: Spec, base: ProofKernel, patched: ProofKernel, options: RunO
         if diff is not None and diff.same:
             return driver.no_change(info, folder, diff.describe())
     runs = max_runs or policy.max_runs
-    pks = {BASE: base, PATCHED: patched}
+    pks = {BASE: base.probed(options, progress, BASE), PATCHED: patched.probed(options, progress, PATCHED)}
     with contextlib.ExitStack() as stack:
         def side(name: str, slot: int = 0) -> TrialSide:  # a session opened on a slot's first run of that kernel
             label = name if jobs == 1 else f"{name} {slot + 1}"
@@ -189,6 +226,7 @@ def plan_proof(spec: Spec, base: ProofKernel, patched: ProofKernel, options: Run
     diff = code_change(base, patched) if info.patches else None
     if diff is not None and diff.same:
         return driver.no_change(info, folder, diff.describe()), []
+    base, patched = base.probed(options, progress, BASE), patched.probed(options, progress, PATCHED)
     with _trial(spec, base, options, folder / BASE, info.policy.max_runs, progress, BASE) as bt, \
             _trial(spec, patched, options, folder / PATCHED, info.policy.max_runs, progress, PATCHED) as pt:
         proof, decision = driver.plan(TrialSide(bt), TrialSide(pt), info, folder, progress=on_run)
