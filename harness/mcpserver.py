@@ -54,6 +54,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from harness.errors import HarnessError
 from harness.kernels import patches as patchlib
+from harness.paths import builtin_dir
 from harness.repro import spec as specs
 
 STOP_GRACE = 30.0  # seconds between SIGTERM (the CLI records and stops its guest) and SIGKILL of the group
@@ -69,21 +70,24 @@ class Refused(HarnessError):
 
 @dataclass(frozen=True)
 class Folders:
-    """The three folders the server may read and write under."""
+    """The three folders the server may read and write under, and the built-in reproducers it may read."""
 
     reproducers: Path
     results: Path
     cache: Path
+    builtin: Path | None = None  # the shipped reproducers (their patches are valid --patch arguments): read only
 
     @classmethod
     def make(cls, reproducers: Path, results: Path, cache: Path) -> Folders:
         for folder in (reproducers, results, cache):
             folder.mkdir(parents=True, exist_ok=True)
-        return cls(reproducers.resolve(), results.resolve(), cache.resolve())
+        shipped = builtin_dir("reproducers")
+        return cls(reproducers.resolve(), results.resolve(), cache.resolve(),
+                   shipped.resolve() if shipped.is_dir() else None)
 
     @property
     def roots(self) -> tuple[Path, ...]:
-        return (self.reproducers, self.results, self.cache)
+        return (self.reproducers, self.results, self.cache, *([self.builtin] if self.builtin else []))
 
     def env(self) -> dict[str, str]:
         """The environment of every CLI run: the folders, and b4's cache inside the cache folder."""

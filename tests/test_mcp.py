@@ -293,3 +293,26 @@ def test_vm_cancelling_a_run_stops_its_guest(vm, tmp_path):
 
 def _only_zombies(pids: str) -> bool:
     return not any(_alive(int(p)) for p in pids.split())
+
+
+def test_default_reproducers_folder_never_makes_one_where_the_client_started(tmp_path, monkeypatch):
+    from harness.cli.mcp import default_reproducers
+    from harness.paths import builtin_dir
+
+    monkeypatch.delenv("HARNESS_REPRODUCERS", raising=False)
+    assert default_reproducers(tmp_path) == builtin_dir("reproducers")
+    assert not (tmp_path / "reproducers").exists()
+    (tmp_path / "reproducers").mkdir()
+    assert default_reproducers(tmp_path) == tmp_path / "reproducers"
+    monkeypatch.setenv("HARNESS_REPRODUCERS", f"{tmp_path / 'mine'}{os.pathsep}{tmp_path / 'other'}")
+    assert default_reproducers(tmp_path) == tmp_path / "mine"
+
+
+def test_builtin_reproducers_patches_are_readable_from_a_users_own_folder(folders):
+    """A user's own reproducers folder beside the built-in ones: a shipped fix is a valid --patch, read only;
+    a file beside the built-in folder is not."""
+    fix = ROOT / "reproducers/ext2_iomap_blkseq/patches/0002-ext2-validate-cached-iomap-with-i_blkseq.patch"
+    assert folders.builtin is not None and folders.reproducers != folders.builtin
+    assert mcpserver.check_patch(str(fix), folders) == str(fix.resolve())
+    with pytest.raises(mcpserver.Refused, match="is outside them"):
+        mcpserver.check_patch(str(ROOT / "pyproject.toml"), folders)
