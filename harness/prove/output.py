@@ -49,8 +49,7 @@ def table(result: ProofResult) -> str:
         ))
     if proof.trial is None and not proof.check.attempts:  # every run raced the full length: no column for it
         rows = [row[:2] + row[3:] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    return trials.columns(rows)
 
 
 def statement(result: ProofResult, *, ascii: bool = False) -> str:

@@ -286,5 +286,11 @@ def plan_text(rows: Sequence[dict]) -> str:
         lines.append((f"{r['confidence']:g}", f"{r['fraction']:g}", f"{r['trial']:g} s", str(r["base_runs"]),
                       str(r["patched_runs"] or "-"), "-" if r["minutes"] is None else f"{r['minutes']:.1f}",
                       "-" if r["full_race_minutes"] is None else f"{r['full_race_minutes']:.1f} min"))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+    return columns(lines)
+
+
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as text columns, each as wide as its widest cell, two spaces apart (the proof's table,
+    the plan)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
