@@ -71,7 +71,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("1 inputs", ("harness.report.*", "harness.kernels.*", "harness.images")),
     ("2a guest protocol, transports", (
-        "harness.guest.protocol", "harness.guest.ssh", "harness.guest.background", "harness.guest.snapshot.qmp",
+        "harness.guest.protocol", "harness.guest.ssh", "harness.guest.background", "harness.guest.snapshot.qmp", "harness.guest.snapshot.dump",
     )),
     ("2b guest machine", ("harness.guest.machine",)),
     ("2c guest remote", ("harness.guest.remote",)),
