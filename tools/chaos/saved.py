@@ -15,8 +15,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tools.chaos.sandbox import ChaosError, Harness, run_dirs
-from tools.chaos.storage import _pair
+from tools.chaos.sandbox import BASE_PATH, ChaosError, Harness, run_dirs
+from tools.chaos.storage import _pair, truncate
 from tools.chaos.suite import Context, Row, check, fault
 
 SNAPSHOT = ["--accel", "tcg", "--backend", "snapshot"]
@@ -57,8 +57,7 @@ def _other_qemu(ctx: Context) -> dict[str, str]:
     wrapper.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "{OTHER_QEMU}"; exit 0; fi\n'
                        f'exec {real} "$@"\n')
     wrapper.chmod(0o755)
-    path = ctx.box.env("probe", ctx.box.root, ctx.box.root)["PATH"]
-    return {"PATH": f"{bindir}:{path}"}
+    return {"PATH": f"{bindir}:{BASE_PATH}"}
 
 
 @fault("saved guests: truncated, another QEMU, two harnesses on one", "corrupt")
@@ -69,9 +68,7 @@ def saved_guests(ctx: Context) -> list[Row]:
         raise ChaosError(f"the first snapshot run saved no guest: {first.last_line()[:160]}")
     rows = []
 
-    state = _states(cache)[0]
-    with open(state, "r+b") as f:
-        f.truncate(state.stat().st_size // 2)
+    truncate(_states(cache)[0])
     h, results = _run(ctx, cache, "saved-truncated")
     problems = _clean(h, results)
     problems += [] if h.said(r"saved guest .* is damaged") else ["no line said the saved guest was damaged"]
