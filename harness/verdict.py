@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
-from pathlib import Path
 from typing import Protocol
 
 from harness import report
@@ -71,9 +70,10 @@ class Evidence:
     output: str  # the guest's stdout (guest.log)
     steps: tuple[StepResult, ...] | None = None  # None: parsed from output
     expected_titles: tuple[str, ...] = ()
-    # the build's source tree: an expected "WARNING in X" matches when X encloses the WARNING's line there
-    # (the build inlined X into the RIP's function: harness.report.crashsite)
-    source_dir: Path | None = None
+    # the build's source tree (or trees, looked in order: the patched files first): an expected "WARNING in X"
+    # matches when X encloses the WARNING's line there (the build inlined X into the RIP's function:
+    # harness.report.crashsite)
+    source_dir: crashsite.SourceTree = None
     # the report text symbolized with the debug info at hand (no download): its inlined frames at the RIP
     # name functions the build inlined; asked only when a title does not match plainly
     symbolize: Callable[[str], str] | None = None
@@ -131,7 +131,7 @@ def _tail(text: str, n: int = 1) -> str:
     return tail(text, n)
 
 
-def _title_matches(rep: report.Report, expected: tuple[str, ...], source_dir: Path | None = None,
+def _title_matches(rep: report.Report, expected: tuple[str, ...], source_dir: crashsite.SourceTree = None,
                    symbolize: Callable[[str], str] | None = None) -> str | None:
     """Why ``rep`` is the expected bug (its title, or the crash site's function by other evidence), or None."""
     why = crashsite.title_evidence(rep, expected, source_tree=source_dir)

@@ -330,6 +330,20 @@ def test_pipeline_builds_caches_and_rebuilds_only_what_a_patch_touches(fake) -> 
     assert len(kcache.list_cached(layout)) == 3
 
 
+def test_entry_keeps_the_patched_files_for_the_reports_source_lines(fake) -> None:
+    """A report's file:line in a patched file is read in the file as built, not in the unpatched tree
+    (the patch shifts its lines): the entry keeps the stack's files, and source_roots puts them first."""
+    layout, pristine, tmp = fake
+    pa = patch_file(tmp, "a.patch", "fs/a.c", "a1\na2\na3\n", "a0\na1\na2\na3\n")
+    ka = kbuild.build(Variant("debian-src:6.1.999", "shifted", (pa,)), layout=layout)
+    entry = Path(ka.extra["entry"])
+    assert (entry / kcache.PATCHED_SOURCE / "fs/a.c").read_text() == "a0\na1\na2\na3\n"
+    assert not (entry / kcache.PATCHED_SOURCE / "fs/b.c").exists()  # untouched: the pristine tree has it
+    assert kcache.source_roots(ka.extra) == (entry / kcache.PATCHED_SOURCE, pristine)
+    base = kbuild.build(Variant("debian-src:6.1.999"), layout=layout)
+    assert kcache.source_roots(base.extra) == (pristine,)  # no patches: nothing kept
+
+
 def test_pipeline_patch_and_build_failures(fake) -> None:
     from harness.kernels.patches import PatchFailed
 

@@ -97,3 +97,19 @@ def test_verdict_asks_for_symbols_only_when_the_title_does_not_match():
     other = crash_rule(Evidence(console=BUG.log, output="", symbolize=symbolize,
                                 expected_titles=("WARNING in ext4_write_inline_data",)))
     assert other.outcome is Outcome.OTHER_CRASH and len(asked) == 1  # another kind: nothing to ask
+
+
+def test_a_patched_file_is_read_as_built_before_the_unpatched_tree(tmp_path):
+    """A variant's patch shifts the WARNING's line: the function is found in the file as built (the
+    cache entry keeps the stack's files), never at that line of the unpatched tree."""
+    patched = tmp_path / "source"
+    lines = (SRC / "fs/ext4/ext4_jbd2.c").read_text().splitlines(True)
+    shifted = lines[:10] + ["/* a patch's comment */\n"] * 40 + lines[10:]  # line 75 is now line 115
+    (patched / "fs/ext4").mkdir(parents=True)
+    (patched / "fs/ext4/ext4_jbd2.c").write_text("".join(shifted))
+    rep = parse(WARNING.log.replace("fs/ext4/ext4_jbd2.c:75", "fs/ext4/ext4_jbd2.c:115"))[0]
+    want = ("WARNING in ext4_journal_check_start",)
+    assert crash_site(rep, SRC).enclosing != "ext4_journal_check_start"  # the unpatched tree's line 115
+    assert title_evidence(rep, want, source_tree=(patched, SRC)).endswith(
+        "at fs/ext4/ext4_jbd2.c:115 (ext4_journal_check_start encloses that line in the source)")
+    assert crash_site(parse(BUG.log)[0], (patched, SRC)).enclosing == "ext4_write_inline_data"  # not patched

@@ -256,7 +256,8 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
         "name": variant.kernel_name,
         "source": variant.source,
         "identity": tree.identity,
-        # the unpatched source, where a report's file:line finds its function (title matching, harness.verdict)
+        # the unpatched source, where a report's file:line finds its function (title matching, harness.verdict;
+        # the files the patches changed are kept in the entry: cache.source_roots)
         # (a git source's pristine tree is the user's checkout, not this commit: none)
         "source_tree": str(tree.pristine) if tree.kind != "git" else None,
         "variant": variant.name,
@@ -272,7 +273,7 @@ def _build_locked(variant, tree, source, wanted, patch_digest, compiler, work, l
         "config_mismatches": [str(m) for m in mismatches],
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    return cache.store(layout, key, builddir, log_path, meta), True
+    return cache.store(layout, key, builddir, log_path, meta, (srctree, patchlib.touched(variant.patches))), True
 
 
 def _configure(srctree, scratch, requested, optional, make, env, log_path):

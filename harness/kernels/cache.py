@@ -38,6 +38,9 @@ log = logging.getLogger("harness.kernels.cache")
 
 # what an entry holds: its name there -> its path in the build dir
 ARTIFACTS = {"bzImage": "arch/x86/boot/bzImage", "vmlinux": "vmlinux", "System.map": "System.map", "config": ".config"}
+# In an entry: the files its patch stack changed, as they were built.  A report's file:line in one of them
+# finds its function here, not in the unpatched tree (title matching: harness.report.crashsite).
+PATCHED_SOURCE = "source"
 
 Progress = Callable[[str], None] | None
 # Called with the folders of the entries ``evict`` removed: what was made from them goes too (the snapshot
@@ -98,14 +101,20 @@ def lookup(layout: Layout, key: str) -> Path | None:
     return None
 
 
-def store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict) -> Path:
+def store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict,
+          patched: tuple[Path, list[str]] | None = None) -> Path:
     """``builddir``'s artifacts as entry ``key`` (staged, then renamed in whole; the first of two racing
-    builds wins), then least recently used entries evicted down to ``cache_limit()``."""
+    builds wins), then least recently used entries evicted down to ``cache_limit()``.  ``patched``: the
+    source tree built and the files its patches changed, kept under ``PATCHED_SOURCE``."""
     layout.built.mkdir(parents=True, exist_ok=True)
     entry = layout.built / key
     staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=layout.built))
     for name, rel in ARTIFACTS.items():
         shutil.copyfile(builddir / rel, staging / name)
+    for rel in patched[1] if patched else ():
+        if (patched[0] / rel).is_file():  # a file the stack deletes has no line to read
+            (staging / PATCHED_SOURCE / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(patched[0] / rel, staging / PATCHED_SOURCE / rel)
     shutil.copyfile(log_path, staging / "build.log")
     (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     integrity.Manifest(staging).record([staging / name for name in ARTIFACTS])
@@ -121,6 +130,14 @@ def store(layout: Layout, key: str, builddir: Path, log_path: Path, meta: dict) 
     for gone in evict(limit, layout, keep=(key,)):
         log.warning("kernel cache over %s: evicted %s (least recently used)", human_size(limit), gone)
     return entry
+
+
+def source_roots(extra: dict) -> tuple[Path, ...]:
+    """Where a built kernel's report finds the function of a ``file:line`` (its ``Kernel.extra``): the
+    files its patches changed as built (``PATCHED_SOURCE``, when the entry has it), then the unpatched tree."""
+    roots = [Path(extra["entry"]) / PATCHED_SOURCE] if extra.get("entry") else []
+    roots += [Path(extra["source_tree"])] if extra.get("source_tree") else []
+    return tuple(r for r in roots if r.is_dir())
 
 
 def _touch(entry: Path) -> None:

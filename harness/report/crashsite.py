@@ -45,7 +45,12 @@ class CrashSite:
     enclosing: str | None = None  # the function around ``source`` in the build's source tree
 
 
-def crash_site(rep: Report, source_tree: Path | None = None) -> CrashSite:
+#: The build's source: one tree, or several looked in order (the files a patch stack changed, as built,
+#: before the unpatched tree: harness.kernels.cache.source_roots).
+SourceTree = Path | tuple[Path, ...] | None
+
+
+def crash_site(rep: Report, source_tree: SourceTree = None) -> CrashSite:
     """The crash site of ``rep`` (its text, symbolized or not; ``source_tree``: the build's source)."""
     text = rep.text
     rip = None
@@ -56,13 +61,15 @@ def crash_site(rep: Report, source_tree: Path | None = None) -> CrashSite:
     source = next(((m.group(1), int(m.group(2))) for pattern in _SOURCE_LINE if (m := pattern.search(text))), None)
     inlined = tuple(dict.fromkeys((m.group(1), m.group(2)) for m in _INLINED_RIP.finditer(text)))
     enclosing = None
-    if source is not None and source_tree is not None:
-        enclosing = enclosing_function(Path(source_tree) / source[0], source[1])
+    roots = (source_tree,) if isinstance(source_tree, Path) else source_tree or ()
+    path = next((root / source[0] for root in roots if (root / source[0]).is_file()), None) if source else None
+    if path is not None:
+        enclosing = enclosing_function(path, source[1])
     return CrashSite(rip, source, inlined, enclosing)
 
 
 def title_evidence(rep: Report, expected: tuple[str, ...], site: CrashSite | None = None,
-                   source_tree: Path | None = None) -> str | None:
+                   source_tree: SourceTree = None) -> str | None:
     """Why one of ``expected`` is ``rep``'s title: "T: the title" (syzkaller's title or an alt
     title), or "WARNING in X: X inlined into Y at fs/...:N (...)".  None: it is not."""
     if any(t in expected for t in (rep.title, *rep.alt_titles)):

@@ -27,6 +27,7 @@ from harness.guest.backends import choose as choose_backend
 from harness.guest.machine import Backend, GuestRun, unfit_reason
 from harness.guest.protocol import GuestOutput, StepResult
 from harness.kernels import Kernel
+from harness.kernels import cache as kcache
 from harness.options import Accel, RunOptions
 from harness.repro import faults, kinds
 from harness.repro.kind import Context, RunKind, Staged
@@ -128,10 +129,6 @@ class Summary:
             "results": [r.to_dict() for r in self.runs],
             **self.extra,
         }
-
-
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
 
 
 def stillborn(result: RunResult) -> bool:
@@ -273,7 +270,7 @@ class ReproSession:
             guest_rc=guest.returncode, any_crash=self.spec.expect.any_crash, timeout_is=self.spec.timeout_is,
             exit_status=self.spec.exit_status,
             explain=self.kind.explain, tests=reading.tests,
-            source_dir=_path(self.kernel.extra.get("source_tree")),
+            source_dir=kcache.source_roots(self.kernel.extra),
             symbolize=lambda text: report.symbolize_kernel(text, self.kernel).text,  # debug info at hand only
         ))
         info = dict(guest.info)
