@@ -34,6 +34,7 @@ class RunOptions:
     # kind's default, $HARNESS_FSTESTS)
     suite: str | None = None
     boots: int | None = None  # separate saved boots a restoring backend spreads the runs over (None: 1; prove: 3)
+    vmcore: bool = False  # every run's guest memory dumped at its first crash report (also the spec's guest.vmcore)
 
     def with_(self, **changes) -> RunOptions:
         return replace(self, **changes)

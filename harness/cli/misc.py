@@ -1,4 +1,4 @@
-"""``harness kernels``, ``report``, ``setup``, ``image`` and ``accel``: one-shot commands over the library."""
+"""``harness kernels``, ``report``, ``vmcore``, ``setup``, ``image`` and ``accel``: one-shot commands over the library."""
 
 from __future__ import annotations
 
@@ -74,6 +74,28 @@ def _report_run_folder(args: argparse.Namespace, folder: Path) -> int:
     return ExitCode.OK
 
 
+def cmd_vmcore(args: argparse.Namespace) -> int:
+    """``harness vmcore RUN``: the core a --vmcore run left, opened with drgn: the crashed task and its stack."""
+    from harness.report import vmcore  # drgn is loaded only by this command
+
+    core = vmcore.find_core(args.folder)
+    kernel = kernels.resolve(args.kernel or vmcore.kernel_name(core), progress=progress)
+    console_log = core.with_name("console.log")
+    console = console_log.read_text(errors="replace") if console_log.exists() else ""
+    files, note = vmcore.debug_files(kernel, console, progress=progress)
+    print(f"vmcore: {core} ({core.stat().st_size / 2**20:.1f} MiB) of {kernel.name}")
+    print(f"debug info: {', '.join(p.name for p in files)}{f' ({note})' if note else ''}")
+    prog = vmcore.open_core(core, files)
+    task = vmcore.crashed(prog, vmcore.console_frames(console))
+    print(f"crashed task: {task.comm} (pid {task.pid}{f', CPU {task.cpu}' if task.cpu is not None else ''}): "
+          f"{task.how}")
+    print(task.trace)
+    for expression in args.eval or ():
+        print(f">>> {expression}")
+        print(vmcore.evaluate(prog, expression, task.task))
+    return ExitCode.OK
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     if args.fstests is not None:  # first: the tree needs no root, the packages may
         got = fetch.fetch(args.fstests, progress=progress)
@@ -109,6 +131,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      "its debug info (a Debian image's -dbg package, fetched once) gives frames file:line")
     rep.add_argument("--no-symbols", action="store_true", help="print the report bare")
     rep.set_defaults(func=cmd_report, usage_error=rep.error)
+
+    vc = sub.add_parser("vmcore", help="open the guest memory a --vmcore run wrote (drgn): the task that hit the "
+                        "report, its stack with file:line, and --eval expressions")
+    vc.add_argument("folder", type=Path, help="a run folder (run-NN) or its results folder (the first core in it)")
+    vc.add_argument("--kernel", metavar="NAME", help="the kernel that ran (default: the one result.json names)")
+    vc.add_argument("--eval", action="append", metavar="EXPR",
+                    help="a Python expression over prog, task and drgn's Linux helpers, printed (repeatable), e.g. "
+                         "'task.mm.exe_file.f_path.dentry.d_name.name'")
+    vc.set_defaults(func=cmd_vmcore)
 
     s = sub.add_parser("setup", help="install missing host packages (apt, as root)")
     s.add_argument("--build", action="store_true", help="also what kernel builds need")

@@ -98,6 +98,10 @@ def add_run_options(
                             help="the reproducer's own limit in the guest (default: the spec's timeout:)")
     parser.add_argument("--fstests", metavar="PATH", help="the fstests tree for fstests runs (a checkout or a "
                         "tarball; default $HARNESS_FSTESTS)")
+    parser.add_argument("--vmcore", action="store_true",
+                        help="at a run's first crash report, write the guest's memory into its run folder (vmcore, "
+                             "opened by `harness vmcore RUN` or drgn; snapshot backend; off by default: it costs "
+                             "seconds and tens of MiB a crashed run)")
     left_out = {"runs": runs, "results": results, "host_compile": host_compile, "timeout": timeout}
     parser.set_defaults(**{dest: getattr(DEFAULTS, dest) for dest, declared in left_out.items() if not declared})
 
@@ -106,7 +110,7 @@ def run_options(args: argparse.Namespace, **changes) -> RunOptions:
     """The RunOptions the command line asked for (an option the command left out: its default), with ``changes``."""
     options = RunOptions(accel=args.accel, backend=args.backend, runs=args.runs, results=args.results,
                          fresh_compile=args.fresh_compile, host_compile=args.host_compile, timeout=args.timeout,
-                         suite=args.fstests)
+                         suite=args.fstests, vmcore=args.vmcore)
     return options.with_(**changes) if changes else options
 
 

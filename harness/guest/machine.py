@@ -91,6 +91,7 @@ class GuestRequest:
     preload: tuple[str, ...] = ()  # modules the steps will load (fs-ext4): a guest booted ahead loads them early
     inputs: tuple[Path, ...] = ()  # host files the steps read (the source, a prebuilt binary)
     boots: int = 1  # separate boots a backend that restores saved guests spreads the runs over (round-robin)
+    vmcore: bool = False  # dump the guest's memory into the run folder at the first crash report (--vmcore)
 
 
 # --- what a run tells about its guest ------------------------------------------------------------
@@ -189,6 +190,7 @@ class Backend:
     persistent = False
     shares_root = False  # the guest sees the host's files at their paths (a vng guest's 9p root)
     attaches_disks = False  # every run's disks are attached as virtio disks (vng at boot, snapshot at restore)
+    dumps_memory = False  # it can write the guest's memory at a crash (--vmcore: QMP dump-guest-memory)
 
     def __init__(self) -> None:
         self.folder: Path | None = None

@@ -79,7 +79,12 @@ class Context:
         return GuestRequest(kernel=self.kernel, plan=plan, run_dir=run_dir, accel=self.accel.name,
                             cpus=spec.guest.cpus, memory=spec.guest.memory, disks=disks, cmdline=self.cmdline,
                             preload=tuple(dict.fromkeys(preload)), inputs=inputs,
-                            boots=self.options.boots or spec.guest.boots)
+                            boots=self.options.boots or spec.guest.boots, vmcore=self.vmcore)
+
+    @property
+    def vmcore(self) -> bool:
+        """Whether the runs dump the guest's memory at a crash: ``--vmcore`` or the spec's ``guest: vmcore``."""
+        return self.options.vmcore or self.spec.guest.vmcore
 
 
 @dataclass(frozen=True)

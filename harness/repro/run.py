@@ -178,6 +178,9 @@ class ReproSession:
         unmet = needs.unmet(self.backend)
         if unmet:
             raise GuestError(unmet)
+        if (self.options.vmcore or spec.guest.vmcore) and not self.backend.dumps_memory:
+            raise GuestError(f"--vmcore needs a backend that can dump the guest's memory: {self.backend.name} "
+                             f"cannot ({self.backend_reason}); use --backend snapshot")
         self.folder = new_run_folder(spec.name, self.kernel.name, self.options.results)
         self._write("running")
         self.progress(f"backend {self.backend.name}: {self.backend_reason}")

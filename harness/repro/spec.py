@@ -37,6 +37,7 @@ class GuestOptions:
     boot_timeout: int = 240  # seconds from vng start to the guest's first step
     fresh_boot: bool = False  # every run needs a real boot of its own (backend auto then picks vng)
     boots: int = 1  # separate saved boots the snapshot backend spreads the runs over (prove asks for 3)
+    vmcore: bool = False  # dump the guest's memory at the first crash report (harness.guest.snapshot.dump)
 
 
 class ExpectKind(StrEnum):
@@ -200,7 +201,7 @@ def available() -> list[str]:
 
 def _guest(data: object, where: str) -> GuestOptions:
     f = Fields(data if isinstance(data, dict) else {}, f"{where}: guest",
-               {"cpus", "memory", "cmdline", "sysctls", "boot_timeout", "fresh_boot", "boots"})
+               {"cpus", "memory", "cmdline", "sysctls", "boot_timeout", "fresh_boot", "boots", "vmcore"})
     d = GuestOptions()
     sysctls = f.get("sysctls", dict, dict(d.sysctls))
     return GuestOptions(
@@ -211,6 +212,7 @@ def _guest(data: object, where: str) -> GuestOptions:
         boot_timeout=f.get("boot_timeout", int, d.boot_timeout),
         fresh_boot=f.get("fresh_boot", bool, d.fresh_boot),
         boots=_boots(f.get("boots", int, d.boots), where),
+        vmcore=f.get("vmcore", bool, d.vmcore),
     )
 
 

@@ -58,6 +58,7 @@ source builds built in (kconfigs/lean.config).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -76,7 +77,7 @@ from harness.guest.background import Background
 from harness.guest.machine import BACKENDS, Backend, GuestRequest, GuestRun, guests_ahead
 from harness.guest.protocol import SNAPSHOT_FAILED, SNAPSHOT_READY, VirtioDisk, slice_console
 from harness.guest.remote import Phases, Staging, run_over
-from harness.guest.snapshot import store
+from harness.guest.snapshot import dump, store
 from harness.guest.snapshot.initramfs import build_initramfs, inputs_digest, libraries
 from harness.guest.snapshot.qmp import Qmp
 from harness.guest.ssh import Connection, Endpoint, Keys, free_port, make_keys
@@ -115,6 +116,8 @@ def qemu_argv(req: GuestRequest, *, initrd: Path, console: Path, qmp: Path, port
         "-drive", f"if=none,id=hdisk0,file={disk},format=raw,cache=unsafe",
         "-device", f"virtio-blk-pci,drive=hdisk0,serial={DISK_SERIAL}",
     ]
+    if req.vmcore:
+        argv += dump.qemu_options()
     if incoming:
         argv += ["-incoming", "defer"]
     return argv
@@ -254,6 +257,7 @@ class Snapshot(Backend):
     compiles = False
     persistent = True
     attaches_disks = True
+    dumps_memory = True
 
     def __init__(self, boots: int | None = None) -> None:
         super().__init__()
@@ -601,6 +605,8 @@ class Snapshot(Backend):
         why = unusable(req.kernel)
         if why:  # bad input, not a boot failure: one line, before any run
             raise GuestError(why)
+        if req.vmcore:  # a saved guest of its own: the vmcoreinfo device, and the driver that fills it in
+            req = dataclasses.replace(req, preload=tuple(dict.fromkeys((*req.preload, dump.FW_CFG_MODULE))))
         try:
             saved = self._ensure_saved(req, out, info, self.turn)
             self.turn += 1
@@ -643,10 +649,13 @@ class Snapshot(Backend):
         # fresh randomness (every run starts from the same memory); no block cache from the boot's disk
         staging = Staging(guest_run=str(req.run_dir), device=VirtioDisk(DISK_SERIAL), disposable=True,
                           prepare=f"echo {os.urandom(32).hex()} > /dev/urandom && sync && "
-                                  "echo 3 > /proc/sys/vm/drop_caches")
+                                  "echo 3 > /proc/sys/vm/drop_caches" + (f" && {dump.GUEST_SETUP}" if req.vmcore else ""))
+        watch = dump.CoreWatch(machine, req.run_dir, watchdog) if req.vmcore else None
         try:
-            run = run_over(req, conn, machine, RunConsole(machine), staging, watchdog=watchdog, timeout=timeout,
-                           info=info)
+            run = run_over(req, conn, machine, RunConsole(machine), staging, watchdog=watch or watchdog,
+                           timeout=timeout, info=info)
+            if watch is not None:
+                run.info["vmcore"] = core_record(watch, req.kernel)
         finally:
             with phases("stop"):
                 conn.close()
@@ -654,6 +663,15 @@ class Snapshot(Backend):
                 machine.qmp_path.unlink(missing_ok=True)
         return GuestRun(run.returncode, time.monotonic() - started, console, out, tuple(machine.argv),
                         detail=run.detail, info=run.info, signals=run.signals)
+
+
+def core_record(watch: dump.CoreWatch, kernel: Kernel) -> dict:
+    """result.json's ``vmcore``: the dump (or why there is none) and where the kernel's debug info is."""
+    record = watch.record or {"error": "no crash report on the console: nothing was dumped"}
+    vmlinux = kernel.vmlinux if kernel.vmlinux and kernel.vmlinux.exists() else None
+    where = str(vmlinux) if vmlinux else ("the -dbg package (`harness vmcore` fetches it)" if kernel.kind == "debian"
+                                          else f"none: {kernel.name} has no vmlinux")
+    return {**record, "vmlinux": where}
 
 
 BACKENDS.add("snapshot", Snapshot)
