@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UnknownName
+from harness.errors import GuestError, SpecError, UnknownName
 from harness.fstests import config, disks
 from harness.fstests import guest as fguest
 from harness.fstests.build import Build
@@ -201,3 +201,35 @@ def test_a_summary_names_an_error_before_clean_and_a_bug_before_an_error(tmp_pat
     assert summary(Outcome.CLEAN, Outcome.INFRA_ERROR, Outcome.BOOT_FAILURE).verdict is Outcome.BOOT_FAILURE
     assert summary(Outcome.BUILD_ERROR, Outcome.HANG).verdict is Outcome.HANG
     assert summary(Outcome.CLEAN).verdict is Outcome.CLEAN
+
+
+def test_vmcore_needs_a_backend_that_dumps_memory_and_reaches_the_request(tmp_path, monkeypatch):
+    registry: Registry[type[RunKind]] = Registry("spec mode")
+    registry.add("suite", Suite)
+    monkeypatch.setattr(kinds, "KINDS", registry)
+    spec = replace(specs.load("ext4_inline"), mode="suite")
+    with pytest.raises(GuestError) as exc:
+        ReproSession(spec, KERNEL, RunOptions(runs=1, results=tmp_path, vmcore=True), accel=Accel("tcg"),
+                     backend=Logs()).__enter__()
+    assert str(exc.value) == ("--vmcore needs a backend that can dump the guest's memory: logs cannot (given by the "
+                              "caller); use --backend snapshot")
+    assert backend("snapshot").dumps_memory and not backend("vng").dumps_memory
+
+    class Dumps(Logs):
+        dumps_memory = True
+
+    for options, guest in ((RunOptions(runs=1, results=tmp_path, vmcore=True), spec.guest),
+                           (RunOptions(runs=1, results=tmp_path), replace(spec.guest, vmcore=True)),
+                           (RunOptions(runs=1, results=tmp_path), spec.guest)):
+        guests = Dumps()
+        with ReproSession(replace(spec, guest=guest), KERNEL, options, accel=Accel("tcg"), backend=guests) as s:
+            s.run()
+        assert guests.requests[0].vmcore is (options.vmcore or guest.vmcore)
+
+
+def test_the_spec_key_guest_vmcore():
+    data = {"name": "x", "source": "repro.c", "image": "ext4-inline-fullbitmap"}
+    assert specs.parse(data, ROOT / "reproducers/ext4_inline", "x").guest.vmcore is False
+    assert specs.parse({**data, "guest": {"vmcore": True}}, ROOT / "reproducers/ext4_inline", "x").guest.vmcore is True
+    with pytest.raises(SpecError, match="vmcore"):
+        specs.parse({**data, "guest": {"vmcore": "yes"}}, ROOT / "reproducers/ext4_inline", "x")

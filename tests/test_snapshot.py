@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -82,6 +83,8 @@ def test_qemu_argv_save_and_restore_differ_only_in_incoming(tmp_path):
     assert "hostfwd=tcp:127.0.0.1:4022-:22" in " ".join(save) and "restrict=on" in " ".join(save)
     assert "virtio-blk-pci,drive=hdisk0,serial=harness-img0" in save  # what the guest steps look for
     assert save[3:7] == ["-machine", "q35", "-cpu", "max"] and "-no-reboot" in save
+    assert "vmcoreinfo" not in save  # only a --vmcore guest has it (a saved guest of its own)
+    assert snap.qemu_argv(replace(_req(), vmcore=True), **kw) == save + ["-device", "vmcoreinfo"]
     bz = snap.qemu_argv(_req(kernel=Kernel(name="b", release="r", version="v", image=Path("/b/bzImage"))), **kw)
     assert bz[bz.index("-kernel") + 1] == "/b/bzImage"
 
