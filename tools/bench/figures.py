@@ -1,7 +1,7 @@
 """Benchmarks: timings measured side by side in one run, printed as ratios.
 
     python -m tools.bench [--kernel debian:6.1] [--runs 3] [--rounds 1] [--quick] [--build [--vng-kconfig]] [--no-boots]
-                            [--ssh-runs N] [--fast-path N] [--prove] [--lean-change]
+                            [--ssh-runs N] [--fast-path N] [--prove] [--lean-change] [--symbols]
 
 Never pass/fail: these machines are noisy, so every figure comes with the
 figure it should be compared to, measured in the same run.
@@ -396,6 +396,32 @@ def lean_change_figures() -> list[tuple[str, float, str]]:
     return rows
 
 
+def symbols_figures() -> list[tuple[str, float, str]]:
+    """The cold lean build without and with the ``symbols`` fragment (reduced DWARF), one after the other:
+    what file:line and --vmcore on the lean base would cost every cold build."""
+    layout = kbuild.Layout(cache_dir("kernels", "bench"))
+    rows, figures = [], {}
+    try:
+        for label, fragments in (("lean", kbuild.DEFAULT_FRAGMENTS), ("lean + symbols", (*kbuild.DEFAULT_FRAGMENTS, "symbols"))):
+            shutil.rmtree(layout.root, ignore_errors=True)
+            layout.root.mkdir(parents=True)
+            start = time.monotonic()
+            kernel = kbuild.build(kbuild.Variant(source="debian-src:6.1.192", fragments=fragments), layout=layout)
+            seconds = time.monotonic() - start
+            vmlinux = kernel.vmlinux
+            size = vmlinux.stat().st_size / 2**20 if vmlinux and vmlinux.exists() else 0.0
+            cache = sum(f.stat().st_size for f in layout.root.rglob("*") if f.is_file()) / 2**20
+            figures[label] = (seconds, kernel.extra.get("objects"), size, cache)
+        (b, bo, bsize, bcache), (a, ao, asize, acache) = figures["lean"], figures["lean + symbols"]
+        rows.append((f"cold lean build ({bo} objects, vmlinux {bsize:.0f} MiB, cache {bcache:.0f} MiB)", b,
+                     "1.00 (reference)"))
+        rows.append((f"cold lean build + symbols ({ao} objects, vmlinux {asize:.0f} MiB, cache {acache:.0f} MiB)", a,
+                     f"{a / b:.3f} x lean"))
+    finally:
+        shutil.rmtree(layout.root, ignore_errors=True)
+    return rows
+
+
 # what issue 16 added to kconfigs/lean.config (the "before" build switches them off again)
 LEAN_ADDITIONS = ("NETDEVICES", "NET_CORE", "VIRTIO_NET", "PVH", "BLK_DEV_INITRD")
 
@@ -416,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                     "default trial length, side by side (about 30 min under TCG)")
     ap.add_argument("--bisect-step", action="store_true", help="one bisect step's boots and wall time: a run "
                     "session a run (before) against one Trial a step (now), and with the saved guest kept")
+    ap.add_argument("--symbols", action="store_true", help="the cold lean build without and with reduced DWARF "
+                    "(the symbols fragment; two cold builds, ~20 min)")
     ap.add_argument("--lean-change", action="store_true", help="the cold lean build before and after issue 16's "
                     "options (two cold builds, ~15 min)")
     args = ap.parse_args(argv)
@@ -435,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bisect_figures()
         if args.lean_change:
             rows += lean_change_figures()
+        if args.symbols:
+            rows += symbols_figures()
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'seconds':>8}  ratio")
     for label, seconds, ratio in rows:
