@@ -17,7 +17,7 @@ from pathlib import Path
 
 import platformdirs
 
-from tools.chaos import inputs, kills, resumes, saved, storage  # noqa: F401 (each registers its faults)
+from tools.chaos import inputs, kills, resumes, saved, storage, vmcore  # noqa: F401 (each registers its faults)
 from tools.chaos.fixtures import write_reproducers
 from tools.chaos.sandbox import ChaosError, Sandbox, venv_harness
 from tools.chaos.suite import Context, run_faults, select, table, write_report

@@ -30,6 +30,7 @@ from harness.errors import GuestError, HarnessError
 
 FORMAT = "elf"  # see the module doc: the one format drgn opened from this QEMU
 CORE_NAME = "vmcore"
+PART_NAME = "vmcore.part"  # while QEMU writes it
 QUIET_SECONDS = 1.0  # a report is complete when the console has said nothing new for this long...
 MAX_WAIT_SECONDS = 10.0  # ...or this long after it began, whatever the console still prints
 DUMP_TIMEOUT = 600.0  # QMP's wait for the dump (1 GiB compressed under TCG: seconds; a large guest: longer)
@@ -105,7 +106,7 @@ class CoreWatch:
 
     def dump(self, *, panicked: bool) -> dict:
         """Stop the guest, write its memory, then quit (panicked) or continue it; what happened."""
-        path = self.run_dir / CORE_NAME
+        path, part = self.run_dir / CORE_NAME, self.run_dir / PART_NAME
         record: dict = {"path": CORE_NAME, "report": self.title}
         started = self.clock()
         stopped = False
@@ -116,17 +117,18 @@ class CoreWatch:
         try:
             q.command("stop")
             stopped = True
-            q.command("dump-guest-memory", **dump_arguments(path))
+            q.command("dump-guest-memory", **dump_arguments(part))
             dumped = self.clock()
-            path.chmod(0o644)  # QEMU makes it 0400: the user's tools read it
-            sparse = _dig_holes(path)
+            part.chmod(0o644)  # QEMU makes it 0400: the user's tools read it
+            sparse = _dig_holes(part)
+            part.rename(path)  # whole: a core named vmcore is never half written (a kill -9 leaves vmcore.part)
             record.update(format=FORMAT, bytes=path.stat().st_size, disk_bytes=path.stat().st_blocks * 512,
                           seconds=round(dumped - started, 2), sparse_seconds=round(self.clock() - dumped, 2),
                           **({} if sparse else {"sparse": "fallocate --dig-holes failed: the core keeps its zeros"}))
         except (GuestError, OSError) as exc:
             record["error"] = f"the dump failed: {exc}"
             with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)  # half a core opens in no tool
+                part.unlink(missing_ok=True)  # half a core opens in no tool
         finally:
             with contextlib.suppress(GuestError, OSError):
                 if panicked:
