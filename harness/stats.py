@@ -184,3 +184,70 @@ def _runs_needed(rule: ProveRule, hits: int, runs: int) -> int | None:
     if floor >= 1.0:
         return 1
     return max(1, math.ceil(math.log(rule.alpha_patched) / math.log1p(-floor)))
+
+
+# --- the fixed-sample proof (shards) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedDesign:
+    """A fixed-sample proof: ``base`` and ``patched`` trials planned before any of them runs.
+
+    ``hits`` is the fewest base hits with which ``patched`` clean trials settle
+    FIXED (``N(hits, base) <= patched``); ``power`` the chance of at least that
+    many at the planning ``rate`` (a patch that removes the bug leaves the
+    patched trials clean); ``cost`` the expected seconds."""
+
+    base: int
+    patched: int
+    hits: int
+    rate: float
+    power: float
+    cost: float
+
+
+@functools.cache
+def _binom():
+    # imported on first use: scipy takes 0.3-1 s to import, and only a sharded proof's plan needs it
+    from scipy.stats import binom
+
+    return binom
+
+
+def fixed_power(rule: ProveRule, rate: float, base: int, patched: int) -> float:
+    """P(FIXED) of a fixed-sample proof of ``base`` + ``patched`` trials when the base hits ``rate`` of its
+    trials and the patched kernel none: ``P(K >= k)``, ``K ~ Bin(base, rate)``, ``k`` the fewest hits with
+    ``N(k, base) <= patched`` (``N`` decreases in ``k``)."""
+    need = next((k for k in range(1, base + 1) if rule.fixed(k, base, patched)), None)
+    return 0.0 if need is None else float(_binom().sf(need - 1, base, rate))
+
+
+@functools.lru_cache(maxsize=4096)  # the simulation plans thousands of proofs from a few check outcomes
+def fixed_design(rule: ProveRule, rate: float, *, power: float = 0.9, base_cost: float = 1.0,
+                 patched_cost: float = 1.0, limit: int = 20000) -> FixedDesign | None:
+    """The cheapest fixed-sample proof (``base_cost``/``patched_cost``: seconds a trial) with at least ``power``
+    to say FIXED when the base hits ``rate`` of its trials and the patch removes the bug; None when no
+    design of at most ``limit`` base trials reaches it.
+
+    For each ``n`` base trials, ``k(n)`` is the largest hit count the base reaches with probability
+    ``>= power`` (``scipy.stats.binom``), and ``m(n) = N(k(n), n)`` clean patched trials settle FIXED at it;
+    the design is the ``n`` of least ``n base_cost + m(n) patched_cost``."""
+    import numpy as np  # with scipy, only here: the plan of a sharded proof
+
+    if not 0 < rate <= 1 or not 0 < power < 1:
+        raise ValueError("the planning rate must be in (0, 1] and the power in (0, 1)")
+    n = np.arange(1, limit + 1)
+    k = _binom().ppf(1.0 - power, n, rate)
+    k = np.where(_binom().sf(k - 1, n, rate) >= power, k, k - 1)  # the ppf's float edge: never overstate
+    ok = k >= 1
+    if not ok.any():
+        return None
+    n, k = n[ok], k[ok].astype(int)
+    floor = rule.fraction * _betaincinv()(k, n - k + 1, rule.alpha_base)
+    per_run = np.log1p(-np.minimum(floor, 1 - 1e-16))  # floor 1: one clean trial settles it
+    m = np.where(floor >= 1.0, 1, np.maximum(1, np.ceil(math.log(rule.alpha_patched) / per_run)))
+    cost = n * base_cost + m * patched_cost
+    i = int(np.argmin(cost))
+    design = FixedDesign(int(n[i]), int(m[i]), int(k[i]), rate, 0.0, float(cost[i]))
+    return FixedDesign(design.base, design.patched, design.hits, rate,
+                       fixed_power(rule, rate, design.base, design.patched), design.cost)

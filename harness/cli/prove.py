@@ -3,6 +3,9 @@
     harness prove REPRO --patch FIX [--patch FIX]... [--variant V | --base SOURCE]
                   [--confidence 0.95] [--fraction 0.1] [--max-runs N] [--budget MIN] [--json]
     harness prove --resume FOLDER [--max-runs N] [--budget MIN]
+    harness prove REPRO --patch FIX ... --plan --shards N      # the base check and a plan of N shards
+    harness prove --shard I/N --from-check FOLDER              # one shard's fixed trials (any machine)
+    harness prove --merge FOLDER...                            # the plan and its shards: one proof
 
 Builds the base (the spec's variant, or SOURCE with the default fragments)
 and the base with the fixes applied after its stack (incremental), opens a
@@ -15,6 +18,12 @@ codes: 0 FIXED, 1 NOT_FIXED or TRADED, 9 BASE_CLEAN, 11 INCONCLUSIVE.
 Every run is in the proof folder's ``proof.jsonl`` before the next starts:
 after Ctrl-C or a kill, ``--resume FOLDER`` rebuilds both kernels from the
 recipe logged there (cache hits) and goes on.
+
+A proof over N machines (``harness.prove.shards``): ``--plan --shards N``
+runs the base check and writes ``plan.json`` (fixed trial counts, split in N);
+each ``--shard I/N --from-check FOLDER`` runs its share into its own proof
+folder (exit 0 when its trials are done); ``--merge`` applies the rule once
+to the union and prints the one proof, a missing or failed shard named.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness import prove
@@ -32,7 +43,8 @@ from harness.cli.output import console, progress
 from harness.errors import ExitCode, KernelError, SpecError
 from harness.kernels.recipe import Recipe, absolute, load_ops
 from harness.options import RunOptions
-from harness.prove import BASE, PATCHED, Policy, ProofResult, trials
+from harness.paths import results_dir
+from harness.prove import BASE, PATCHED, Policy, ProofResult, shards, trials
 from harness.prove.record import (
     ProofKernel,
     default_jobs,
@@ -119,16 +131,22 @@ def _print(result: ProofResult, seconds: float) -> None:
     print(f"{result.verdict.value}: {result.reason} · {seconds / 60:.1f} min · exit {int(result.exit_code)}")
 
 
-def _finish(args: argparse.Namespace, result: ProofResult, label: str, seconds: float) -> int:
+def _finish(args: argparse.Namespace, result: ProofResult, label: str, seconds: float,
+            extra: dict | None = None) -> int:
     record = proof_record(result, label=label, wall_seconds=seconds)
-    write_record(result.folder, {**record, "argv": result.info.context.get("argv")})
+    shard = shards.shard_of(result.info)
+    code = result.exit_code
+    if shard is not None:
+        extra = {**(extra or {}), "shard": shards.shard_status(result, shard)}
+        code = ExitCode.OK if extra["shard"]["complete"] and result.verdict is prove.ProofVerdict.INCONCLUSIVE else code
+    write_record(result.folder, {**record, "argv": result.info.context.get("argv"), **(extra or {})})
     if args.json:
         print(json.dumps({**prove.to_json(result), "wall_seconds": round(seconds, 1),
                           "folders": _session_folders(result)}))
         console.print(f"{result.verdict.value}: {result.reason} · {result.folder}")
     else:
         _print(result, seconds)
-    return result.exit_code
+    return code
 
 
 def _on_run(msg: str) -> None:
@@ -142,7 +160,9 @@ def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, Pr
     console.print(f"[bold]proof[/bold] {folder}")
     label = f"{pair[0].kernel.name} + {patch_label((info or prove.read_info(folder)).patches)}"
     started = time.monotonic()
-    planned = plan_text(spec, pair[0].kernel, info, options.results) if info is not None else None
+    shard = shards.shard_of(info or prove.read_info(folder))
+    fresh = info is not None and shard is None and not args.shards  # a shard's and a sharded plan's check: their own
+    planned = plan_text(spec, pair[0].kernel, info, options.results) if fresh else None
     if planned:
         console.print(planned, markup=False)
         if args.plan:  # the recorded base check answers it: nothing to run
@@ -152,11 +172,12 @@ def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, Pr
                 folder.rmdir()  # nothing was run in it
             return int(ExitCode.OK)
     if args.plan and info is not None:
-        result, rows = plan_proof(spec, *pair, options, folder, info, progress=progress, on_run=_on_run)
+        result, rows, sharded = plan_proof(spec, *pair, options, folder, info, progress=progress, on_run=_on_run,
+                                           shard_count=args.shards)
         if result is None:
-            return _print_plan(args, rows, folder, time.monotonic() - started)
+            return _print_plan(args, rows, folder, time.monotonic() - started, sharded)
     else:
-        jobs = args.jobs or default_jobs(spec)
+        jobs = 1 if shard is not None else (args.jobs or default_jobs(spec))
         if jobs > 1:
             console.print(f"{jobs} guests at once (--jobs)")
         result = run_proof(spec, *pair, options, folder, info=info, max_runs=args.max_runs, budget=args.budget,
@@ -164,10 +185,18 @@ def _run(args: argparse.Namespace, spec: specs.Spec, pair: tuple[ProofKernel, Pr
     return _finish(args, result, label, time.monotonic() - started)
 
 
-def _print_plan(args: argparse.Namespace, rows: list[dict], folder: Path, seconds: float) -> int:
-    """The plan (``--plan``): expected runs and minutes per setting; the proof goes on with ``--resume``."""
+def _print_plan(args: argparse.Namespace, rows: list[dict], folder: Path, seconds: float,
+                sharded: shards.ShardPlan | None = None) -> int:
+    """The plan (``--plan``): expected runs and minutes per setting; the proof goes on with ``--resume``
+    (``--shards N``: the shards' fixed counts, and the commands that run and merge them)."""
     if args.json:
-        print(json.dumps({"plan": rows, "folder": str(folder), "wall_seconds": round(seconds, 1)}))
+        print(json.dumps({"plan": rows, "folder": str(folder), "wall_seconds": round(seconds, 1),
+                          **({"shards": sharded.to_dict()} if sharded else {})}))
+    elif sharded is not None:
+        print(sharded.describe(), end="\n\n")
+        for i in range(1, sharded.of + 1):
+            print(f"harness prove --shard {i}/{sharded.of} --from-check {folder}")
+        print(f"harness prove --merge {folder} SHARD_FOLDER...   (or the folder that holds them all)")
     else:
         print(trials.plan_text(rows), end="\n\n")
         print(f"planned from the base check in {seconds / 60:.1f} min; the proof goes on with "
@@ -182,6 +211,8 @@ def _policy(args: argparse.Namespace) -> Policy:
     given = {k: v for k, v in (("confidence", args.confidence), ("fraction", args.fraction),
                                ("max_runs", args.max_runs), ("budget", args.budget), ("trial", args.trial))
              if v is not None}
+    if args.shards and not args.plan:
+        args.usage_error("--shards N splits a plan: give it with --plan (then run each --shard I/N --from-check)")
     try:
         return Policy(**given)
     except ValueError as exc:
@@ -234,6 +265,9 @@ def _resume(args: argparse.Namespace) -> int:
                          f"drop {', '.join(extra)}")
     folder = args.resume.resolve()
     info = prove.read_info(folder)
+    if info.context.get(shards.MERGED_KEY):
+        raise SpecError(f"{folder} is a merged proof: resume the shard that did not finish (--resume SHARD_FOLDER, "
+                        "or run it again with --shard I/N --from-check), then merge again")
     ctx = info.context
     spec = specs.load(ctx.get("spec_folder") or info.reproducer)
     if spec.name != info.reproducer:
@@ -243,7 +277,62 @@ def _resume(args: argparse.Namespace) -> int:
     return _run(args, spec, pair, options, folder, None)
 
 
+def _check_only(args: argparse.Namespace, what: str, allowed: tuple[str, ...] = ()) -> None:
+    """A usage error for the options ``what`` (--shard, --merge) takes from the plan."""
+    flags = (("REPRO", args.reproducer), ("--patch", args.patch), ("--variant", args.variant), ("--base", args.base),
+             ("--confidence", args.confidence), ("--fraction", args.fraction), ("--trial", args.trial),
+             ("--plan", args.plan), ("--shards", args.shards), ("--resume", args.resume), ("--jobs", args.jobs),
+             ("--max-runs", args.max_runs), ("--budget", args.budget), ("--shard", args.shard),
+             ("--from-check", args.from_check))
+    extra = [flag for flag, value in flags if value and flag not in allowed]
+    if extra:
+        args.usage_error(f"{what} takes the reproducer, patches, kernels and rule from the plan: drop {', '.join(extra)}")
+
+
+def _shard(args: argparse.Namespace) -> int:
+    """``--shard I/N --from-check FOLDER``: one shard's fixed trials, in a new proof folder."""
+    _check_only(args, "--shard", ("--shard", "--from-check", "--budget"))
+    if not args.from_check:
+        args.usage_error("--shard I/N needs --from-check FOLDER (the folder `--plan --shards N` wrote plan.json in)")
+    m = re.fullmatch(r"(\d+)/(\d+)", args.shard)
+    if not m or not 1 <= int(m[1]) <= int(m[2]):
+        args.usage_error(f"--shard {args.shard}: expected I/N with 1 <= I <= N (e.g. 1/2)")
+    check = args.from_check.resolve()
+    plan = shards.read_plan(check)
+    index, of = int(m[1]), int(m[2])
+    if of != plan.of:
+        raise SpecError(f"the plan in {check} has {plan.of} shards, not {of}: give --shard I/{plan.of}")
+    info = prove.read_info(check)
+    spec = specs.load(info.context.get("spec_folder") or info.reproducer)
+    pair = resumed_kernels(info, spec, _built)
+    options = _options(args, info.context.get("options"))
+    root = options.results or results_dir()
+    folder = new_run_folder(f"prove-{spec.name}", f"{pair[1].kernel.name}-shard{index}of{of}", root)
+    info = shards.shard_info(replace(info, policy=replace(info.policy, budget=args.budget)), plan, index, check)
+    info = replace(info, context={**info.context, "argv": ["harness", *sys.argv[1:]]})
+    console.print(f"shard {index}/{of} of plan {plan.id}: {plan.quota(index)[0]} base + "
+                  f"{plan.quota(index)[1]} patched trials")
+    return _run(args, spec, pair, options.with_(results=folder), folder, info)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``--merge FOLDER...``: the plan and its shards into one proof (the rule once, on the union)."""
+    _check_only(args, "--merge")
+    started = time.monotonic()
+    result, plan, parts = shards.merge(args.merge, args.results)
+    console.print(f"[bold]merged[/bold] plan {plan.id}: " + "; ".join(
+        f"shard {p.label}: {p.failure or 'its trials counted'}" for p in parts))
+    label = f"{result.info.base.name} + {patch_label(result.info.patches)}"
+    return _finish(args, result, label, time.monotonic() - started, shards.merged_fields(plan, parts))
+
+
 def cmd_prove(args: argparse.Namespace) -> int:
+    if args.merge:
+        return _merge(args)
+    if args.shard:
+        return _shard(args)
+    if args.from_check:
+        args.usage_error("--from-check FOLDER goes with --shard I/N")
     return _resume(args) if args.resume else _new(args)
 
 
@@ -273,6 +362,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="build both kernels, run the base check, print the expected runs and minutes at this and "
                         "looser settings, and stop (--resume FOLDER goes on with the proof)")
     p.add_argument("--resume", type=Path, metavar="FOLDER", help="continue the proof logged in FOLDER")
+    p.add_argument("--shards", type=at_least(1), metavar="N",
+                   help="with --plan: also plan a proof split over N machines (fixed trial counts per shard, "
+                        "written to plan.json in the check's folder)")
+    p.add_argument("--shard", metavar="I/N", help="run shard I of the plan's N (with --from-check FOLDER)")
+    p.add_argument("--from-check", type=Path, metavar="FOLDER", help="the check's folder holding plan.json")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="FOLDER",
+                   help="merge the plan and its shards found under these folders into one proof")
     add_run_options(p, runs=False)
     p.set_defaults(backend=None, accel=None)  # a resume keeps the logged ones unless given; a new proof: auto
     p.add_argument("--json", action="store_true", help="print the proof as one JSON object on stdout")

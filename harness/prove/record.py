@@ -25,6 +25,7 @@ from pathlib import Path
 
 import harness.prove.driver as driver
 import harness.prove.parallel as parallel
+import harness.prove.shards as shards
 import harness.prove.trials as trials
 from harness.errors import KernelError, SpecError, UnknownName
 from harness.guest.accel import accel_for
@@ -149,8 +150,9 @@ def run_proof(spec: Spec, base: ProofKernel, patched: ProofKernel, options: RunO
     each slot opens its own session of a kernel when it first runs one.
     """
     folder = Path(folder)
-    policy = info.policy if info is not None else driver.read_info(folder).policy
-    if info is not None and info.patches:
+    logged = info if info is not None else driver.read_info(folder)
+    policy, shard = logged.policy, shards.shard_of(logged)
+    if info is not None and info.patches and shard is None:  # a shard's plan passed the NO_CHANGE check
         diff = code_change(base, patched)
         if diff is not None and diff.same:
             return driver.no_change(info, folder, diff.describe())
@@ -162,7 +164,10 @@ def run_proof(spec: Spec, base: ProofKernel, patched: ProofKernel, options: RunO
             return TrialSide(stack.enter_context(_trial(spec, pks[name], options, folder / name, runs, progress,
                                                         label)))
 
-        if jobs > 1:
+        if shard is not None:  # one guest at a time: the shard's counts are fixed, its order too
+            make = shards.shard_maker(side(BASE), side(PATCHED), shards.ShardPlan.from_dict(shard["plan"]),
+                                      int(shard["index"]))
+        elif jobs > 1:
             make = parallel.side_by_side(side, jobs)
         else:
             make = driver.sequential(side(BASE), side(PATCHED))
@@ -218,25 +223,30 @@ def plan_text(spec: Spec, base: Kernel, info: ProofInfo, root: Path | None) -> s
 
 
 def plan_proof(spec: Spec, base: ProofKernel, patched: ProofKernel, options: RunOptions, folder: Path,
-               info: ProofInfo, *, progress: Progress | None = None,
-               on_run: Progress | None = None) -> tuple[ProofResult | None, list[dict]]:
+               info: ProofInfo, *, progress: Progress | None = None, on_run: Progress | None = None,
+               shard_count: int | None = None) -> tuple[ProofResult | None, list[dict], shards.ShardPlan | None]:
     """``harness prove --plan``: NO_CHANGE, or the base check run in ``folder`` and the plan it gives
     (``harness.prove.trials.plan_rows``); a settled result (NO_CHANGE, BASE_CLEAN) instead of a plan when
-    there is nothing to plan.  ``resume`` of the folder goes on with the proof."""
+    there is nothing to plan.  ``resume`` of the folder goes on with the proof.  ``shard_count`` (``--shards
+    N``): also the fixed-sample plan of N shards (``harness.prove.shards``), written to ``folder/plan.json``."""
     diff = code_change(base, patched) if info.patches else None
     if diff is not None and diff.same:
-        return driver.no_change(info, folder, diff.describe()), []
+        return driver.no_change(info, folder, diff.describe()), [], None
     base, patched = base.probed(options, progress, BASE), patched.probed(options, progress, PATCHED)
     with _trial(spec, base, options, folder / BASE, info.policy.max_runs, progress, BASE) as bt, \
             _trial(spec, patched, options, folder / PATCHED, info.policy.max_runs, progress, PATCHED) as pt:
         proof, decision = driver.plan(TrialSide(bt), TrialSide(pt), info, folder, progress=on_run)
     if decision is not None:
-        return ProofResult(decision.verdict, decision.reason, info, proof, Path(folder)), []
+        return ProofResult(decision.verdict, decision.reason, info, proof, Path(folder)), [], None
     pol = info.policy
     full = info.race if info.race is not None else float(spec.timeout)
+    planned = None
+    if shard_count:
+        planned = shards.make_plan(info, proof, shard_count, Path(folder), full)
+        shards.write_plan(folder, planned)
     sample = trials.Sample.of(proof.check_runs or proof.base.observations, full)
     fixed = None if pol.trial == "auto" else (full if pol.trial == "full" or info.race is None else float(pol.trial))
-    return None, trials.plan_rows(pol.confidence, pol.fraction, sample, pol.interleave, fixed)
+    return None, trials.plan_rows(pol.confidence, pol.fraction, sample, pol.interleave, fixed), planned
 
 
 # --- the proof's record ------------------------------------------------------------------------------
