@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from test_prove_cli import FIX, always, built, sessions  # noqa: F401  (the fixtures: fake kernels and sessions)
 
+import harness.prove.trials as trials
 from harness import cli, prove
 from harness.errors import ExitCode, SpecError
 from harness.kernels import recipe as recipemod
@@ -195,6 +196,16 @@ def test_fixed_design_is_the_cheapest_with_the_power(rate):
     assert fixed_design(rule, 0.001, limit=100) is None  # no design under the limit
 
 
+def test_fixed_choice_weighs_the_plan_not_the_sequential_cost():
+    """Hits at 0.3, 5 and 6 s: the sequential proof races 0.5 s trials (it learns the rate as it goes), which a
+    plan at the check's bound of 1 hit in 3 would pay 12x for; the sharded plan takes the 6.25 s trials."""
+    rule, sample = ProveRule(), trials.Sample((0.3, 5.0, 6.0), 0, 30.0, 2.0)
+    assert trials.choose(rule, sample).trial == 0.5
+    choice = shards.fixed_choice(rule, sample)
+    assert choice.trial == 6.25 and "fixed plan" in choice.why
+    assert shards._design(rule, sample, 6.25, 0.9).cost * 10 < shards._design(rule, sample, 0.5, 0.9).cost
+
+
 def test_plan_counts_id_and_file(tmp_path):
     policy = Policy()
     proof = checked(policy, Script([HIT, CLEAN, HIT, HIT]))
@@ -336,7 +347,8 @@ def test_cli_plan_shards_then_merge(built, sessions, tmp_path, capsys):  # noqa:
     code = cli.main(["prove", "--merge", str(tmp_path), "--results", str(tmp_path / "merged")])
     out = capsys.readouterr().out
     assert code == ExitCode.OK and "FIXED: no expected outcome in" in out
-    record = json.loads(next((tmp_path / "merged").glob("*-merged/result.json")).read_text())
+    newest = max((tmp_path / "merged").glob("*-merged*/result.json"), key=lambda p: p.stat().st_mtime_ns)
+    record = json.loads(newest.read_text())
     assert record["verdict"] == "FIXED" and [s["failure"] for s in record["shards"]] == [None, None]
     assert record["runs"] == json.loads((check / "plan.json").read_text())["patched_trials"]
     with pytest.raises(SystemExit) as exc:

@@ -152,25 +152,52 @@ class ShardPlan:
         return None if self.trial is None else trials.Choice.from_dict(self.trial, self.race)
 
 
-def check_counts(proof: Proof, full: float) -> tuple[trials.Sample, int, int]:
-    """The base check's sample, its runs and its hits within the chosen trial length (all of them at the full
-    race); the check is the separate tally where trials shorten, else the base's runs so far."""
+def check_counts(proof: Proof, full: float, length: float | None) -> tuple[trials.Sample, int, int]:
+    """The base check's sample, its runs and its hits within trials of ``length`` seconds (None: the full race,
+    every hit); the check is the separate tally where trials shorten, else the base's runs so far."""
     runs = proof.check_runs if proof.shortens else proof.base.observations
     sample = trials.Sample.of(runs, full)
-    length = proof.trial
     hits = len(sample.times_to_hit) if length is None else sum(t <= length for t in sample.times_to_hit)
     return sample, sample.runs, hits
 
 
+def _design(rule: ProveRule, sample: trials.Sample, length: float, power: float) -> FixedDesign | None:
+    """The fixed design at trial length ``length``, planned at the check's lower bound of its hits within it."""
+    hits = sum(t <= length for t in sample.times_to_hit)
+    if not hits:
+        return None
+    return fixed_design(rule, rule.base_floor(hits, sample.runs), power=power, limit=LIMIT,
+                        base_cost=sample.overhead + sample.racing(length), patched_cost=sample.overhead + length)
+
+
+def fixed_choice(rule: ProveRule, sample: trials.Sample, power: float = POWER) -> trials.Choice:
+    """``--trial auto`` for a sharded proof: the candidate length (``trials.candidates``) whose fixed design
+    costs least (the sequential proof's choice weighs a sequential cost: a short trial that covers one hit of
+    three can be cheap to a proof that learns as it goes, and ruinous to a plan made at the check's bound)."""
+    costed = [(d.cost, -length, length, d) for length in trials.candidates(sample)
+              if (d := _design(rule, sample, length, power)) is not None]
+    if not costed:
+        return trials.Choice(sample.full, "the full race: no shorter trial has a plan", (), sample)
+    _, _, length, d = min(costed, key=lambda c: c[:2])
+    why = (f"{length:g} s trials: the least expected time of a fixed plan, {d.cost / 60:.1f} min of trials for "
+           f"{d.base} base + {d.patched} patched, from {sample.runs} base check runs")
+    return trials.Choice(length, why, (), sample)
+
+
 def make_plan(info: ProofInfo, proof: Proof, shards: int, folder: Path, full: float, *,
               power: float = POWER) -> ShardPlan:
-    """The plan after the base check ``proof`` went through (its trial length chosen); ``full``: the spec's
-    full race in seconds (its timeout where the race is not timed)."""
+    """The plan after the base check ``proof`` went through; ``full``: the spec's full race in seconds (its
+    timeout where the race is not timed).  Where trials shorten and ``--trial auto``, the length is the
+    cheapest for the fixed plan (``fixed_choice``), else the proof's."""
     rule = info.policy.rule
-    sample, runs, hits = check_counts(proof, full)
+    choice = proof.choice if proof.shortens else None
+    if proof.shortens and info.policy.trial == "auto":
+        choice = fixed_choice(rule, trials.Sample.of(proof.check_runs, full), power)
+    trial = None if choice is None or choice.full else choice.trial
+    sample, runs, hits = check_counts(proof, full, trial)
     if hits == 0:
         raise SpecError("the base check saw no hit within the trial length: nothing to plan (run it again)")
-    length = proof.trial if proof.trial is not None else full
+    length = trial if trial is not None else full
     rate = rule.base_floor(hits, runs)
     design: FixedDesign | None = fixed_design(rule, rate, power=power, limit=LIMIT,
                                               base_cost=sample.overhead + sample.racing(length),
@@ -183,7 +210,7 @@ def make_plan(info: ProofInfo, proof: Proof, shards: int, folder: Path, full: fl
         reproducer=info.reproducer, base=info.base.name, patched=info.patched.name,
         patches=tuple(p.sha256 for p in info.patches), keys=dict(info.context.get("keys") or {}),
         confidence=info.policy.confidence, fraction=info.policy.fraction,
-        trial=proof.choice.to_dict() if proof.shortens and proof.choice is not None else None, race=info.race,
+        trial=choice.to_dict() if choice is not None else None, race=info.race,
         check={"runs": runs, "hits": len(sample.times_to_hit), "hits_in_trial": hits, "folder": str(folder)},
         rate=round(rate, 6), power=round(design.power, 4), base_trials=design.base, patched_trials=design.patched,
         seconds=round(design.cost, 1), shards=counts)
