@@ -342,7 +342,7 @@ def test_cli_plan_shards_then_merge(built, sessions, tmp_path, capsys):  # noqa:
     code = cli.main(["prove", "--merge", str(tmp_path), "--results", str(tmp_path / "merged"), "--json"])
     merged = json.loads(capsys.readouterr().out)
     assert code == ExitCode.INCONCLUSIVE and "shard 2/2 never reported" in merged["reason"]
-    assert cli.main(["prove", "--shard", "2/2", "--from-check", str(check), "--results", str(tmp_path)]) == ExitCode.OK
+    assert cli.main(["prove", "--shard", "2/2", "--from-check", str(tmp_path), "--results", str(tmp_path)]) == ExitCode.OK
     capsys.readouterr()
     code = cli.main(["prove", "--merge", str(tmp_path), "--results", str(tmp_path / "merged")])
     out = capsys.readouterr().out

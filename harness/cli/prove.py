@@ -144,6 +144,11 @@ def _finish(args: argparse.Namespace, result: ProofResult, label: str, seconds: 
         print(json.dumps({**prove.to_json(result), "wall_seconds": round(seconds, 1),
                           "folders": _session_folders(result)}))
         console.print(f"{result.verdict.value}: {result.reason} · {result.folder}")
+    elif shard is not None and result.verdict is prove.ProofVerdict.INCONCLUSIVE:  # a shard alone settles nothing
+        print(prove.table(result), end="\n\n")
+        print(f"shard:   {result.folder}  (proof.jsonl, result.json)")
+        print(f"{result.reason} · {seconds / 60:.1f} min · exit {int(code)}")
+        print(f"merge:   harness prove --merge {shard['check']} SHARD_FOLDER...")
     else:
         _print(result, seconds)
     return code
@@ -298,7 +303,10 @@ def _shard(args: argparse.Namespace) -> int:
     if not m or not 1 <= int(m[1]) <= int(m[2]):
         args.usage_error(f"--shard {args.shard}: expected I/N with 1 <= I <= N (e.g. 1/2)")
     check = args.from_check.resolve()
-    plan = shards.read_plan(check)
+    if (check / shards.PLAN).exists():
+        plan = shards.read_plan(check)
+    else:  # a folder holding the check's (a CI job's artifact: out/JOB/)
+        plan, check = shards.find_plan([check])
     index, of = int(m[1]), int(m[2])
     if of != plan.of:
         raise SpecError(f"the plan in {check} has {plan.of} shards, not {of}: give --shard I/{plan.of}")
@@ -366,7 +374,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="with --plan: also plan a proof split over N machines (fixed trial counts per shard, "
                         "written to plan.json in the check's folder)")
     p.add_argument("--shard", metavar="I/N", help="run shard I of the plan's N (with --from-check FOLDER)")
-    p.add_argument("--from-check", type=Path, metavar="FOLDER", help="the check's folder holding plan.json")
+    p.add_argument("--from-check", type=Path, metavar="FOLDER",
+                   help="the check's folder holding plan.json (or a folder holding that one, e.g. a CI artifact)")
     p.add_argument("--merge", type=Path, nargs="+", metavar="FOLDER",
                    help="merge the plan and its shards found under these folders into one proof")
     add_run_options(p, runs=False)
