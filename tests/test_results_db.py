@@ -113,3 +113,13 @@ def test_error_cells_count_as_errors_not_as_unmet(tmp_path):
     db.record(index)
     (row,) = db.recent()
     assert (row.cells, row.met, row.unmet, row.errors) == (2, 1, 0, 1)
+
+
+def test_a_run_folder_is_absolute_whatever_root_it_was_given(tmp_path, monkeypatch):
+    """A relative --results (`--results out/cell` in a CI job) once reached the compile guest as a relative
+    path, which vng's guest could not find from its own working directory: run folders are absolute."""
+    monkeypatch.chdir(tmp_path)
+    folder = new_run_folder("ext4_inline", "debian-src:6.1.192", Path("out/cell"))
+    assert folder.is_absolute() and folder.parent == tmp_path / "out" / "cell" and folder.is_dir()
+    monkeypatch.setenv("HARNESS_RESULTS", "rel")
+    assert new_run_folder("x", "k").parent == tmp_path / "rel"

@@ -30,7 +30,9 @@ def slug(text: str) -> str:
 
 
 def new_run_folder(repro: str, kernel: str, root: Path | None = None) -> Path:
-    root = root or results_dir()
+    """A new run folder under ``root``, as an absolute path: guests and the commands they run reach it
+    from other working directories (a vng guest's cwd is not the host's; `--results out/x` in a CI job)."""
+    root = Path(root or results_dir()).absolute()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = root / f"{stamp}-{slug(repro)}-{slug(kernel)}"
     folder, n = base, 1
