@@ -411,12 +411,13 @@ def symbols_figures() -> list[tuple[str, float, str]]:
             vmlinux = kernel.vmlinux
             size = vmlinux.stat().st_size / 2**20 if vmlinux and vmlinux.exists() else 0.0
             cache = sum(f.stat().st_size for f in layout.root.rglob("*") if f.is_file()) / 2**20
-            figures[label] = (seconds, kernel.extra.get("objects"), size, cache)
-        (b, bo, bsize, bcache), (a, ao, asize, acache) = figures["lean"], figures["lean + symbols"]
+            figures[label] = (seconds, kernel.extra.get("objects"), size, cache, kernel.extra.get("build_cpu_seconds"))
+        (b, bo, bsize, bcache, bcpu), (a, ao, asize, acache, acpu) = figures["lean"], figures["lean + symbols"]
+        cpu = f"; make CPU {acpu:.0f} s = {acpu / bcpu:.3f} x lean's {bcpu:.0f} s" if acpu and bcpu else ""
         rows.append((f"cold lean build ({bo} objects, vmlinux {bsize:.0f} MiB, cache {bcache:.0f} MiB)", b,
                      "1.00 (reference)"))
         rows.append((f"cold lean build + symbols ({ao} objects, vmlinux {asize:.0f} MiB, cache {acache:.0f} MiB)", a,
-                     f"{a / b:.3f} x lean"))
+                     f"{a / b:.3f} x lean{cpu}"))
     finally:
         shutil.rmtree(layout.root, ignore_errors=True)
     return rows
