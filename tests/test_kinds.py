@@ -233,3 +233,14 @@ def test_the_spec_key_guest_vmcore():
     assert specs.parse({**data, "guest": {"vmcore": True}}, ROOT / "reproducers/ext4_inline", "x").guest.vmcore is True
     with pytest.raises(SpecError, match="vmcore"):
         specs.parse({**data, "guest": {"vmcore": "yes"}}, ROOT / "reproducers/ext4_inline", "x")
+
+
+def test_a_trial_of_a_c_file_that_runs_until_stopped_ends_at_its_timeout_by_plan(tmp_path):
+    from harness.repro.reproducer import guest_plan  # only this test plans a run by hand
+
+    timed, endless = specs.load("ext4_inline"), specs.load("xfs_xlog_cksum_oob")
+    assert timed.timed_race and not endless.timed_race
+    src = tmp_path / "repro.c"
+    assert not guest_plan(timed, tmp_path, src, None, 60, 0.9).timeout_ends_trial  # the race stops itself at D
+    assert guest_plan(endless, tmp_path, src, None, 60, 4.75).timeout_ends_trial  # the run step's limit is D
+    assert not guest_plan(endless, tmp_path, src, None, 60).timeout_ends_trial  # a full run: a timeout is a timeout

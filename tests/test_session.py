@@ -217,6 +217,9 @@ def test_reboot_decisions():
     assert "no progress (step run made no progress" in reboot_reason(RunSignals(0, None, killed="step run made no progress"))
     assert "the console shows kernel BUG in x" in reboot_reason(RunSignals(0, 0, reports=("kernel BUG in x",)))
     assert "timeout in the guest" in reboot_reason(RunSignals(0, 0, run_rc=124))
+    # a trial of a C file that runs until stopped ends at its planned D: said as that, not as a stuck reproducer
+    assert reboot_reason(RunSignals(0, 0, run_rc=124, trial_end=True)) == (
+        "the reproducer was stopped at the trial's planned end (its processes may still hold the kernel)")
     assert "without reporting the kernel's taint" in reboot_reason(RunSignals(0, None))
 
 

@@ -127,6 +127,7 @@ class RunSignals:
     killed: str | None = None  # the host stopped waiting (watchdog, timeout)
     reports: tuple[str, ...] = ()  # crash titles in the run's console window
     run_rc: int | None = 0  # the run step's exit status (124/137: the in-guest timeout hit)
+    trial_end: bool = False  # that timeout is the trial's planned end (GuestPlan.timeout_ends_trial)
 
 
 def unfit_reason(s: RunSignals) -> str | None:
@@ -145,7 +146,8 @@ def unfit_reason(s: RunSignals) -> str | None:
     if s.reports:
         why.append(f"the console shows {s.reports[0]}")
     if s.run_rc in (124, 137):
-        why.append("the reproducer hit its timeout in the guest (it may be stuck in the kernel)")
+        why.append("the reproducer was stopped at the trial's planned end (its processes may still hold the kernel)"
+                   if s.trial_end else "the reproducer hit its timeout in the guest (it may be stuck in the kernel)")
     return "; ".join(why) or None
 
 

@@ -86,6 +86,7 @@ class GuestPlan:
     image: bool = True  # False: no harness image (the reproducer brings its own filesystem)
     compile_only: bool = False  # setup and compile, nothing else (a guest that compiles for guests without gcc)
     run_argv: tuple[str, ...] | None = None  # the run step runs this instead of a compiled reproducer (fstests' check)
+    timeout_ends_trial: bool = False  # run_timeout is a trial's planned end (a C file that runs until stopped)
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,8 @@ def run_over(req: GuestRequest, conn: Connection, guest: Guest, console: Console
             _collect(req, conn, staging, out, info)
     run = out.step("run")
     signals = RunSignals(out.taint_before, out.taint_after, lost=bool(done.lost or guest.gone()), killed=done.killed,
-                         reports=tuple(r.title for r in report.parse(window)), run_rc=run.rc if run else 0)
+                         reports=tuple(r.title for r in report.parse(window)), run_rc=run.rc if run else 0,
+                         trial_end=req.plan.timeout_ends_trial)
     info.update(taint_before=taint_letters(out.taint_before), taint_after=taint_letters(out.taint_after),
                 returncode=done.returncode, ssh_seconds=round(done.seconds, 2))
     return GuestRun(done.returncode, time.monotonic() - started, console_log, out_log, detail=detail, info=info,

@@ -60,6 +60,7 @@ def guest_plan(spec: Spec, run_dir: Path, source: Path, prebuilt: Path | None, t
         cflags=spec.cflags,
         args=spec.trial_args(seconds),
         run_timeout=spec.trial_timeout(seconds, timeout),
+        timeout_ends_trial=seconds is not None and not spec.timed_race,
         check_argv=tuple(fs.check_argv("{dev}")) if fs and recipe.check else None,
         sysctls=spec.guest.sysctls,
         compiler=spec.compiler,
