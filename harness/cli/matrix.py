@@ -74,7 +74,7 @@ def export_plan(matrix: Matrix, spec: str, history: History | None) -> Plan:
     """The pipeline of ``matrix``: its sharded cells' tests split by what ``history`` measured."""
     split = {}
     for cell in matrix.cells:
-        if cell.shards > 1:
+        if cell.shards > 1 and not cell.prove:  # a proof's shards are planned by its base check job
             measured = shards.measured_seconds(history, cell.id) if history else {}
             split[cell.id] = shards.split(shards.cell_tests(matrix.specs[cell.repro]), measured, cell.shards)
     return plan(matrix, spec, shards=split)

@@ -52,6 +52,8 @@ from harness.matrix.run import CellJob, Resolver, Runner, resolve_kernel, run_ce
 from harness.matrix.spec import Available, Cell, load_matrix
 from harness.paths import results_dir
 from harness.prove import LOG_FILE
+from harness.prove import shards as proof_shards
+from harness.prove.record import patch_label, proof_record, write_record
 from harness.repro.spec import Spec
 from harness.results import new_run_folder, write_json
 from harness.results.db import INDEX, CellResult, History, MatrixIndex, db_path
@@ -62,6 +64,7 @@ APT = "apt-get update && apt-get install -y --no-install-recommends ca-certifica
 CACHE = ".harness-cache"  # HARNESS_CACHE in every job: under the checkout, where both engines' caches reach
 BUILD_CACHE = (f"{CACHE}/kernels/ccache", f"{CACHE}/kernels/src")  # ccache, the unpacked kernel sources
 FETCH_CACHE = (f"{CACHE}/kernels/debian",)  # Debian images, unpacked
+CHECKS_DIR = "checks"  # GitHub: where a proof shard's job downloads its base check job's artifact
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,17 @@ def _dump(data: dict) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True, default_flow_style=False)
 
 
-def _run_args(p: Plan, c: PlannedCell) -> str:
+def _check_dir(c: PlannedCell, engine: str) -> str:
+    """Where a proof shard's job finds its base check job's artifact (the plan)."""
+    return f"{CHECKS_DIR}/" if engine == "github" else f"{RESULTS_DIR}/{c.proof.check}/"
+
+
+def _run_args(p: Plan, c: PlannedCell, engine: str = "gitlab") -> str:
+    if c.proof is not None and not c.proof.index:  # a sharded proof's base check: the plan
+        return shlex.join([*c.proof.argv, "--plan", "--shards", str(c.proof.of), "--results", c.results])
+    if c.proof is not None:
+        return shlex.join(["harness", "prove", "--shard", f"{c.proof.index}/{c.proof.of}", "--from-check",
+                           _check_dir(c, engine), "--results", c.results])
     argv = ["harness", "matrix", "run", p.spec, "--only", c.cell]
     if c.shard:
         argv += ["--shard", c.shard.label, "--tests", ",".join(c.shard.tests)]
@@ -158,12 +171,16 @@ def _gh_cell(p: Plan, c: PlannedCell, e: Engine) -> dict:
     downloads = [{"name": f"Kernel {p.kernel(j).name} from {j}", "uses": "actions/download-artifact@v4",
                   "continue-on-error": True,  # a missing artifact: the cell says so, then builds or fetches it
                   "with": {"name": j, "path": f"{KERNELS_DIR}/"}} for j in c.kernels]
+    if c.proof is not None and c.proof.index:
+        downloads.append({"name": f"The proof's plan from {c.proof.check}", "uses": "actions/download-artifact@v4",
+                          "with": {"name": c.proof.check, "path": f"{CHECKS_DIR}/"}})
     steps = [*_gh_setup(), *downloads,
              {"name": "Host prerequisites", "run": "harness setup --build" if _builds(p, c) else "harness setup"},
-             {"name": "Run the cell", "run": _run_args(p, c)},
+             {"name": "Run the cell", "run": _run_args(p, c, "github")},
              {"name": "Keep the cell folder", "if": "always()", "uses": "actions/upload-artifact@v4",
               "with": {"name": c.job, "path": f"{RESULTS_DIR}/", "if-no-files-found": "warn"}}]
-    needs = {"needs": list(c.kernels)} if c.kernels else {}
+    wanted = [*c.kernels, *((c.proof.check,) if c.proof is not None and c.proof.index else ())]
+    needs = {"needs": wanted} if wanted else {}
     return {**job, **needs, "if": "${{ !cancelled() }}", "steps": steps}
 
 
@@ -199,7 +216,9 @@ def _gl_kernel(k: KernelJob) -> dict:
 
 
 def _gl_cell(p: Plan, c: PlannedCell) -> dict:
-    return {"stage": "cells", "needs": [{"job": j, "artifacts": True} for j in c.kernels], "when": "always",
+    wanted = [*c.kernels, *((c.proof.check,) if c.proof is not None and c.proof.index else ())]
+    stage = "checks" if c.proof is not None and not c.proof.index else "cells"
+    return {"stage": stage, "needs": [{"job": j, "artifacts": True} for j in wanted], "when": "always",
             "timeout": "90m",
             "script": ["harness setup --build" if _builds(p, c) else "harness setup", _run_args(p, c)],
             "artifacts": {"when": "always", "paths": [f"{c.results}/"], "expire_in": "1 week"}}
@@ -218,7 +237,8 @@ def gitlab(p: Plan, engine: Engine = Engine()) -> str:
             f'export PATH="$PWD/.venv/bin:$PATH" HARNESS_CACHE="$PWD/{CACHE}"',
         ],
     }
-    pipeline: dict = {"stages": ["kernels", "cells", "merge"], "default": default}
+    stages = ["kernels", *(["checks"] if any(c.proof for c in p.cells) else []), "cells", "merge"]
+    pipeline: dict = {"stages": stages, "default": default}
     pipeline |= {k.job: _gl_kernel(k) for k in p.kernels}
     pipeline |= {c.job: _gl_cell(p, c) for c in p.cells}
     pipeline["merge"] = {
@@ -331,6 +351,8 @@ def _scan(dirs: Sequence[Path]) -> dict[tuple[str, int], tuple[tuple, Path, str,
             cell_dir = result.parent
             if any((p / LOG_FILE).exists() for p in cell_dir.parents if p.is_relative_to(d)):
                 continue  # a run session inside a proof folder: part of that proof's cell
+            if proof_shards.is_shard_folder(cell_dir):
+                continue  # a proof's shard: the merge folds it with the others (_merge_proofs)
             try:
                 data = json.loads(result.read_text())
                 if not isinstance(data.get("kernel"), dict) or "repro" not in data or "results" not in data:
@@ -387,6 +409,21 @@ def _combine(cell: str, found: dict[int, tuple[Path, str, dict]], folder: Path, 
     return dest, first[1]
 
 
+def _merge_proofs(dirs: Sequence[Path], folder: Path, matrix) -> list[tuple[str, str, Path]]:
+    """Every sharded proof under ``dirs`` (a base check's plan and its shards) as one proof folder in
+    ``folder``: (cell id, kernel id, folder).  A shard missing or failed is named in it (INCONCLUSIVE)."""
+    out = []
+    for plan_id, (plan, _) in sorted(proof_shards.plans_under(dirs).items()):
+        result, plan, parts = proof_shards.merge(dirs, folder, plan_id=plan_id)
+        label = f"{result.info.base.name} + {patch_label(result.info.patches)}"
+        cell = f"{label}:{result.info.reproducer}"
+        expectation = next((c.expectation for c in matrix.cells if c.id == cell), "fixed") if matrix else "fixed"
+        record = proof_record(result, label=label, expectation=expectation)
+        write_record(result.folder, {**record, **proof_shards.merged_fields(plan, parts), "cell": cell})
+        out.append((cell, label, result.folder))
+    return out
+
+
 def merge(
     dirs: Sequence[Path],
     *,
@@ -403,7 +440,7 @@ def merge(
     found = find_cells(dirs)
     sharded = find_shards(dirs)
     matrix = load_matrix(spec, available=available) if spec else None
-    if not found and not sharded and matrix is None:
+    if not found and not sharded and matrix is None and not proof_shards.plans_under(dirs):
         raise HarnessError(f"no cell folders (run_repro result.json) under {', '.join(map(str, dirs))}")
     root = Path(results_root) if results_root else results_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -414,6 +451,9 @@ def merge(
         name=matrix.name if matrix else "merged", status="done", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
         cells=tuple(cells), extra={"merged_from": [str(Path(d).resolve()) for d in dirs]},
     )
+    for cell, kernel, dest in _merge_proofs(dirs, folder, matrix):
+        found.pop(cell, None)  # a base check that settled before its plan (BASE_CLEAN) has a folder of its own
+        index = index.with_cell(CellResult.from_folder(cell, kernel, dest, folder))
     for cell in sorted(set(found) | set(sharded), key=_natural):
         if cell in sharded:
             repro = sharded[cell][next(iter(sharded[cell]))][2].get("repro") or cell.rsplit(":", 1)[1]

@@ -13,19 +13,27 @@ YAML and ``harness matrix export`` prints ``Plan.describe()`` first.
   imports its kernels' artifacts (``harness matrix run --kernels DIR``) and
   keeps its results folder as its own artifact.
 - **merge**: one job reading every cell's artifact (``harness matrix merge``).
+
+A proof cell with ``shards: N`` is a base check job (``harness prove ... --plan
+--shards N``: the plan) and N shard jobs that need its artifact (``harness prove
+--shard I/N --from-check``); the merge folds them into one proof
+(``harness.prove.shards``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from harness import kernels
 from harness.kernels import artifact
 from harness.kernels.build import Variant
 from harness.matrix.shards import Shard
 from harness.matrix.spec import Cell, Matrix
+from harness.paths import PROJECT_ROOT
 from harness.repro.spec import Spec
 
 KERNELS_DIR = "kernels"  # where a cell job finds its kernels' artifacts
@@ -61,6 +69,19 @@ class KernelJob:
 
 
 @dataclass(frozen=True)
+class ProofPart:
+    """A job of a proof cell split over shards: its base check (``index`` 0), or shard ``index`` of ``of``."""
+
+    index: int
+    of: int
+    check: str  # the base check's job, whose artifact holds the plan
+    argv: tuple[str, ...] = ()  # the base check's `harness prove` arguments
+
+    def describe(self) -> str:
+        return f"proof base check, plan of {self.of} shards" if not self.index else f"proof shard {self.index}/{self.of}"
+
+
+@dataclass(frozen=True)
 class PlannedCell:
     """One cell's job (or one shard of it)."""
 
@@ -68,6 +89,7 @@ class PlannedCell:
     cell: str  # the cell id (`--only`)
     kernels: tuple[str, ...]  # KernelJob.job of each kernel it needs
     shard: Shard | None = None
+    proof: ProofPart | None = None
 
     @property
     def results(self) -> str:
@@ -99,15 +121,17 @@ class Plan:
         for k in self.kernels:
             what = f"recipe {k.recipe}" if k.recipe else "Debian image"
             lines.append(f"    {k.verb:<5} {k.name}  ({what}) -> {len(k.cells)} cell(s)  [{k.job}]")
+        proofs = {c.cell for c in self.cells if c.proof}
         lines.append("  cells:")
         for c in self.cells:
             kern = ", ".join(c.kernels) or "its own kernel"
-            part = f" · {c.shard.describe()}" if c.shard else ""
+            part = f" · {c.shard.describe()}" if c.shard else (f" · {c.proof.describe()}" if c.proof else "")
             lines.append(f"    {c.cell}{part}  <- {kern}  [{c.job}]")
         for cell, why in self.in_cell:
             lines.append(f"    ({cell}: {why})")
         lines.append("  merge: every cell's folder -> one matrix folder (matrix.json, junit.xml, index.html)"
-                     + (f"; {len(self.shards)} sharded cell(s) merged into one result each" if self.shards else ""))
+                     + (f"; {len(self.shards)} sharded cell(s) merged into one result each" if self.shards else "")
+                     + (f"; {len(proofs)} proof(s) over shards merged into one proof each" if proofs else ""))
         return "\n".join(lines) + "\n"
 
 
@@ -178,13 +202,18 @@ def plan(matrix: Matrix, spec: str, *, cells: Sequence[Cell] | None = None,
         base = job_id("cell", cell.id)
         if cell.id in shards:
             jobs += [PlannedCell(f"{base}-{s.index}of{s.of}", cell.id, tuple(per_cell[cell.id]), s) for s in shards[cell.id]]
+        elif cell.prove and cell.shards > 1:
+            check = ProofPart(0, cell.shards, f"{base}-check", prove_argv(cell))
+            jobs.append(PlannedCell(check.check, cell.id, tuple(per_cell[cell.id]), proof=check))
+            jobs += [PlannedCell(f"{base}-{i}of{cell.shards}", cell.id, tuple(per_cell[cell.id]),
+                                 proof=replace(check, index=i)) for i in range(1, cell.shards + 1)]
         else:
             jobs.append(PlannedCell(base, cell.id, tuple(per_cell[cell.id])))
     seen: dict[str, int] = {}
     unique = []
     for j in jobs:  # two cell ids that differ only in characters a job id cannot hold
         n = seen[j.job] = seen.get(j.job, 0) + 1
-        unique.append(j if n == 1 else PlannedCell(f"{j.job}-{n}", j.cell, j.kernels, j.shard))
+        unique.append(j if n == 1 else replace(j, job=f"{j.job}-{n}"))
     return Plan(spec, matrix.name, tuple(kernel_jobs), tuple(unique), tuple(in_cell), len(cells), shards)
 
 
@@ -192,3 +221,23 @@ def needed(plan_: Plan, cell: str) -> list[KernelJob]:
     """The kernel jobs one cell's job imports."""
     jobs = next((c.kernels for c in plan_.cells if c.cell == cell), ())
     return [plan_.kernel(j) for j in jobs]
+
+
+def _project_path(path: str) -> str:
+    """A patch path as a CI job's checkout names it (relative to the project when it is inside)."""
+    prefix, bare = ("revert:", path[7:]) if path.startswith("revert:") else ("", path)
+    if os.path.isabs(bare) and Path(bare).is_relative_to(PROJECT_ROOT):
+        bare = os.path.relpath(bare, PROJECT_ROOT)
+    return prefix + bare
+
+
+def prove_argv(cell: Cell) -> tuple[str, ...]:
+    """The `harness prove` arguments of a proof cell (its kernel, patches and rule), for its base check job."""
+    e = cell.prove
+    argv = ["harness", "prove", cell.repro, *(("--variant", e.variant) if e.variant else ()),
+            *(("--base", e.base) if e.base else ())]
+    for patch in e.patches:
+        argv += ["--patch", _project_path(patch)]
+    argv += ["--confidence", f"{e.confidence:g}", "--fraction", f"{e.fraction:g}", "--trial", str(e.trial)]
+    return tuple(argv)
+

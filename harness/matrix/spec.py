@@ -23,8 +23,9 @@ default, not_fixed, traded or base_clean).
 
 ``shards: N`` on an fstests reproducer's entry splits each of its cells over N
 CI jobs (``harness matrix export``: its tests by their measured seconds, merged
-back into one cell by ``harness matrix merge``); ``harness matrix run`` runs
-the cell whole.
+back into one cell by ``harness matrix merge``); on a ``prove:`` entry, the
+proof over N jobs after one base check job (``harness.prove.shards``);
+``harness matrix run`` runs the cell whole.
 """
 
 from __future__ import annotations
@@ -280,11 +281,11 @@ def load_matrix(path: Path | str | None = None, *, available: Available | None =
         shards = e.get("shards", int, 1)
         if shards < 1:
             raise SpecError(f"{where}: shards: {shards}: give a positive number of CI jobs")
-        if shards > 1 and spec.fstests is None:
-            raise SpecError(f"{where}: shards: only an fstests reproducer's cells are split over CI jobs "
-                            f"({name} runs a C reproducer: drop shards:)")
+        if shards > 1 and spec.fstests is None and "prove" not in e.data:
+            raise SpecError(f"{where}: shards: only an fstests reproducer's cells are split over CI jobs, and proofs "
+                            f"({name} runs a C reproducer: drop shards:, or prove: a fix with it)")
         if "prove" in e.data:
-            cell = _prove_cell(e, spec, path.parent, where)
+            cell = replace(_prove_cell(e, spec, path.parent, where), shards=shards)  # a proof over N CI jobs
             cells[cell.id] = cell
             continue
         entry_kernels = _entry_kernels(e, spec, default_kernels, where, avail)

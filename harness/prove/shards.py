@@ -396,15 +396,24 @@ def _shard_logs(dirs: Sequence[Path]) -> list[tuple[Path, ProofInfo, list[dict]]
     return found
 
 
-def find_plan(dirs: Sequence[Path]) -> tuple[ShardPlan, Path]:
-    """The one plan under ``dirs`` (the check's folder); two different plans are refused."""
-    plans = {}
+def plans_under(dirs: Sequence[Path]) -> dict[str, tuple[ShardPlan, Path]]:
+    """plan id -> (plan, the check's folder) of every plan under ``dirs`` (the first folder of each)."""
+    plans: dict[str, tuple[ShardPlan, Path]] = {}
     for d in dirs:
         for path in sorted(Path(d).rglob(PLAN)):
             if _nested(path, Path(d)):
                 continue
             plan = read_plan(path.parent)
             plans.setdefault(plan.id, (plan, path.parent))
+    return plans
+
+
+def find_plan(dirs: Sequence[Path], plan_id: str | None = None) -> tuple[ShardPlan, Path]:
+    """The one plan under ``dirs`` (the check's folder), or the one of id ``plan_id``; two different plans
+    are refused."""
+    plans = plans_under(dirs)
+    if plan_id is not None:
+        plans = {k: v for k, v in plans.items() if k == plan_id}
     if not plans:
         raise SpecError(f"no {PLAN} under {', '.join(map(str, dirs))}: give the check's folder "
                         "(`harness prove ... --plan --shards N`) with the shards'")
@@ -430,12 +439,15 @@ def _failure(part: Part, data: dict | None) -> str | None:
     return None
 
 
-def collect(dirs: Sequence[Path]) -> tuple[ShardPlan, Path, list[Part]]:
-    """The plan and its shards under ``dirs``; a shard of another plan is refused (a one-line error)."""
-    plan, check = find_plan(dirs)
+def collect(dirs: Sequence[Path], plan_id: str | None = None) -> tuple[ShardPlan, Path, list[Part]]:
+    """The plan and its shards under ``dirs``; a shard of another plan is refused (a one-line error), or,
+    with ``plan_id`` (a matrix merge: several proofs' shards in one tree), left to its own plan."""
+    plan, check = find_plan(dirs, plan_id)
     parts = {i: Part(i, plan.of, plan.quota(i)) for i in range(1, plan.of + 1)}
     for folder, info, records in _shard_logs(dirs):
         shard = shard_of(info)
+        if plan_id is not None and shard.get("plan_id") != plan_id:
+            continue
         if shard.get("plan_id") != plan.id or int(shard.get("of", 0)) != plan.of:
             raise SpecError(f"{folder}: shard {shard.get('index')}/{shard.get('of')} of plan {shard.get('plan_id')}, "
                             f"not of plan {plan.id} in {check}: merge one proof's shards at a time")
@@ -533,11 +545,13 @@ def _moved_obs(obs: Observation, moves: dict[str, str]) -> Observation:
     return replace(obs, folder=_moved_folder(obs.folder, moves)) if obs.folder else obs
 
 
-def merge(dirs: Sequence[Path], results: Path | None = None) -> tuple[ProofResult, ShardPlan, list[Part]]:
-    """One proof from the plan and the shards under ``dirs``: a new folder (``results`` its root) with the
-    check and the shards copied in (``check/``, ``shard-I/``), ``proof.jsonl`` and the verdict.  The caller
-    writes ``result.json`` (``record.proof_record``, with ``merged_fields``)."""
-    plan, check, parts = collect(dirs)
+def merge(dirs: Sequence[Path], results: Path | None = None, *,
+          plan_id: str | None = None) -> tuple[ProofResult, ShardPlan, list[Part]]:
+    """One proof from the plan (the one of ``plan_id``) and the shards under ``dirs``: a new folder
+    (``results`` its root) with the check and the shards copied in (``check/``, ``shard-I/``),
+    ``proof.jsonl`` and the verdict.  The caller writes ``result.json`` (``record.proof_record``, with
+    ``merged_fields``)."""
+    plan, check, parts = collect(dirs, plan_id)
     check_info, check_records = ProofLog(check).read()
     info = replace(check_info, context={**check_info.context, MERGED_KEY: {
         "plan_id": plan.id, "check": str(check), "shards": {p.label: str(p.folder) if p.folder else None
@@ -569,3 +583,13 @@ def merged_fields(plan: ShardPlan, parts: Sequence[Part]) -> dict:
                     "base": p.quota[0], "patched": p.quota[1], "failure": p.failure} for p in parts],
         "error": "; ".join(f"shard {p.label} {p.failure}" for p in failed) or None,
     }
+
+
+def is_shard_folder(folder: Path) -> bool:
+    """``folder`` is a shard's proof folder (its ``result.json`` is part of a proof the merge folds)."""
+    if not (Path(folder) / LOG_FILE).exists():
+        return False
+    try:
+        return shard_of(ProofLog(folder).read()[0]) is not None
+    except SpecError:
+        return False
