@@ -342,7 +342,12 @@ def test_cli_plan_shards_then_merge(built, sessions, tmp_path, capsys):  # noqa:
     code = cli.main(["prove", "--merge", str(tmp_path), "--results", str(tmp_path / "merged"), "--json"])
     merged = json.loads(capsys.readouterr().out)
     assert code == ExitCode.INCONCLUSIVE and "shard 2/2 never reported" in merged["reason"]
-    assert cli.main(["prove", "--shard", "2/2", "--from-check", str(tmp_path), "--results", str(tmp_path)]) == ExitCode.OK
+    sessions.interrupt_after = sessions.total + 3  # Ctrl-C after 3 runs of shard 2, then --resume finishes it
+    assert cli.main(["prove", "--shard", "2/2", "--from-check", str(tmp_path), "--results", str(tmp_path)]) == 130
+    sessions.interrupt_after = None
+    shard2 = next(tmp_path.glob("*-shard2of2"))
+    assert cli.main(["prove", "--resume", str(shard2)]) == ExitCode.OK
+    assert json.loads((shard2 / "result.json").read_text())["shard"]["complete"] is True
     capsys.readouterr()
     code = cli.main(["prove", "--merge", str(tmp_path), "--results", str(tmp_path / "merged")])
     out = capsys.readouterr().out
