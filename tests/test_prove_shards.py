@@ -19,7 +19,7 @@ from test_prove_cli import FIX, always, built, sessions  # noqa: F401  (the fixt
 
 import harness.prove.trials as trials
 from harness import cli, prove
-from harness.errors import ExitCode, SpecError
+from harness.errors import ExitCode, GuestError, SpecError
 from harness.kernels import recipe as recipemod
 from harness.prove import (
     BASE,
@@ -290,6 +290,10 @@ def test_merge_names_a_missing_or_failed_shard_and_never_counts_it(tmp_path):
             Script([HIT, HIT, KeyboardInterrupt()]), Script([CLEAN]), plan, 2))
     result, _, _ = shards.merge([tmp_path], tmp_path / "out")
     assert result.verdict is ProofVerdict.INCONCLUSIVE and "shard 2/2 did not finish" in result.reason
+    with pytest.raises(GuestError):  # its guest would not boot three times in a row: the proof stops
+        prove.resume(failed, None, None, make=shards.shard_maker(Script([BOOT]), Script([BOOT]), plan, 2))
+    result, _, _ = shards.merge([tmp_path], tmp_path / "out")
+    assert "shard 2/2 failed, its last run BOOT_FAILURE: no console output (2 of" in result.reason
     (failed / "result.json").write_text(json.dumps({"verdict": "INFRA_ERROR", "error": "the guest did not boot"}))
     result, _, _ = shards.merge([tmp_path], tmp_path / "out")
     assert "shard 2/2 failed (INFRA_ERROR: the guest did not boot)" in result.reason

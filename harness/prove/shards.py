@@ -70,6 +70,7 @@ POWER = 0.9  # the plan's chance of FIXED for a real fix, at the check's lower b
 LIMIT = 20000  # base trials a plan may ask for
 SHARD_KEY = "shard"  # in a shard's header context: {index, of, plan_id, check}
 MERGED_KEY = "merged"  # in a merged proof's header context
+ERROR_OUTCOMES = ("BOOT_FAILURE", "INFRA_ERROR", "BUILD_ERROR")  # a run that never ran the reproducer
 
 
 # --- the plan ------------------------------------------------------------------------------------------
@@ -434,8 +435,12 @@ def _failure(part: Part, data: dict | None) -> str | None:
         return f"failed ({data['verdict']}: {data.get('error') or 'no detail'})"
     runs = {s: sum(o.exposure for o in counted[s]) for s in SIDES}
     if runs[BASE] < part.quota[0] or runs[PATCHED] < part.quota[1]:
-        return (f"did not finish ({runs[BASE]} of {part.quota[0]} base and {runs[PATCHED]} of {part.quota[1]} "
-                f"patched trials logged)")
+        logged = [r for r in part.records if r.get("type") == "run"]
+        last = logged[-1] if logged else {}
+        why = ("failed, its last run " + last["outcome"] + (f": {last['detail']}" if last.get("detail") else "")
+               if last.get("outcome") in ERROR_OUTCOMES else "did not finish")
+        return (f"{why} ({runs[BASE]} of {part.quota[0]} base and {runs[PATCHED]} of {part.quota[1]} patched "
+                "trials logged)")
     return None
 
 
