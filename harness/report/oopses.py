@@ -103,6 +103,21 @@ class Oops:
     def matches(self, line: str) -> bool:
         return self.header in line and not any(s.search(line) for s in self.suppressions)
 
+    @cached_property
+    def titles_re(self) -> re.Pattern:
+        """Every format's title regexp in one alternation, the i-th as group ``t{i}``: one search
+        finds where the earliest title starts and the first format (in table order) matching there."""
+        if any(_NOT_ALTERNABLE.search(f.title.pattern) for f in self.formats):
+            raise ValueError(f"{self.header}: a title regexp uses a backreference, a group name or inline flags")
+        if len({f.title.flags for f in self.formats}) > 1:
+            raise ValueError(f"{self.header}: title regexps with different flags")
+        return re.compile("|".join(f"(?P<t{i}>{f.title.pattern})" for i, f in enumerate(self.formats)),
+                          self.formats[0].title.flags if self.formats else 0)
+
+
+#: What a pattern cannot keep inside a bigger alternation: backreferences, group names, inline flags.
+_NOT_ALTERNABLE = re.compile(r"\\[1-9]|\(\?P[<=]|\(\?[aiLmsux]")
+
 
 # --- stack parsing parameters -------------------------------------------------
 

@@ -13,8 +13,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
-from functools import cache, lru_cache
-from itertools import accumulate
+from functools import cache, cached_property, lru_cache
+from itertools import accumulate, compress
 
 import harness.report.oopses as oopses
 from harness.report.crashtype import title_to_type
@@ -71,12 +71,15 @@ _CONSOLE_RE = re.compile(
     r"\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? ")
 #: ``_CONSOLE_RE`` for lines without " login: " and not starting with "** " (nearly all).
 _PLAIN_CONSOLE_RE = re.compile(r"(?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+\](\[ *(?:C|T)[0-9]+\])? ")
-#: Every line at once: (timestamp, caller id, the text after them); the text is
+#: Every line at once: (its context, the text after the timestamp); the text is
 #: what ``_strip_prefix`` leaves of a plain line (the first "] " ends the prefix).
-_LINE_RE = re.compile(r"^(?:((?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+\])(\[ *(?:C|T)[0-9]+\])? )?(.*)$", re.MULTILINE)
+#: A timestamped line's context is "]" and its caller id ("][ T12]"), if any; an
+#: untimestamped line's is "".  Only equality and the caller id matter.
+_LINE_RE = re.compile(r"^(?:(?:<[0-9]+>)?\[ *[0-9]+\.[0-9]+(\](?:\[ *(?:C|T)[0-9]+\])?) )?(.*)$", re.MULTILINE)
 _TASK_CONTEXT = re.compile(r"\[ *T[0-9]+\]")
 _CPU_CONTEXT = re.compile(r"\[ *C[0-9]+\]")
-_CONSOLE = "console"  # context of timestamped lines without a caller id
+_CONSOLE = "]"  # context of timestamped lines without a caller id
+_UNRELIABLE = "?"  # what ``_Console.kept`` holds for "? " frames: no context equals it
 _GCE_HANGUP = "serialport: VM disconnected."
 _HEADERS = tuple(dict.fromkeys(o.header for o in oopses.LINUX_OOPSES))
 #: Fewer, shorter strings than ``_HEADERS``, each header holding one: lines are
@@ -100,15 +103,17 @@ def _context(raw: str) -> str:
         m = _PLAIN_CONSOLE_RE.match(raw)
     else:
         return ""
-    return "" if m is None else (m.group(1) or _CONSOLE)
+    return "" if m is None else _CONSOLE + (m.group(1) or "")
 
 
 class _Console:
     """The log's lines, digested at once: contexts, stripped texts, oops lines.
 
-    One regexp over the whole text splits every line into timestamp, caller id
-    and text; the few lines that need more (a ``login:`` prefix, ``? `` frames,
+    One regexp over the whole text splits every line into its context and
+    text; the few lines that need more (a ``login:`` prefix, ``? `` frames,
     oops headers) are found with ``str.find`` and digested one by one.
+    ``kept[i]`` is line ``i``'s context, or ``_UNRELIABLE`` for a ``? `` frame:
+    a report keeps the lines whose ``kept`` is its context.
     """
 
     def __init__(self, text: str):
@@ -120,8 +125,9 @@ class _Console:
         if "\r" in text:
             raw = [r.rstrip("\r") for r in raw]
             self.context = [_context(r) for r in raw]
-            self.stripped, self.questionable = map(list, zip(*map(_strip_prefix, raw, self.context))) \
+            self.stripped, questionable = map(list, zip(*map(_strip_prefix, raw, self.context))) \
                 if raw else ([], [])
+            self.kept = [_UNRELIABLE if q else c for c, q in zip(self.context, questionable)]
         else:
             self._digest(raw)
         self.raw = raw
@@ -134,26 +140,33 @@ class _Console:
 
     def _digest(self, raw: list[str]) -> None:
         rows = _LINE_RE.findall(self.text)[:len(raw)]
-        self.context = [(caller or _CONSOLE) if stamp else "" for stamp, caller, _ in rows]
-        self.stripped = [row[2] for row in rows]
-        self.questionable = [False] * len(raw)
+        self.context, self.stripped = map(list, zip(*rows)) if rows else ([], [])
+        context, stripped = self.context, self.stripped
+        kept = self.kept = context.copy()
         odd = self._lines_with((" login: ",))
         if raw and raw[0].startswith("** "):
             odd.add(0)
         odd.update(self.line_of(pos + 1) for pos in _find_all(self.text, "\n** "))
         for i in odd:
-            self.context[i] = _context(raw[i])
-            self.stripped[i], self.questionable[i] = _strip_prefix(raw[i], self.context[i])
-        stripped, context, questionable = self.stripped, self.context, self.questionable
+            context[i] = kept[i] = _context(raw[i])
+            stripped[i], questionable = _strip_prefix(raw[i], context[i])
+            if questionable:
+                kept[i] = _UNRELIABLE
         # _strip_prefix's "? " rules on plain lines, whose stripped text is the rest already.
-        for i in [i for i, line in enumerate(stripped) if " ? " in line] + sorted(self._lines_with((" (unreliable)",))):
+        unreliable = {i for i, line in enumerate(stripped) if " ? " in line} | self._lines_with((" (unreliable)",))
+        for i in unreliable - odd:
             line = stripped[i]
-            if i in odd or not context[i] or "<EOI>" in line or questionable[i]:
+            if not context[i] or "<EOI>" in line:
                 continue
             if (pos := line.find(" ? ")) >= 0:
-                stripped[i], questionable[i] = line[pos + 2:], True
+                stripped[i], kept[i] = line[pos + 2:], _UNRELIABLE
             elif line.endswith(" (unreliable)"):
-                stripped[i], questionable[i] = line[:-13], True
+                stripped[i], kept[i] = line[:-13], _UNRELIABLE
+
+    @cached_property
+    def special(self) -> list[int]:
+        """The lines that change how a report is gathered (lock debugging off, NMI, tails)."""
+        return sorted(self._lines_with((_NO_LOCKDEP, _NMI) + _TAIL))
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -251,11 +264,11 @@ def _prefix(lines: _Console, start: int, floor: int, context: str) -> list[str]:
     """Up to 5 (50 with caller ids) same-context lines before the oops line."""
     limit = 50 if _TASK_CONTEXT.search(context) else 5
     found: deque[str] = deque()
-    contexts, stripped, questionable = lines.context, lines.stripped, lines.questionable
+    kept, stripped = lines.kept, lines.stripped
     for i in range(start - 1, floor - 1, -1):
         if len(found) == limit:
             break
-        if contexts[i] == context and stripped[i] and not questionable[i]:
+        if kept[i] == context and stripped[i]:
             found.appendleft(stripped[i])
     return list(found)
 
@@ -273,21 +286,22 @@ def _collect(lines: _Console, start: int, context: str) -> tuple[list[int], int,
     end_pos = lines.end(lines.oops_lines[-1])  # the last oops line's end (at or after start)
     nxt = bisect_right(lines.second_starts, start)
     second_at = lines.second_starts[nxt] if nxt < len(lines.second_starts) else n
-    contexts, questionable, raw = lines.context, lines.questionable, lines.raw
+    kept, raw = lines.kept, lines.raw
     body = [start]
     skipped = 0  # kept lines dropped as lock debugging noise (they count toward min_lines)
     # Other CPUs' backtraces belong to this report.
     cpu_traceback = _NMI in raw[start] and _NO_LOCKDEP not in raw[start]
-    special = sorted(lines._lines_with((_NO_LOCKDEP, _NMI) + _TAIL, lines.end(start)))
+    special = lines.special[bisect_right(lines.special, start):]
     prev = start
     for stop in [*special, n]:
-        body += [i for i in range(prev + 1, stop) if not questionable[i] and (contexts[i] == context or (
-            cpu_traceback and _CPU_CONTEXT.search(contexts[i]) is not None))]
+        if cpu_traceback:
+            body += [i for i in range(prev + 1, stop) if kept[i] == context or _CPU_CONTEXT.search(kept[i])]
+        else:  # the common case, without a Python step per line
+            body += compress(range(prev + 1, stop), map(context.__eq__, kept[prev + 1:stop]))
         if stop == n:
             break
         prev = stop
-        if questionable[stop] or contexts[stop] != context and not (
-                cpu_traceback and _CPU_CONTEXT.search(contexts[stop])):
+        if kept[stop] != context and not (cpu_traceback and _CPU_CONTEXT.search(kept[stop])):
             continue
         line = raw[stop]
         if _NO_LOCKDEP in line:
@@ -314,44 +328,52 @@ _NO_FRAMES = "extracted no frames"
 
 
 def _describe(report: str, oops: Oops) -> _Description:
-    """Title the report with the oops format matching earliest in it."""
+    """Title the report with the oops format matching earliest in it.
+
+    Of the formats whose title regexp starts there, the first (in table
+    order) whose ``report`` regexp, if any, also matches.
+    """
+    first = oops.titles_re.search(report)
     best = _Description()
-    best_pos = len(report)
-    matched_title = False
-    for fmt in oops.formats:
-        m = fmt.title.search(report)
-        if m is None or m.start() > best_pos or m.start() == best_pos and best.title:
-            continue
-        if m.start() < best_pos:
-            best, best_pos = _Description(), m.start()
-        matched_title = True
-        if fmt.report is not None and (m := fmt.report.search(report)) is None:
-            continue
-        groups = [g or "" for g in m.groups()]
-        frames: list[tuple[str, str]] = []
-        corrupted = ""
-        if fmt.stack is not None:
-            frames, ok = _extract_frames(fmt.stack, report[m.start():])
-            corrupted = "" if ok else _NO_FRAMES
-        args = groups + [canonical for canonical, _ in frames]
-        title = fmt.fmt.format(*args)
-        alts = [a.format(*args) for a in fmt.alt]
-        for variant in _stripped_variants(frames):
-            alt_title = fmt.fmt.format(*groups, *variant)
-            if alt_title != title:
-                alts.append(alt_title)
-            alts.extend(a.format(*groups, *variant) for a in fmt.alt)
-        best = _Description(title, corrupted, tuple(dict.fromkeys(alts)), fmt)
+    if first is not None:
+        at = first.start()
+        for fmt in oops.formats[int(first.lastgroup[1:]):]:
+            if (m := fmt.title.match(report, at)) is None:
+                continue
+            if fmt.report is not None and (m := fmt.report.search(report)) is None:
+                continue
+            best = _titled(fmt, m, report)
+            if best.title:
+                break
     if not best.title:
         pos = report.find(oops.header)
         if pos < 0:
             return _Description()
         eol = report.find("\n", pos)
         best = _Description(report[pos:eol if eol >= 0 else len(report)],
-                            "matched title but not report regexp" if matched_title else "")
+                            "matched title but not report regexp" if first is not None else "")
     if not best.corrupted and best.format is not None and best.format.corrupted:
         best = replace(best, corrupted="report format is marked as corrupted")
     return best
+
+
+def _titled(fmt: OopsFormat, m: re.Match, report: str) -> _Description:
+    """The title (and alt titles) ``fmt`` gives the report its regexp matched as ``m``."""
+    groups = [g or "" for g in m.groups()]
+    frames: list[tuple[str, str]] = []
+    corrupted = ""
+    if fmt.stack is not None:
+        frames, ok = _extract_frames(fmt.stack, report[m.start():])
+        corrupted = "" if ok else _NO_FRAMES
+    args = groups + [canonical for canonical, _ in frames]
+    title = fmt.fmt.format(*args)
+    alts = [a.format(*args) for a in fmt.alt]
+    for variant in _stripped_variants(frames):
+        alt_title = fmt.fmt.format(*groups, *variant)
+        if alt_title != title:
+            alts.append(alt_title)
+        alts.extend(a.format(*groups, *variant) for a in fmt.alt)
+    return _Description(title, corrupted, tuple(dict.fromkeys(alts)), fmt)
 
 
 # --- stack frames -------------------------------------------------------------
@@ -395,7 +417,7 @@ def _walk_parts(stack: StackFmt, parts: tuple, report: str) -> tuple[list[tuple[
                 pos, trace_ok, ended_by_next = _walk_trace_lines(lines, pos, parts[i + 1], raw, stack)
                 i += ended_by_next
             else:
-                pos, trace_ok = _walk_trace(lines, pos, raw, stack)
+                trace_ok = _walk_trace(lines, pos, raw, stack)
             ok = ok and trace_ok
         else:
             pos, m, part_ok = _find_part(lines, pos, part)
@@ -488,24 +510,37 @@ class _Lines:
         return found
 
 
-def _walk_trace(lines: _Lines, pos: int, raw: list[str], stack: StackFmt) -> tuple[int, bool]:
-    """Frames from ``pos`` up to a stack start or a fault-injection frame (that line consumed)."""
+def _walk_trace(lines: _Lines, pos: int, raw: list[str], stack: StackFmt) -> bool:
+    """Frames from ``pos`` up to a stack start or a fault-injection frame, for the last part
+    of a stack format (nothing after the trace is looked at); whether no such frame came first."""
+    if stack.extractor is None and not lines.corrupt:
+        # The first frame kept is the guilty one: look no further once there is one (and no
+        # further than the next stack start, found line by line on the way).
+        _first_frame(lines, pos, lines.size + 1, raw, stack, stack_starts=True)
+        return True
     stop = lines.next_stack_start(pos)
     bad = [c for c in lines.corrupt if pos <= c <= stop]
     stop = min(bad, default=stop)
     if stack.extractor is not None:  # it looks at every frame
         for m in lines.frames(pos, stop):
             _append_frames(raw, m, stack)
-    else:  # the first frame kept is the guilty one: look no further once there is one
-        at = pos
-        while not raw and at < stop and at <= lines.size:
-            line = lines.line(at)
-            for frame_re in oopses.FRAME_RES:
-                if m := frame_re.search(line):
-                    _append_frames(raw, m, stack)
-                    break
-            at = lines.after(at)
-    return (lines.after(stop) if stop <= lines.size else stop), not bad
+    else:
+        _first_frame(lines, pos, stop, raw, stack, stack_starts=False)
+    return not bad
+
+
+def _first_frame(lines: _Lines, at: int, stop: int, raw: list[str], stack: StackFmt, stack_starts: bool) -> None:
+    """Frame lines from ``at`` until one yields a kept frame, up to ``stop`` (with ``stack_starts``,
+    also up to the first line starting a stack)."""
+    while not raw and at < stop and at <= lines.size:
+        line = lines.line(at)
+        if stack_starts and oopses.STACK_START_RE.search(line):
+            return
+        for frame_re in oopses.FRAME_RES:
+            if m := frame_re.search(line):
+                _append_frames(raw, m, stack)
+                break
+        at = lines.after(at)
 
 
 def _walk_trace_lines(lines: _Lines, pos: int, next_part: re.Pattern, raw: list[str],
