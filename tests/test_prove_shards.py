@@ -265,11 +265,16 @@ def test_merge_of_every_shard_is_the_rule_once_on_the_union(tmp_path):
     plan, check = planned(tmp_path, policy)
     for i in (1, 2):
         shard_folder(tmp_path, plan, policy, i, Script([HIT]), Script([CLEAN]), check)
+    run = tmp_path / "shard-1of2" / "run-01" / "disk.img"  # a finished run's file: linked, not copied
+    run.parent.mkdir()
+    run.write_bytes(b"x")
     result, _, parts = shards.merge([tmp_path], tmp_path / "out")
     assert result.verdict is ProofVerdict.FIXED and all(p.failure is None for p in parts)
     assert (result.proof.base.runs, result.proof.patched.runs) == (plan.base_trials, plan.patched_trials)
     assert result.proof.check.runs == 3 and "union of 2 shard(s)" in result.reason
     assert (result.folder / "shard-1" / "proof.jsonl").exists() and (result.folder / "check" / "plan.json").exists()
+    assert (result.folder / "shard-1" / "run-01" / "disk.img").stat().st_ino == run.stat().st_ino
+    assert (result.folder / "shard-1" / "proof.jsonl").stat().st_ino != (run.parent.parent / "proof.jsonl").stat().st_ino
     again = prove.load(result.folder)  # the merged log replays to the same counts
     assert again.verdict is ProofVerdict.FIXED and again.proof.patched.runs == plan.patched_trials
     result2, _, _ = shards.merge([tmp_path], tmp_path / "out2")  # the copies inside the merged folder are skipped
@@ -283,6 +288,7 @@ def test_merge_names_a_missing_or_failed_shard_and_never_counts_it(tmp_path):
     result, _, _ = shards.merge([tmp_path], tmp_path / "out")
     assert result.verdict is ProofVerdict.INCONCLUSIVE and result.reason.startswith("shard 2/2 never reported")
     assert result.proof.patched.runs == plan.quota(1)[1]
+    assert "resume the shard named" in prove.statement(result) and prove.to_json(result)["more_runs"] is None
     failed = tmp_path / "shard-2of2"
     si = shards.shard_info(info(policy), plan, 2, check)
     with pytest.raises(KeyboardInterrupt):  # killed midway: its log stops short
@@ -290,6 +296,7 @@ def test_merge_names_a_missing_or_failed_shard_and_never_counts_it(tmp_path):
             Script([HIT, HIT, KeyboardInterrupt()]), Script([CLEAN]), plan, 2))
     result, _, _ = shards.merge([tmp_path], tmp_path / "out")
     assert result.verdict is ProofVerdict.INCONCLUSIVE and "shard 2/2 did not finish" in result.reason
+    assert result.proof.base.runs == plan.quota(1)[0]  # the killed shard's trials are not counted
     with pytest.raises(GuestError):  # its guest would not boot three times in a row: the proof stops
         prove.resume(failed, None, None, make=shards.shard_maker(Script([BOOT]), Script([BOOT]), plan, 2))
     result, _, _ = shards.merge([tmp_path], tmp_path / "out")

@@ -53,6 +53,7 @@ BASE, PATCHED = "base", "patched"
 SIDES = (BASE, PATCHED)
 CHECK, TRIALS = "check", "trials"  # a base run's phase: the base check (full race), or a counted trial
 LOG_FILE = "proof.jsonl"
+MERGED = "merged"  # a proof merged from shards (``harness.prove.shards``): its header context's key
 TRIAL_MODES = ("auto", "full")  # or a number of seconds
 
 Progress = Callable[[str], None]

@@ -6,7 +6,7 @@ import textwrap
 from dataclasses import asdict
 
 import harness.prove.trials as trials
-from harness.prove.driver import BASE, PATCHED, KernelInfo, ProofResult, ProofVerdict, Tally
+from harness.prove.driver import BASE, MERGED, PATCHED, KernelInfo, ProofResult, ProofVerdict, Tally
 from harness.stats import clopper_pearson, upper_bound
 
 
@@ -84,6 +84,14 @@ def statement(result: ProofResult, *, ascii: bool = False) -> str:
     if result.verdict is ProofVerdict.TRADED:
         return (f"The expected outcome is gone, traded for another report: {'; '.join(proof.traded())}. "
                 f"{claim}{_cut_text(result, ge)}{_boots_text(result)}")
+    merged = result.info.context.get(MERGED)
+    if merged and merged.get("failed"):  # a fixed-sample plan: more trials are not the answer
+        return (f"Not settled ({result.reason}). The plan's verdict needs every shard's planned trials: resume the "
+                f"shard named (harness prove --resume SHARD_FOLDER) or run it again (--shard I/N --from-check), then "
+                f"merge again; the other shards' {p.runs} clean patched {unit}s are in {basis}.")
+    if merged:
+        return (f"Not settled ({result.reason}): the base hit fewer of its trials than the plan counted on; plan "
+                f"again from a new base check (--plan --shards N) {basis}.")
     more = proof.more_runs()
     if more is None:
         return f"Not settled ({result.reason}): the base has not shown the expected outcome yet."
@@ -227,7 +235,8 @@ def to_json(result: ProofResult) -> dict:
         "unit": proof.unit,
         "hazard": hazard(result) if result.verdict in (ProofVerdict.FIXED, ProofVerdict.TRADED) else None,
         "statement": statement(result),
-        "more_runs": proof.more_runs() if result.verdict is ProofVerdict.INCONCLUSIVE else None,
+        "more_runs": (proof.more_runs() if result.verdict is ProofVerdict.INCONCLUSIVE
+                      and not info.context.get(MERGED) else None),
         "traded": proof.traded() if result.verdict is ProofVerdict.TRADED else [],
         "reproducer": info.reproducer,
         "patches": [asdict(p) for p in info.patches],

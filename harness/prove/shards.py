@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -49,6 +50,7 @@ from harness.errors import SpecError
 from harness.prove.driver import (
     BASE,
     LOG_FILE,
+    MERGED,
     PATCHED,
     SIDES,
     TRIALS,
@@ -69,7 +71,7 @@ PLAN = "plan.json"
 POWER = 0.9  # the plan's chance of FIXED for a real fix, at the check's lower bound on the base's rate
 LIMIT = 20000  # base trials a plan may ask for
 SHARD_KEY = "shard"  # in a shard's header context: {index, of, plan_id, check}
-MERGED_KEY = "merged"  # in a merged proof's header context
+MERGED_KEY = MERGED  # in a merged proof's header context
 ERROR_OUTCOMES = ("BOOT_FAILURE", "INFRA_ERROR", "BUILD_ERROR")  # a run that never ran the reproducer
 
 
@@ -521,7 +523,7 @@ def union(plan: ShardPlan, info: ProofInfo, check_records: Sequence[dict], parts
         records.append({"type": "trial", "at": now(), **choice.to_dict()})
     hit = None
     for part in parts:
-        if part.folder is None:
+        if part.folder is None or part.failure:  # a failed shard's trials are not the plan's: never counted
             continue
         for side, runs in part.counted().items():
             for obs in runs:
@@ -560,14 +562,15 @@ def merge(dirs: Sequence[Path], results: Path | None = None, *,
     check_info, check_records = ProofLog(check).read()
     info = replace(check_info, context={**check_info.context, MERGED_KEY: {
         "plan_id": plan.id, "check": str(check), "shards": {p.label: str(p.folder) if p.folder else None
-                                                          for p in parts}}}, started=now())
+                                                          for p in parts},
+        "failed": [p.label for p in parts if p.failure]}}, started=now())
     root = Path(results) if results else check.parent
     folder = new_run_folder(f"prove-{info.reproducer}", f"{info.patched.name}-merged", root)
     moves = {str(check): str(folder / "check")}
-    shutil.copytree(check, folder / "check", symlinks=True)
+    _copy(check, folder / "check")
     for p in parts:
         if p.folder is not None:
-            shutil.copytree(p.folder, folder / f"shard-{p.index}", symlinks=True)
+            _copy(p.folder, folder / f"shard-{p.index}")
             moves[str(p.folder)] = str(folder / f"shard-{p.index}")
     proof, hit, records = union(plan, info, check_records, parts, moves)
     decision = decide(plan, proof, parts, hit)
@@ -576,6 +579,22 @@ def merge(dirs: Sequence[Path], results: Path | None = None, *,
         log.append(rec)
     log.append({"type": "verdict", "at": now(), "verdict": decision.verdict.value, "reason": decision.reason})
     return ProofResult(decision.verdict, decision.reason, info, proof, folder), plan, parts
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    if Path(src).name in (LOG_FILE, "result.json", PLAN):  # a resumed shard appends to its log: a copy of it
+        shutil.copy2(src, dest)
+        return
+    try:
+        os.link(src, dest)  # a finished run's files never change
+    except OSError:  # another file system: a copy
+        shutil.copy2(src, dest)
+
+
+def _copy(src: Path, dest: Path) -> None:
+    """A shard's folder into the merged one: hard links where they can be (the run folders' scratch disks are
+    sparse; a copy would write them out whole, 178 MB of shard becoming 3.2 GB)."""
+    shutil.copytree(src, dest, symlinks=True, copy_function=_link_or_copy)
 
 
 def merged_fields(plan: ShardPlan, parts: Sequence[Part]) -> dict:
