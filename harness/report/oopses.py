@@ -101,22 +101,49 @@ class Oops:
     suppressions: tuple[re.Pattern, ...] = ()
 
     def matches(self, line: str) -> bool:
-        return self.header in line and not any(s.search(line) for s in self.suppressions)
+        return self.header in line and not (self.suppressions and self._suppressed_re.search(line))
+
+    @cached_property
+    def _suppressed_re(self) -> re.Pattern:
+        """The suppressions as one alternation: one search of a line, not one per suppression."""
+        return alternation(self.suppressions)
 
     @cached_property
     def titles_re(self) -> re.Pattern:
         """Every format's title regexp in one alternation, the i-th as group ``t{i}``: one search
         finds where the earliest title starts and the first format (in table order) matching there."""
-        if any(_NOT_ALTERNABLE.search(f.title.pattern) for f in self.formats):
-            raise ValueError(f"{self.header}: a title regexp uses a backreference, a group name or inline flags")
-        if len({f.title.flags for f in self.formats}) > 1:
-            raise ValueError(f"{self.header}: title regexps with different flags")
-        return re.compile("|".join(f"(?P<t{i}>{f.title.pattern})" for i, f in enumerate(self.formats)),
-                          self.formats[0].title.flags if self.formats else 0)
+        return alternation(tuple(f.title for f in self.formats), group="t")
 
 
 #: What a pattern cannot keep inside a bigger alternation: backreferences, group names, inline flags.
 _NOT_ALTERNABLE = re.compile(r"\\[1-9]|\(\?P[<=]|\(\?[aiLmsux]")
+
+
+def alternation(patterns: tuple[re.Pattern, ...], group: str = "") -> re.Pattern:
+    """``patterns`` as one regexp matching where the first of them (in order) matches; with
+    ``group``, the i-th is named ``{group}{i}`` (a match's ``lastgroup`` tells which matched)."""
+    if bad := [p.pattern for p in patterns if _NOT_ALTERNABLE.search(_LEADING_FLAGS.sub("", p.pattern, count=1))]:
+        raise ValueError(f"cannot join regexps using a backreference, a group name or inline flags: {bad}")
+    if len({p.flags & ~_inline_flags(p.pattern) for p in patterns}) > 1:
+        raise ValueError(f"cannot join regexps with different flags: {[p.pattern for p in patterns]}")
+    name = (lambda i: f"?P<{group}{i}>") if group else (lambda i: "?:")
+    return re.compile("|".join(f"({name(i)}{_scoped(p.pattern)})" for i, p in enumerate(patterns)),
+                      patterns[0].flags & ~_inline_flags(patterns[0].pattern) if patterns else 0)
+
+
+_LEADING_FLAGS = re.compile(r"\(\?([imsx]+)\)")
+
+
+def _inline_flags(pattern: str) -> int:
+    """The flags a leading ``(?i)`` sets."""
+    m = _LEADING_FLAGS.match(pattern)
+    return sum({"i": re.I, "m": re.M, "s": re.S, "x": re.X}[c] for c in set(m.group(1))) if m else 0
+
+
+def _scoped(pattern: str) -> str:
+    """``(?i)rest`` as ``(?i:rest)``: flags that may stand inside an alternation."""
+    m = _LEADING_FLAGS.match(pattern)
+    return f"(?{m.group(1)}:{pattern[m.end():]})" if m else pattern
 
 
 # --- stack parsing parameters -------------------------------------------------
@@ -141,7 +168,11 @@ STACK_START = (
     RISCV_STACK_START,
 )
 
-STACK_START_RE = re.compile("|".join(f"(?:{r.pattern})" for r in STACK_START), re.ASCII)
+#: Whether a line starts a stack: any of ``STACK_START`` found in it.  The "[^k] backtrace"
+#: one is written as a lookbehind, which finds it on the same lines, so that no branch
+#: starts with a class nearly every character is in: the regexp tries few positions.
+STACK_START_RE = re.compile("|".join(f"(?:{r.pattern})" for r in STACK_START).replace(
+    "[^k] backtrace", "(?<=[^k] )backtrace"), re.ASCII)
 
 #: A literal every ``STACK_START`` line holds (one per pattern, in order): the
 #: parser finds candidate lines with ``str.find`` and confirms them with the regexp.
@@ -702,7 +733,7 @@ for _oops in LINUX_OOPSES:  # compile the formats' own skip lists now, not in th
             _fmt.stack.skips("")
 
 #: Oops lines that continue the current report rather than start a new one.
-REPORT_START_IGNORES = tuple(rx(p) for p in (
+REPORT_START_IGNORES = tuple(rx(p) for p in (  # searched as one alternation
     "invalid opcode: 0000", "Kernel panic - not syncing", "unregister_netdevice: waiting for",
     "PANIC: double fault", "Internal error:",
 ))

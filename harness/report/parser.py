@@ -13,8 +13,9 @@ import re
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
-from functools import cache, cached_property, lru_cache
-from itertools import accumulate, compress
+from functools import cache, lru_cache
+from itertools import accumulate, compress, count, repeat
+from operator import contains, not_
 
 import harness.report.oopses as oopses
 from harness.report.crashtype import title_to_type
@@ -91,8 +92,11 @@ if missing := [h for h in _HEADERS if not any(n in h for n in _HEADER_NEEDLES)]:
     raise RuntimeError(f"oops headers without a needle in _HEADER_NEEDLES: {missing}")
 #: Lines that change how a report is gathered (rare: found with str.find, not per line).
 _NO_LOCKDEP = "Disabling lock debugging due to kernel taint"
+_CONTINUATION = oopses.alternation(oopses.REPORT_START_IGNORES)
 _NMI = "Sending NMI from CPU"
 _TAIL = ("Kernel panic - not syncing", "WARNING: possible circular locking dependency detected")
+if missing := [t for t in _TAIL if not any(n in t for n in _HEADER_NEEDLES)]:
+    raise RuntimeError(f"tails without a needle in _HEADER_NEEDLES: {missing}")
 
 
 def _context(raw: str) -> str:
@@ -116,6 +120,12 @@ class _Console:
     a report keeps the lines whose ``kept`` is its context.
     """
 
+    # What a log without an oops line leaves as it is (nothing looks at them then).
+    info_at: set[int] = set()
+    continuation: set[int] = set()
+    second_starts: list[int] = []
+    special: list[int] = []
+
     def __init__(self, text: str):
         self.text = text
         raw = text.split("\n")
@@ -128,17 +138,28 @@ class _Console:
             self.stripped, questionable = map(list, zip(*map(_strip_prefix, raw, self.context))) \
                 if raw else ([], [])
             self.kept = [_UNRELIABLE if q else c for c, q in zip(self.context, questionable)]
+            unstripped = set()
         else:
-            self._digest(raw)
+            unstripped = self._digest(raw)
         self.raw = raw
-        self.oops_at = {i: oops for i in sorted(self._lines_with(_HEADER_NEEDLES)) if (oops := self._oops(raw[i]))}
-        self.info_at = self._lines_with(oopses.INFO_WITH_STACK)
+        candidates = sorted(self._lines_with(_HEADER_NEEDLES))
+        self.oops_at = {i: oops for i in candidates if (oops := self._oops(raw[i]))}
         self.oops_lines = sorted(self.oops_at)
-        self.continuation = {i for i in self.oops_lines
-                             if any(r.search(raw[i]) for r in oopses.REPORT_START_IGNORES)}
+        if not self.oops_at:
+            return  # nothing else is looked at
+        for i in unstripped & self.oops_at.keys():
+            line = self.stripped[i]
+            self.stripped[i] = line[line.find(" ? ") + 2:]
+        self.info_at = self._lines_with(oopses.INFO_WITH_STACK)
+        self.continuation = {i for i in self.oops_lines if _CONTINUATION.search(raw[i])}
         self.second_starts = sorted({i for i in self.oops_lines if i not in self.continuation} | self.info_at)
+        #: The lines that change how a report is gathered (lock debugging off, NMI, tails: a tail
+        #: holds a header needle, so its line is a candidate).
+        self.special = sorted(self._lines_with((_NO_LOCKDEP, _NMI))
+                              | {i for i in candidates if any(t in raw[i] for t in _TAIL)})
 
-    def _digest(self, raw: list[str]) -> None:
+    def _digest(self, raw: list[str]) -> set[int]:
+        """Contexts, stripped texts and kept contexts of ``raw``; the "? " lines left unstripped."""
         rows = _LINE_RE.findall(self.text)[:len(raw)]
         self.context, self.stripped = map(list, zip(*rows)) if rows else ([], [])
         context, stripped = self.context, self.stripped
@@ -152,21 +173,18 @@ class _Console:
             stripped[i], questionable = _strip_prefix(raw[i], context[i])
             if questionable:
                 kept[i] = _UNRELIABLE
-        # _strip_prefix's "? " rules on plain lines, whose stripped text is the rest already.
-        unreliable = {i for i, line in enumerate(stripped) if " ? " in line} | self._lines_with((" (unreliable)",))
-        for i in unreliable - odd:
+        # _strip_prefix's rules on the other timestamped lines, whose stripped text is the rest
+        # already.  "? " frames (a quarter of a log's lines) are found by C loops and only marked:
+        # no report holds one but as its oops line, whose "? " __init__ drops.
+        marked = set(compress(count(), map(contains, stripped, repeat(" ? "))))
+        marked -= odd | set(compress(count(), map(not_, context))) | self._lines_with(("<EOI>",))
+        for i in marked:
+            kept[i] = _UNRELIABLE
+        for i in self._lines_with((" (unreliable)",)) - odd - marked:  # powerpc
             line = stripped[i]
-            if not context[i] or "<EOI>" in line:
-                continue
-            if (pos := line.find(" ? ")) >= 0:
-                stripped[i], kept[i] = line[pos + 2:], _UNRELIABLE
-            elif line.endswith(" (unreliable)"):
+            if context[i] and "<EOI>" not in line and line.endswith(" (unreliable)"):
                 stripped[i], kept[i] = line[:-13], _UNRELIABLE
-
-    @cached_property
-    def special(self) -> list[int]:
-        """The lines that change how a report is gathered (lock debugging off, NMI, tails)."""
-        return sorted(self._lines_with((_NO_LOCKDEP, _NMI) + _TAIL))
+        return marked
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -363,7 +381,7 @@ def _titled(fmt: OopsFormat, m: re.Match, report: str) -> _Description:
     frames: list[tuple[str, str]] = []
     corrupted = ""
     if fmt.stack is not None:
-        frames, ok = _extract_frames(fmt.stack, report[m.start():])
+        frames, ok = _extract_frames(fmt.stack, _Lines(report[m.start():]))
         corrupted = "" if ok else _NO_FRAMES
     args = groups + [canonical for canonical, _ in frames]
     title = fmt.fmt.format(*args)
@@ -388,17 +406,16 @@ _FRAMES_M = _multiline(oopses.FRAME_RES)
 _CORRUPTED_LINE = re.compile("|".join(f"(?:{p.pattern})" for p in oopses.CORRUPTED_LINES), re.ASCII)
 
 
-def _extract_frames(stack: StackFmt, report: str) -> tuple[list[tuple[str, str]], bool]:
+def _extract_frames(stack: StackFmt, lines: _Lines) -> tuple[list[tuple[str, str]], bool]:
     """Guilty (canonical, raw) frames, one per stack trace part; ok flag."""
-    frames, ok = _walk_parts(stack, stack.parts, report)
+    frames, ok = _walk_parts(stack, stack.parts, lines)
     if ok or not stack.parts2:
         return frames, ok
-    return _walk_parts(stack, stack.parts2, report)
+    return _walk_parts(stack, stack.parts2, lines)
 
 
-def _walk_parts(stack: StackFmt, parts: tuple, report: str) -> tuple[list[tuple[str, str]], bool]:
-    """Match ``parts`` in order over the lines of ``report``: a guilty frame per trace."""
-    lines = _Lines(report)
+def _walk_parts(stack: StackFmt, parts: tuple, lines: _Lines) -> tuple[list[tuple[str, str]], bool]:
+    """Match ``parts`` in order over the lines of a report: a guilty frame per trace."""
     pos, raw, results, ok, traces = 0, [], [], True, 0
     i = 0
     while True:
@@ -587,6 +604,8 @@ def _stripped_variants(frames: list[tuple[str, str]]) -> list[list[str]]:
     """Raw frames, and raw frames minus each syscall prefix, for alt titles."""
     raw = [r for _, r in frames]
     variants = [raw]
+    if not any(r.startswith(oopses.STRIP_FRAME_PREFIXES) for r in raw):
+        return variants
     for p in oopses.STRIP_FRAME_PREFIXES:
         trimmed = [r.removeprefix(p) for r in raw]
         if trimmed != raw:
@@ -611,7 +630,11 @@ def _corruption(title: str, report: str, fmt: OopsFormat | None) -> str:
         return ""
     has_trace = False
     for key, hint in zip(oopses.STACK_START, oopses.STACK_START_HINTS):
-        m = key.search(report) if hint in report else None
+        if (at := report.find(hint)) < 0:
+            continue
+        # The first match holds a hint at or after ``at``, on one line (the "[^k] backtrace"
+        # one may start with the newline before it): start the search there.
+        m = key.search(report, max(report.rfind("\n", 0, at), 0))
         if m is None:
             continue
         following = report[m.start():].split("\n", 16)
