@@ -82,8 +82,9 @@ def parser_figures() -> list[tuple[str, float, str]]:
     if not corpus.exists():
         return []
     t = corpus_throughput(corpus)
-    return [(f"console parser over the corpus ({t['files']} files, {t['mb']:.1f} MB)", t["seconds"],
-             f"{t['mb_per_s']:.1f} MB/s")]
+    return [(f"console parser over the corpus ({t['files']} files, {t['mb']:.1f} MB), fastest of 3 passes",
+             t["seconds"], f"{t['mb_per_s']:.1f} MB/s wall, {t['cpu_mb_per_s']:.1f} MB/s CPU "
+             f"({t['cpu_seconds']:.3f} s; goal >= 20 MB/s CPU)")]
 
 
 def build_figures(with_vng_kconfig: bool) -> list[tuple[str, float, str]]:
