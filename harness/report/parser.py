@@ -248,11 +248,10 @@ def _build(text: str, lines: _Console, start: int, floor: int) -> tuple[Report, 
     oops, context = lines.oops_at[start], lines.context[start]
     prefix = _prefix(lines, start, floor, context)
     body, report_end, end_pos = _collect(lines, start, context)
-    stripped = lines.stripped
-    report_lines = prefix + [stripped[i] for i in body[:report_end]]
-    full = "".join([stripped[i] + "\n" for i in body])
-    desc = _describe(full if report_end == len(body) else "".join(
-        [stripped[i] + "\n" for i in body[:report_end]]), oops)
+    own = list(map(lines.stripped.__getitem__, body))
+    report_lines = prefix + own[:report_end]
+    full = "\n".join(own) + "\n"
+    desc = _describe(full if report_end == len(body) else "\n".join(own[:report_end]) + "\n", oops)
     head_start = lines.starts[start]
     if not desc.title:  # the header got mangled by stripping: use raw text
         full = text[head_start:end_pos]
@@ -263,12 +262,12 @@ def _build(text: str, lines: _Console, start: int, floor: int) -> tuple[Report, 
     reason = desc.corrupted or _corruption(raw_title, full, desc.format)
     title = _normalize(raw_title)
     alts = tuple(dict.fromkeys(a for a in map(_normalize, desc.alt_titles) if a != title))
-    frame = _FRAME_IN_TITLE.match(title)
+    frame = _frame_in_title(title)
     report = Report(
         title=title,
         alt_titles=alts,
         type=title_to_type(title),
-        frame=frame.group(1) if frame else None,
+        frame=frame,
         corrupted=bool(reason),
         start=head_start,
         end=lines.end(body[report_end - 1]),
@@ -667,8 +666,20 @@ _TITLE_REPLACEMENTS = tuple((re.compile(p, re.ASCII), r, re.compile(need)) for p
     (r"(\W)(\d+)(\W|$)", r"\g<1>NUM\g<3>", _DIGIT),
     (r"\d{7,}", "NUM", _DIGIT),  # digits inside names (cfg80211) stay, long runs go
 ))
-_FRAME_IN_TITLE = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)")
+#: The function after " in " (the last such) names a title's guilty frame.
+_FRAME_AFTER_IN = re.compile(r"(?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+")
 _MAX_TITLE = 120
+
+
+def _frame_in_title(title: str) -> str | None:
+    """What ``.* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)`` matches as group 1, by ``rfind``:
+    the greedy ``.*`` takes the last " in " that a name follows."""
+    end = len(title)
+    while (at := title.rfind(" in ", 0, end)) >= 0:
+        if m := _FRAME_AFTER_IN.match(title, at + 4):
+            return m.group()
+        end = at + 3  # an earlier " in ", overlapping this one's start too
+    return None
 
 
 def _normalize(title: str) -> str:
