@@ -212,7 +212,7 @@ class _Console:
     def _oops(raw: str) -> Oops | None:
         """The first oops (in table order) whose header is on the line, unsuppressed."""
         for oops in oopses.LINUX_OOPSES:
-            if oops.matches(raw):
+            if oops.header in raw and oops.matches(raw):
                 return oops
         return None
 
@@ -657,19 +657,17 @@ def _corruption(title: str, report: str, fmt: OopsFormat | None) -> str:
 # --- titles -------------------------------------------------------------------
 
 _DIGIT = "[0-9]"
-#: (pattern, replacement, what every match holds: the pattern is not run without it; a
-#: regexp, or a literal looked for with ``in``).
-_TITLE_REPLACEMENTS = tuple((re.compile(p, re.ASCII), r, need if literal else re.compile(need).search)
-                            for p, r, need, literal in (
-    (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor", "syz-executor", True),
-    (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller", "syzkaller", True),
-    (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\g<1>ADDR", "[0-9a-f]{6}", False),  # addresses
-    (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP", r"[0-9]\.", False),
-    (r"(\.\w+)(:[0-9]+)+", r"\g<1>:LINE", ":[0-9]", False),
-    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\g<1>", "+0x", True),  # func+off/size
-    (r"CPU#[0-9]+", "CPU", "CPU#", True),
-    (r"(\W)(\d+)(\W|$)", r"\g<1>NUM\g<3>", _DIGIT, False),
-    (r"\d{7,}", "NUM", _DIGIT, False),  # digits inside names (cfg80211) stay, long runs go
+#: (pattern, replacement, a regexp every match holds: the pattern is not run without it).
+_TITLE_REPLACEMENTS = tuple((re.compile(p, re.ASCII), r, re.compile(need)) for p, r, need in (
+    (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor", "syz-executor"),
+    (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller", "syzkaller"),
+    (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\g<1>ADDR", "[0-9a-f]{6}"),  # addresses
+    (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP", r"[0-9]\."),
+    (r"(\.\w+)(:[0-9]+)+", r"\g<1>:LINE", ":[0-9]"),
+    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\g<1>", r"\+0x"),  # func+off/size
+    (r"CPU#[0-9]+", "CPU", "CPU#"),
+    (r"(\W)(\d+)(\W|$)", r"\g<1>NUM\g<3>", _DIGIT),
+    (r"\d{7,}", "NUM", _DIGIT),  # digits inside names (cfg80211) stay, long runs go
 ))
 #: The function after " in " (the last such) names a title's guilty frame.
 _FRAME_AFTER_IN = re.compile(r"(?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+")
@@ -690,8 +688,7 @@ def _frame_in_title(title: str) -> str | None:
 def _normalize(title: str) -> str:
     """Replace volatile bits (addresses, numbers, lines), then sanitize."""
     for pattern, repl, need in _TITLE_REPLACEMENTS:
-        while (need in title if isinstance(need, str) else need(title)) and (
-                new := pattern.sub(repl, title)) != title:
+        while need.search(title) and (new := pattern.sub(repl, title)) != title:
             title = new
     title = title[:_MAX_TITLE].replace("\t", " ")
     if title.isascii() and title.isprintable() and "  " not in title:
