@@ -73,7 +73,12 @@ class FakeMachine:
         return self.console
 
     def qmp(self, timeout):
+        if self.fail == "connect":
+            raise GuestError("QEMU's QMP socket did not answer in 20 s")
         return FakeQmp(self.log, self.fail)
+
+    def stop(self, reason):
+        self.log.append(f"stop QEMU: {reason}")
 
 
 class Clock:
@@ -136,3 +141,11 @@ def test_the_inner_watchdog_still_decides(tmp_path):
     watch, machine, clock, kills = _watch(tmp_path)
     kills.append("step run made no progress")
     assert watch() == "step run made no progress"
+
+
+def test_a_panicked_guest_whose_qmp_is_gone_is_stopped_not_left_halted(tmp_path):
+    watch, machine, clock, _ = _watch(tmp_path, fail="connect")
+    machine.console = BUG + PANIC + PANIC_END
+    watch()
+    assert machine.log == ["stop QEMU: the dump's QMP did not answer"]
+    assert watch.record["error"].startswith("QMP did not answer")

@@ -113,6 +113,8 @@ class CoreWatch:
         try:
             q = self.machine.qmp(DUMP_TIMEOUT)
         except GuestError as exc:
+            if panicked:  # halted in panic() for good (kernel.panic=0): stop QEMU rather than wait for the watchdog
+                self.machine.stop("the dump's QMP did not answer")
             return {**record, "error": f"QMP did not answer: {exc}"}
         try:
             q.command("stop")
