@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,10 +71,22 @@ def _seed_engine_cache(project: Path) -> None:
             subprocess.run(["cp", "-a", str(kernels / part), str(dest / part)], check=True)
 
 
-def test_exported_gitlab_pipeline_runs_end_to_end(vm, tmp_path):
+@pytest.fixture
+def short_dir():
+    """A project folder with a short path.  A cell's compile guest (vng) carries its run folder's path on the
+    kernel command line several times (--cwd, --rwdir, the command), and gitlab-ci-local nests each job's
+    run folders deep (.gitlab-ci-local/builds/JOB/out/JOB/MATRIX/RUN/compile): under pytest's own tmp_path
+    (/tmp/pytest-of-root/pytest-NNN/test_.../project/...) both cells' kernels died at boot with "detected
+    buffer overflow in __fortify_strlen" (x86's 2048-byte command line), measured 2026-12-08."""
+    path = Path(tempfile.mkdtemp(prefix="glp-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_exported_gitlab_pipeline_runs_end_to_end(vm, short_dir):
     if shutil.which("gitlab-ci-local") is None or shutil.which("rsync") is None:
         pytest.skip("gitlab-ci-local or rsync missing: run `harness setup --test`")
-    project = tmp_path / "project"
+    project = short_dir / "p"
     project.mkdir()
     (project / "pipeline.yaml").write_text(MATRIX)
     _checkout(project)
