@@ -83,8 +83,12 @@ class Context:
 
     @property
     def vmcore(self) -> bool:
-        """Whether the runs dump the guest's memory at a crash: ``--vmcore`` or the spec's ``guest: vmcore``."""
-        return self.options.vmcore or self.spec.guest.vmcore
+        return wants_vmcore(self.spec, self.options)
+
+
+def wants_vmcore(spec: Spec, options: RunOptions) -> bool:
+    """Whether the runs dump the guest's memory at a crash: ``--vmcore`` or the spec's ``guest: vmcore``."""
+    return options.vmcore or spec.guest.vmcore
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from harness.kernels import Kernel
 from harness.kernels import cache as kcache
 from harness.options import Accel, RunOptions
 from harness.repro import faults, kinds
-from harness.repro.kind import Context, RunKind, Staged
+from harness.repro.kind import Context, RunKind, Staged, wants_vmcore
 from harness.repro.spec import ExpectKind, Spec
 from harness.repro.watchdog import StepWatchdog
 from harness.results import new_run_folder, write_json
@@ -178,7 +178,7 @@ class ReproSession:
         unmet = needs.unmet(self.backend)
         if unmet:
             raise GuestError(unmet)
-        if (self.options.vmcore or spec.guest.vmcore) and not self.backend.dumps_memory:
+        if wants_vmcore(spec, self.options) and not self.backend.dumps_memory:
             raise GuestError(f"--vmcore needs a backend that can dump the guest's memory: {self.backend.name} "
                              f"cannot ({self.backend_reason}); use --backend snapshot")
         self.folder = new_run_folder(spec.name, self.kernel.name, self.options.results)
